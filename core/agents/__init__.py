@@ -1,0 +1,1 @@
+"""Agents: what runs one attempt of a task. See ``base`` and ``registry``."""

@@ -1,0 +1,55 @@
+"""Where tek keeps its data: one folder for journal, logs, models and config.
+
+``$TEK_HOME`` when set, else the platform's user data dir (platformdirs). The
+folder is created on first use, not at import.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_HOME = "TEK_HOME"
+
+
+def tek_home() -> Path:
+    """Return tek's data folder, creating it if needed."""
+    env = os.environ.get(ENV_HOME)
+    if env:
+        home = Path(env).expanduser()
+    else:
+        import platformdirs
+
+        home = Path(platformdirs.user_data_dir("tek", appauthor=False))
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def runs_dir() -> Path:
+    """Folder holding one sub-folder of logs per run."""
+    return tek_home() / "runs"
+
+
+def run_log_path(run_id: str, task_id: str, attempt: int) -> Path:
+    """Log file of one attempt: ``<home>/runs/<run>/<task>.<attempt>.log``.
+
+    Task ids may contain ``/`` (sub-plan tasks); it becomes ``__`` so the log
+    stays inside the run's folder.
+    """
+    safe = task_id.replace("/", "__")
+    return runs_dir() / run_id / f"{safe}.{attempt}.log"
+
+
+def default_store_path() -> Path:
+    """The journal database: ``<home>/tek.db``."""
+    return tek_home() / "tek.db"
+
+
+def models_dir() -> Path:
+    """Root of the model registry."""
+    return tek_home() / "models"
+
+
+def config_path() -> Path:
+    """The user's config file (theme and other remembered choices)."""
+    return tek_home() / "config.toml"

@@ -1,0 +1,5 @@
+"""``python -m tek_tui`` runs the ``tek`` command."""
+
+from tek_tui.cli import entry
+
+entry()

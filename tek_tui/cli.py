@@ -1,0 +1,77 @@
+"""The ``tek`` command: argument parsing, exit codes, one-line errors.
+
+Exit codes (DESIGN.md, "Command line"): 0 all succeeded, 1 some task failed,
+2 bad input (plan, options, journal), 130 interrupted. Any :class:`TekError`
+reaching here prints its lines as ``tek: ...`` on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from core.errors import TekError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+#: Subcommand modules under ``tek_tui.commands``, in ``--help`` order.
+COMMAND_MODULES = ("validate", "run", "tui", "runs", "models")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``tek`` parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="tek",
+        description="tek, the Task Execution Kit: run plans of dependent tasks and watch them live.",
+    )
+    parser.add_argument("--version", action="version", version=f"tek {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"tek_tui.commands.{name}")
+        module.register(sub)
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("task-exec-kit")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``tek`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        code: int = args.func(args)
+    except TekError as exc:
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"tek: {line}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("tek: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `tek runs | head` closed the pipe: not an error worth a traceback.
+        return EXIT_OK
+    return code
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

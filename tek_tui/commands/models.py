@@ -1,0 +1,17 @@
+"""``tek models``: placeholder until its issue lands (see README)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    """Add the ``models`` subcommand."""
+    p = sub.add_parser("models", help="(not built yet)")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    print("tek models: not built yet")
+    return 2

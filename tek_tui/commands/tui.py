@@ -1,0 +1,17 @@
+"""``tek tui``: placeholder until its issue lands (see README)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    """Add the ``tui`` subcommand."""
+    p = sub.add_parser("tui", help="(not built yet)")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    print("tek tui: not built yet")
+    return 2
