@@ -81,7 +81,8 @@ class TaskChanged:
 
     ``reason`` says why in words a person reads (``"exit code 3"``,
     ``"timed out after 5s"``, ``"upstream build failed"``, ``"cancelled by
-    user"``). ``pid`` is the process (group leader) of a running attempt, when
+    user"``). ``metrics`` holds an ending attempt's numbers (Outcome.metrics),
+    for the journal. ``pid`` is the process (group leader) of a running attempt, when
     it has one, so telemetry can sum its process tree. ``gpus`` are the device
     indices given to a running attempt.
     """
@@ -94,6 +95,7 @@ class TaskChanged:
     reason: str = ""
     pid: int | None = None
     gpus: tuple[int, ...] = ()
+    metrics: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

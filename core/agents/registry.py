@@ -11,10 +11,8 @@ from __future__ import annotations
 import importlib
 import warnings
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from core.agents.base import Agent
+from core.agents.base import Agent
 
 ENTRY_POINT_GROUP = "tek.agents"
 
@@ -65,6 +63,8 @@ def get_agent(name: str) -> Agent | None:
     try:
         cls = getattr(importlib.import_module(module_name), attr)
         agent = cls()
+        if not isinstance(agent, Agent):
+            raise TypeError(f"{target} is not a tek Agent")
     except Exception as exc:
         warnings.warn(f"tek: agent {name!r} ({target}) failed to load: {exc}", stacklevel=2)
         _plugin_targets().pop(name, None)
