@@ -1,0 +1,225 @@
+"""Warm ML worker processes, parent side: :class:`WorkerProcess` and :class:`WorkerPool`.
+
+Each worker is ``python -m core.ml.worker`` in its own process group (a
+session), so killing it kills anything it started. Workers are plain
+``subprocess.Popen`` objects read through ``anyio.to_thread`` rather than
+anyio processes: an anyio process belongs to the event loop that made it,
+while warm workers outlive one run (and one event loop) and serve the next.
+
+A task takes an idle, live worker or starts one; after a task that ended
+normally (success or an op error) the worker goes back to the idle list (at
+most ``max_idle``, default ``$TEK_ML_WARM_WORKERS`` or 4; ``0`` means every
+task gets a fresh, cold worker). A worker that died, or whose task was
+cancelled or timed out, is killed and never reused; the next task starts a
+replacement. The worker's raw stderr (segfault tracebacks) goes to a file
+under ``$TEK_HOME/ml-workers`` whose tail explains a death.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import anyio
+import anyio.to_thread
+
+from core.paths import tek_home
+
+ENV_WARM = "TEK_ML_WARM_WORKERS"
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent.parent)
+
+
+class WorkerDiedError(Exception):
+    """The worker process ended in the middle of a request (or before ready)."""
+
+    def __init__(self, reason: str, exit_code: int | None) -> None:
+        super().__init__(reason)
+        self.exit_code = exit_code
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "stopped answering"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (out of memory?)" if name == "SIGKILL" else ""
+        return f"was killed by {name}{hint}"
+    return f"exited with code {code}"
+
+
+class WorkerProcess:
+    """One worker process and its pipes."""
+
+    def __init__(self, python: str = sys.executable) -> None:
+        folder = tek_home() / "ml-workers"
+        folder.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
+        self._stderr = open(folder / f"worker-{os.getpid()}-{id(self)}.err", "w+b")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [python, "-m", "core.ml.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=env,
+            start_new_session=True,  # own process group: a kill reaches its children too
+            text=True,
+            encoding="utf-8",
+        )
+        self.pid = self.proc.pid
+        self.ready = False
+        self.tasks = 0
+
+    @property
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return self.proc.poll() is None
+
+    async def _read(self) -> dict[str, Any]:
+        out: IO[str] | None = self.proc.stdout
+        assert out is not None
+        # abandon_on_cancel: a cancelled attempt must not wait for the worker's
+        # next line; the caller kills the worker, which ends the blocked read.
+        line = await anyio.to_thread.run_sync(out.readline, abandon_on_cancel=True)
+        if not line:
+            code = await anyio.to_thread.run_sync(self._wait, abandon_on_cancel=True)
+            raise WorkerDiedError(
+                f"ML worker (pid {self.pid}) {_describe_exit(code)}{self._tail()}", code
+            )
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    def _wait(self) -> int | None:
+        try:
+            return self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def _tail(self) -> str:
+        try:
+            self._stderr.seek(0)
+            lines = self._stderr.read().decode("utf-8", "replace").strip().splitlines()
+        except (OSError, ValueError):
+            return ""
+        useful = [ln.strip() for ln in lines if ln.strip()][-3:]
+        return f": {' | '.join(useful)}" if useful else ""
+
+    async def wait_ready(self) -> None:
+        """Wait for the ``ready`` message (torch imported).
+
+        Raises:
+            WorkerDiedError: the worker could not start.
+        """
+        while not self.ready:
+            message = await self._read()
+            self.ready = message.get("type") == "ready"
+
+    async def request(
+        self, request: dict[str, Any], on_message: Callable[[dict[str, Any]], None]
+    ) -> dict[str, Any]:
+        """Send one request; pass ``log``/``progress`` messages on; return ``done``.
+
+        Raises:
+            WorkerDiedError: the worker died before answering.
+        """
+        await self.wait_ready()
+        stdin = self.proc.stdin
+        assert stdin is not None
+        try:
+            stdin.write(json.dumps(request) + "\n")
+            stdin.flush()
+        except (BrokenPipeError, OSError):
+            await self._read()  # raises WorkerDiedError with the exit status
+        self.tasks += 1
+        while True:
+            message = await self._read()
+            if message.get("type") == "done":
+                return message
+            on_message(message)
+
+    def kill(self) -> None:
+        """Kill the worker's whole process group and reap it (never blocks long)."""
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self._wait()
+        self.close_files()
+
+    def close_files(self) -> None:
+        """Close the pipes and remove the stderr file."""
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        self._stderr.close()
+        Path(self._stderr.name).unlink(missing_ok=True)
+
+
+@dataclass
+class WorkerStats:
+    """Counters of a pool: workers started, tasks served by a warm one, deaths."""
+
+    started: int = 0
+    reused: int = 0
+    died: int = 0
+    killed: int = 0
+
+
+class WorkerPool:
+    """Idle warm workers, shared by every ML task of this process."""
+
+    def __init__(self, max_idle: int | None = None, python: str = sys.executable) -> None:
+        if max_idle is None:
+            max_idle = int(os.environ.get(ENV_WARM, "4") or 4)
+        self.max_idle = max(0, max_idle)
+        self.python = python
+        self.stats = WorkerStats()
+        self._idle: list[WorkerProcess] = []
+        self._lock = threading.Lock()  # acquire/release may run on different event loops
+
+    def acquire(self) -> WorkerProcess:
+        """A live idle worker, or a newly started one (not yet ready)."""
+        with self._lock:
+            while self._idle:
+                worker = self._idle.pop()
+                if worker.alive:
+                    self.stats.reused += 1
+                    return worker
+                worker.close_files()
+        self.stats.started += 1
+        return WorkerProcess(self.python)
+
+    def release(self, worker: WorkerProcess, healthy: bool) -> None:
+        """Keep a healthy worker warm (room permitting); kill any other."""
+        if healthy and worker.alive:
+            with self._lock:
+                if len(self._idle) < self.max_idle:
+                    self._idle.append(worker)
+                    return
+        worker.kill()
+
+    def close(self) -> None:
+        """Kill every idle worker."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.kill()
+
+    @property
+    def idle(self) -> int:
+        """Workers waiting for a task."""
+        return len(self._idle)

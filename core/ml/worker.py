@@ -1,0 +1,151 @@
+"""The ML worker process: ``python -m core.ml.worker``.
+
+A worker imports torch once, says ``ready``, then serves requests one at a
+time, so many small ML tasks pay torch's import once per worker, not once per
+task (``core.ml.pool`` is the parent side). The protocol is JSON lines:
+
+- parent → worker, on stdin: ``{"op", "args", "run_id", "task_id", "cpus",
+  "gpus", "cwd", "env"}``; end of stdin means "exit".
+- worker → parent, on the original stdout: ``{"type": "ready", "pid",
+  "torch"}`` once; then per request any number of ``{"type": "log", "line"}``
+  and ``{"type": "progress", "values", "fraction"}`` and one ``{"type":
+  "done", "ok", "metrics", "reason"}``.
+
+File descriptors 1 and 2 are redirected into a pipe whose lines become
+``log`` messages, so whatever an op or a C library prints lands in the
+task's log and can never corrupt the protocol. The original stderr is kept
+for faulthandler: a segfault's traceback goes there, and the parent shows its
+tail when the worker dies. Torch is imported in :func:`main`, never at module
+import, so the parent can import this module's constants cheaply.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import io
+import json
+import os
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import IO, Any
+
+from core.errors import TekError
+from core.ml.context import OpContext
+
+#: Exceptions whose message alone is a good reason (no traceback in the log).
+EXPECTED = (TekError, ValueError, KeyError, FileNotFoundError)
+
+
+class Channel:
+    """Thread-safe writer of protocol messages to the parent."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def send(self, **message: Any) -> None:
+        """Write one message as one JSON line and flush."""
+        line = json.dumps(message, default=str)
+        with self._lock:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+
+
+def _capture_output(channel: Channel) -> None:
+    """Point fds 1 and 2 at a pipe whose lines are sent as ``log`` messages."""
+    read_fd, write_fd = os.pipe()
+    os.dup2(write_fd, 1)
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+    sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", 0), line_buffering=True)
+    sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", 0), line_buffering=True)
+
+    def pump() -> None:
+        with os.fdopen(read_fd, "r", encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                channel.send(type="log", line=line.rstrip("\n"))
+
+    threading.Thread(target=pump, name="tek-ml-output", daemon=True).start()
+
+
+def handle(request: dict[str, Any], channel: Channel) -> None:
+    """Run one request and send its ``done`` message."""
+    from core.ml import convert, data, evaluate, registry, train
+
+    ctx = OpContext(
+        run_id=request.get("run_id", ""),
+        task_id=request.get("task_id", ""),
+        cpus=float(request.get("cpus", 1.0)),
+        gpus=tuple(request.get("gpus", ())),
+        cwd=Path(request.get("cwd") or os.getcwd()),
+        env=request.get("env") or dict(os.environ),
+        log=lambda line: channel.send(type="log", line=line),
+        progress=lambda fraction=None, **values: channel.send(
+            type="progress", values=values, fraction=fraction
+        ),
+    )
+    op, args = request["op"], request["args"]
+    try:
+        if op == "train":
+            metrics = train.run_train(args, ctx)
+        elif op == "evaluate":
+            metrics = evaluate.run_evaluate(args, ctx)
+        elif op == "infer":
+            metrics = evaluate.run_infer(args, ctx)
+        elif op == "convert":
+            metrics = convert.run_convert(args, ctx)
+        elif op == "dataset":
+            ds = data.synthetic(args["kind"], args)
+            path = ctx.path(args["out"])
+            data.write_table(data.to_frame(ds), path)
+            ctx.log(f"dataset {args['kind']}: {len(ds.x)} rows written to {path}")
+            metrics = {"rows": float(len(ds.x))}
+        elif op == "select":
+            winner, saved = registry.select_best(
+                args["candidates"], args["metric"], args["mode"], args["save"], ctx.lineage()
+            )
+            ctx.log(f"select: {winner.ref} wins on {args['metric']}; saved as {saved.ref}")
+            metrics = {args["metric"]: float(winner.meta["metrics"][args["metric"]])}
+        else:
+            raise ValueError(f"unknown op {op!r}")
+    except EXPECTED + (data.DataError,) as exc:
+        channel.send(type="done", ok=False, reason=str(exc).strip("'\""), metrics={})
+    except Exception as exc:
+        for line in traceback.format_exc().splitlines():
+            ctx.log(line)
+        channel.send(type="done", ok=False, reason=f"{type(exc).__name__}: {exc}", metrics={})
+    else:
+        channel.send(type="done", ok=True, reason="", metrics=metrics)
+    finally:
+        _reset()
+
+
+def _reset() -> None:
+    """Undo per-task global torch settings so the next task starts clean."""
+    import torch
+
+    torch.use_deterministic_algorithms(False)
+
+
+def main() -> int:
+    """Serve requests until stdin closes."""
+    channel = Channel(os.fdopen(os.dup(1), "w", encoding="utf-8"))
+    crash = os.fdopen(os.dup(2), "w")
+    faulthandler.enable(file=crash)
+    _capture_output(channel)
+    import torch
+
+    # Warm the modules every op needs, so the first task does not pay for them.
+    from core.ml import convert, data, evaluate, train  # noqa: F401
+
+    channel.send(type="ready", pid=os.getpid(), torch=torch.__version__)
+    for line in sys.stdin:
+        if line.strip():
+            handle(json.loads(line), channel)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
