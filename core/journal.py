@@ -1,0 +1,172 @@
+"""The SQLite :class:`~core.recorder.Recorder`: a run's events into the journal.
+
+The engine awaits :meth:`JournalRecorder.record` with each ordered batch of
+events before it publishes them. Each batch becomes exactly one write
+transaction, done in a worker thread (``anyio.to_thread.run_sync`` behind a
+one-slot limiter, so batches are written one at a time, in the order they
+came, and the event loop never waits on disk). When ``record`` returns, the
+batch is committed: a state change is durable before any client sees it.
+
+Only what history and resume need is stored: task state changes, attempts
+(start, end, exit code, reason, log path, resources, metrics) and the run's
+start and end. Output lines, progress and pool samples are not (the log
+files keep the output); a batch holding nothing else costs no thread hop.
+
+Inside one batch, writes are merged (an attempt that starts and ends in the
+same batch is one INSERT; a task gets one UPDATE with its last state). That
+is safe because the batch is one transaction: no reader can see a state in
+between anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+
+from core.events import Event, RunFinished, RunStarted, TaskChanged, TaskState
+from core.paths import run_log_path
+
+if TYPE_CHECKING:
+    from core.plan import Plan
+    from core.store import Store
+
+#: The attempt state a task state change closes it with.
+_ENDS: dict[TaskState, str] = {
+    TaskState.SUCCEEDED: "succeeded",
+    TaskState.FAILED: "failed",
+    TaskState.CANCELLED: "cancelled",
+    TaskState.SKIPPED: "cancelled",
+    TaskState.RETRYING: "failed",
+}
+
+
+@dataclass(slots=True)
+class JournalStats:
+    """What the recorder has written so far."""
+
+    batches: int = 0
+    events: int = 0
+    write_s: float = 0.0
+
+
+class JournalRecorder:
+    """Writes one run's events to a :class:`~core.store.Store`.
+
+    Args:
+        store: the open journal (its run row was made by ``begin_run`` or
+            ``reopen_run``).
+        run_id: the run.
+        plan: the run's plan (resources requested per task).
+    """
+
+    def __init__(self, store: Store, run_id: str, plan: Plan) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.stats = JournalStats()
+        self._tasks = plan.by_id
+        self._log_dir = run_log_path(run_id, "x", 1).parent
+        # One slot: batches never overlap, so they commit in arrival order.
+        self._limiter = anyio.CapacityLimiter(1)
+
+    async def record(self, events: Sequence[Event]) -> None:
+        """Commit the batch's state changes; returns once they are durable."""
+        kept = [e for e in events if isinstance(e, TaskChanged | RunStarted | RunFinished)]
+        if kept:
+            await anyio.to_thread.run_sync(self.record_sync, kept, limiter=self._limiter)
+
+    def record_sync(self, events: Sequence[Event]) -> None:
+        """Write one batch in one transaction, from the calling thread."""
+        t0 = time.perf_counter()
+        run_id = self.run_id
+        closes: list[tuple[Any, ...]] = []  # attempts opened in an earlier batch
+        opened: dict[tuple[str, int], list[Any]] = {}  # attempts opened in this batch
+        open_now: dict[str, list[Any]] = {}  # task -> its attempt opened here, still open
+        task_rows: dict[str, tuple[Any, ...]] = {}
+        run_updates: list[tuple[str, tuple[Any, ...]]] = []
+        for ev in events:
+            if isinstance(ev, TaskChanged):
+                self._task_event(ev, opened, open_now, closes, task_rows)
+            elif isinstance(ev, RunStarted):
+                run_updates.append((
+                    "UPDATE runs SET status = 'running', started_ts = coalesce(started_ts, ?)"
+                    " WHERE id = ?",
+                    (ev.ts, run_id),
+                ))  # fmt: skip
+            elif isinstance(ev, RunFinished):
+                run_updates.append((
+                    "UPDATE runs SET status = ?, ended_ts = ? WHERE id = ?",
+                    (ev.status.value, ev.ts, run_id),
+                ))  # fmt: skip
+        with self.store.write() as conn:
+            # Closes first: they only touch attempts opened by earlier batches,
+            # and must not close the ones this batch opens below.
+            conn.executemany(
+                "UPDATE attempts SET state = ?, ended_ts = ?, exit_code = ?, reason = ?,"
+                " metrics = ? WHERE run_id = ? AND task_id = ? AND ended_ts IS NULL",
+                closes,
+            )
+            conn.executemany(
+                "INSERT INTO attempts (run_id, task_id, attempt, state, started_ts, ended_ts,"
+                " exit_code, reason, log_path, pid, cpus, gpus, memory_mb, metrics)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (run_id, task_id, attempt) DO UPDATE SET state = excluded.state,"
+                " ended_ts = excluded.ended_ts, exit_code = excluded.exit_code,"
+                " reason = excluded.reason, pid = coalesce(excluded.pid, pid),"
+                " gpus = excluded.gpus, metrics = excluded.metrics",
+                [tuple(v) for v in opened.values()],
+            )
+            conn.executemany(
+                "UPDATE tasks SET state = ?, attempts = max(attempts, ?), exit_code = ?,"
+                " reason = ? WHERE run_id = ? AND task_id = ?",
+                task_rows.values(),
+            )
+            for sql, params in run_updates:
+                conn.execute(sql, params)
+        self.stats.batches += 1
+        self.stats.events += len(events)
+        self.stats.write_s += time.perf_counter() - t0
+
+    def _task_event(
+        self,
+        ev: TaskChanged,
+        opened: dict[tuple[str, int], list[Any]],
+        open_now: dict[str, list[Any]],
+        closes: list[tuple[Any, ...]],
+        task_rows: dict[str, tuple[Any, ...]],
+    ) -> None:
+        tid, run_id = ev.task_id, self.run_id
+        if ev.state is TaskState.READY:
+            # pending and ready mean the same to history and to resume ("not
+            # started"); skipping them halves what a big run writes.
+            return
+        task_rows[tid] = (ev.state.value, ev.attempt, ev.exit_code, ev.reason, run_id, tid)
+        if ev.state is TaskState.RUNNING:
+            row = opened.get((tid, ev.attempt))
+            if row is not None:  # a second RUNNING (pid now known): keep the start
+                row[9] = ev.pid if ev.pid is not None else row[9]
+                return
+            task = self._tasks.get(tid)
+            log = self._log_dir / f"{tid.replace('/', '__')}.{ev.attempt}.log"
+            opened[(tid, ev.attempt)] = open_now[tid] = [
+                run_id, tid, ev.attempt, "running", ev.ts, None, None, "", str(log), ev.pid,
+                task.cpus if task else None, ",".join(map(str, ev.gpus)),
+                task.memory_mb if task else None, "{}",
+            ]  # fmt: skip
+            return
+        end = _ENDS.get(ev.state)
+        if end is None:
+            return
+        metrics = json.dumps(dict(ev.metrics)) if ev.metrics else "{}"
+        # The attempt that ends is the task's open one: opened in this batch
+        # (merge into its INSERT) or earlier (an UPDATE of the open row).
+        row = open_now.pop(tid, None)
+        if row is not None:
+            row[3], row[5], row[6], row[7], row[13] = end, ev.ts, ev.exit_code, ev.reason, metrics
+        else:
+            closes.append((end, ev.ts, ev.exit_code, ev.reason, metrics, run_id, tid))

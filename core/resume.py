@@ -1,0 +1,130 @@
+"""What ``tek run --resume`` reruns, decided from the plan and the journal.
+
+Rules (DESIGN.md, "Persistence"; issue 4):
+
+- a task that succeeded in the journal, whose row is unchanged, is kept as
+  done (the engine gets it in ``completed``) and never runs again;
+- a task that did not succeed (failed, cancelled, skipped, pending, or
+  ``running`` when tek died) reruns;
+- a task whose row hash differs from the journal's, or that is new in the
+  plan, reruns, and so does everything downstream of it;
+- ``--from TASK`` forces TASK and everything downstream of it to rerun.
+
+The row hash covers every field of the row except its line number (an edit
+to any column, including name, priority or an ``x_`` column, counts as a
+change); dependency order is ignored because it means nothing. Attempt
+numbers continue from the journal so log files of earlier attempts stay.
+
+Pure functions over plain data: no I/O, no SQLite, cheap to test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from core.errors import PlanError
+from core.plan import Task
+
+if TYPE_CHECKING:
+    from core.plan import Plan
+    from core.store import TaskRecord
+
+#: Task fields a row hash covers: all but ``line``.
+_HASHED: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Task) if f.name != "line")
+_DEPS = _HASHED.index("deps")
+
+
+def row_hash(task: Task) -> str:
+    """A short stable hash of everything a task's row says (not its line)."""
+    values: list[object] = [getattr(task, name) for name in _HASHED]
+    values[_DEPS] = tuple(sorted(task.deps))
+    # repr of str, int, float and tuples is stable across CPython versions.
+    return hashlib.blake2b(repr(values).encode(), digest_size=12).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeDecision:
+    """What a resumed run does.
+
+    Attributes:
+        completed: tasks kept as succeeded (passed to the engine as ``completed``).
+        rerun: tasks that run again (every other task of the plan).
+        attempts_so_far: last attempt number per task, so numbering continues.
+        why: for each rerun task, one phrase saying why.
+    """
+
+    completed: frozenset[str]
+    rerun: frozenset[str]
+    attempts_so_far: Mapping[str, int] = field(default_factory=dict)
+    why: Mapping[str, str] = field(default_factory=dict)
+
+
+def decide_resume(
+    plan: Plan, journal: Iterable[TaskRecord], from_tasks: Sequence[str] = ()
+) -> ResumeDecision:
+    """Decide which tasks of ``plan`` a resume of a journaled run reruns.
+
+    Args:
+        plan: the plan as it is now (may differ from the journaled one).
+        journal: the run's task rows (``task_id``, ``state``, ``row_hash``,
+            ``attempts``).
+        from_tasks: ``--from`` tasks: rerun them and their downstream.
+
+    Returns:
+        The decision; ``completed`` and ``rerun`` partition the plan's ids.
+
+    Raises:
+        PlanError: a ``--from`` task is not in the plan.
+    """
+    rows = {r.task_id: r for r in journal}
+    unknown = [t for t in from_tasks if t not in plan.by_id]
+    if unknown:
+        where = plan.path or "the plan"
+        raise PlanError([f"--from: no task {t!r} in {where}" for t in unknown])
+
+    why: dict[str, str] = {}
+    roots: list[tuple[str, str]] = []  # (task, reason) whose downstream reruns too
+    for task in plan.tasks:
+        row = rows.get(task.id)
+        if row is None:
+            roots.append((task.id, "new task"))
+        elif row.row_hash != row_hash(task):
+            roots.append((task.id, "row changed"))
+        elif row.state != "succeeded":
+            why[task.id] = f"was {row.state}"
+    roots.extend((t, "--from") for t in from_tasks)
+
+    children = _children(plan)
+    for root, reason in roots:
+        why[root] = reason
+        for down in _downstream(root, children):
+            why.setdefault(down, f"downstream of {root}")
+            if why[down].startswith("was "):
+                why[down] = f"downstream of {root}"
+    rerun = frozenset(why)
+    completed = frozenset(t.id for t in plan.tasks if t.id not in rerun)
+    attempts = {tid: r.attempts for tid, r in rows.items() if tid in plan.by_id and r.attempts}
+    return ResumeDecision(completed, rerun, attempts, why)
+
+
+def _children(plan: Plan) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for task in plan.tasks:
+        for dep in task.deps:
+            out.setdefault(dep, []).append(task.id)
+    return out
+
+
+def _downstream(root: str, children: Mapping[str, list[str]]) -> set[str]:
+    seen: set[str] = set()
+    stack = list(children.get(root, ()))
+    while stack:
+        tid = stack.pop()
+        if tid not in seen:
+            seen.add(tid)
+            stack.extend(children.get(tid, ()))
+    return seen

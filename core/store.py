@@ -1,0 +1,431 @@
+"""The run journal: every run, task and attempt tek has run, in SQLite.
+
+:class:`Store` is the one door to the journal file (``$TEK_HOME/tek.db`` or a
+path given with ``--store``): it creates a run's rows before the run starts,
+reopens a run for ``--resume`` (closing the attempts a crash left open as
+``interrupted``) and answers the history commands. Events are written by
+``core.journal.JournalRecorder``; the schema and its migrations live in
+``core.store_schema``.
+
+Readers beside a writer: the file is in WAL mode, every connection waits on a
+busy timeout instead of failing, and every read that spans several queries
+runs inside one read transaction, so a reader sees whole batches only.
+
+A ``Store`` may be used from several threads (the recorder writes from a
+worker thread); a lock serialises its one connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.errors import StoreError
+from core.paths import default_store_path
+from core.resume import row_hash
+from core.store_schema import connect
+
+if TYPE_CHECKING:
+    from core.plan import Plan
+
+#: Run statuses a live process keeps writing; any other status is final.
+LIVE_STATUSES = frozenset({"pending", "running", "paused", "cancelling"})
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One run as the journal knows it.
+
+    ``status`` is what the run last wrote; :attr:`effective_status` says
+    ``interrupted`` for a run whose process is gone without finishing.
+    """
+
+    id: str
+    plan_path: str
+    plan_hash: str
+    options: Mapping[str, Any]
+    task_count: int
+    status: str
+    created_ts: float
+    started_ts: float | None
+    ended_ts: float | None
+    resumes: int
+    pid: int | None
+    host: str
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def is_live(self) -> bool:
+        """True while the process that writes this run is still running it."""
+        return self.status in LIVE_STATUSES and process_alive(self.pid, self.host, self.created_ts)
+
+    @property
+    def effective_status(self) -> str:
+        """``status``, or ``interrupted`` when the writer died before finishing."""
+        if self.status in LIVE_STATUSES and not self.is_live:
+            return "interrupted"
+        return self.status
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from start to end (to now for a live run)."""
+        if self.started_ts is None:
+            return None
+        end = self.ended_ts if self.ended_ts is not None else (time.time() if self.is_live else None)
+        return None if end is None else max(0.0, end - self.started_ts)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """One task of a run: its latest state and how many attempts it had."""
+
+    task_id: str
+    idx: int
+    row_hash: str
+    state: str
+    attempts: int
+    exit_code: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One attempt of one task; ``ended_ts`` is None while it runs."""
+
+    task_id: str
+    attempt: int
+    state: str
+    started_ts: float
+    ended_ts: float | None
+    exit_code: int | None
+    reason: str
+    log_path: str
+    pid: int | None
+    cpus: float | None
+    gpus: tuple[int, ...]
+    memory_mb: int | None
+    metrics: Mapping[str, float]
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds the attempt ran, None while it runs."""
+        return None if self.ended_ts is None else max(0.0, self.ended_ts - self.started_ts)
+
+
+def new_run_id() -> str:
+    """A fresh run id: sortable by time, unique (``20261124-123015-3fa2``)."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def plan_hash(plan: Plan) -> str:
+    """sha256 of the plan file's bytes, or of its rows for a plan built in code."""
+    h = hashlib.sha256()
+    if plan.path is not None and plan.path.is_file():
+        h.update(plan.path.read_bytes())
+    else:
+        for task in plan.tasks:
+            h.update(row_hash(task).encode())
+    return h.hexdigest()
+
+
+def process_alive(pid: int | None, host: str, since_ts: float) -> bool:
+    """True when ``pid`` on this host is alive and older than ``since_ts``.
+
+    A process on another host counts as alive (tek cannot tell). The start
+    time check keeps a recycled pid from passing for the run's writer.
+    """
+    if pid is None:
+        return False
+    if host and host != socket.gethostname():
+        return True
+    try:
+        import psutil
+
+        created = float(psutil.Process(pid).create_time())
+    except Exception:  # NoSuchProcess, AccessDenied, zombie: not our live writer
+        return False
+    return created <= since_ts + 1.0
+
+
+class Store:
+    """An open journal. Use :func:`open_store`; close it (or use ``with``)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.path = path
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE`` … ``COMMIT``), under the lock."""
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """One short read transaction: every query inside sees the same state."""
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
+
+    # ----------------------------------------------------------------- writes
+
+    def begin_run(self, run_id: str, plan: Plan, options: Mapping[str, Any] | None = None) -> None:
+        """Record a new run and its tasks (all ``pending``) before it starts."""
+        now = time.time()
+        with self.write() as conn:
+            if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
+                raise StoreError(f"{self.path}: run {run_id!r} is already in the journal")
+            conn.execute(
+                "INSERT INTO runs (id, plan_path, plan_hash, options, task_count, status,"
+                " created_ts, pid, host) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                (
+                    run_id,
+                    _plan_path(plan),
+                    plan_hash(plan),
+                    json.dumps(dict(options or {}), default=str),
+                    len(plan),
+                    now,
+                    os.getpid(),
+                    socket.gethostname(),
+                ),
+            )
+            conn.executemany(
+                "INSERT INTO tasks (run_id, task_id, idx, row_hash, state) VALUES (?, ?, ?, ?, 'pending')",
+                [(run_id, t.id, i, row_hash(t)) for i, t in enumerate(plan.tasks)],
+            )
+
+    def reopen_run(
+        self, run_id: str, plan: Plan, rerun: frozenset[str], options: Mapping[str, Any] | None = None
+    ) -> int:
+        """Prepare a run for ``--resume`` by this process.
+
+        Attempts left open by the crash are closed as ``interrupted``; every
+        task in ``rerun`` goes back to ``pending``; rows take the plan's
+        current hashes (tasks gone from the plan are dropped, attempts stay).
+
+        Returns:
+            How many open attempts were closed as interrupted.
+        """
+        now = time.time()
+        with self.write() as conn:
+            closed = conn.execute(
+                "UPDATE attempts SET state = 'interrupted', ended_ts = ?,"
+                " reason = 'tek stopped while it ran' WHERE run_id = ? AND ended_ts IS NULL",
+                (now, run_id),
+            ).rowcount
+            ids = {t.id for t in plan.tasks}
+            known = [r[0] for r in conn.execute("SELECT task_id FROM tasks WHERE run_id = ?", (run_id,))]
+            conn.executemany(
+                "DELETE FROM tasks WHERE run_id = ? AND task_id = ?",
+                [(run_id, tid) for tid in known if tid not in ids],
+            )
+            conn.executemany(
+                "INSERT INTO tasks (run_id, task_id, idx, row_hash, state) VALUES (?, ?, ?, ?, 'pending')"
+                " ON CONFLICT (run_id, task_id) DO UPDATE SET idx = excluded.idx,"
+                " row_hash = excluded.row_hash",
+                [(run_id, t.id, i, row_hash(t)) for i, t in enumerate(plan.tasks)],
+            )
+            conn.executemany(
+                "UPDATE tasks SET state = 'pending', exit_code = NULL, reason = ''"
+                " WHERE run_id = ? AND task_id = ?",
+                [(run_id, tid) for tid in sorted(rerun)],
+            )
+            conn.execute(
+                "UPDATE runs SET status = 'pending', ended_ts = NULL, resumes = resumes + 1,"
+                " pid = ?, host = ?, plan_path = ?, plan_hash = ?, task_count = ?,"
+                " options = ? WHERE id = ?",
+                (
+                    os.getpid(),
+                    socket.gethostname(),
+                    _plan_path(plan),
+                    plan_hash(plan),
+                    len(plan),
+                    json.dumps(dict(options or {}), default=str),
+                    run_id,
+                ),
+            )
+        return int(closed)
+
+    # ------------------------------------------------------------------ reads
+
+    def list_runs(self, limit: int | None = None, plan_path: str | None = None) -> list[RunRecord]:
+        """Runs, newest first, with their task counts by state."""
+        where, params = ("WHERE plan_path = ?", [plan_path]) if plan_path else ("", [])
+        lim = f" LIMIT {int(limit)}" if limit else ""
+        with self.read() as conn:
+            rows = conn.execute(
+                f"SELECT {_RUN_COLS} FROM runs {where} ORDER BY created_ts DESC, id DESC{lim}", params
+            ).fetchall()
+            counts = _counts(conn, [r[0] for r in rows])
+        return [_run(r, counts.get(r[0], {})) for r in rows]
+
+    def resolve_run(self, ref: str, plan_path: str | None = None) -> str:
+        """Turn ``last``, a run id or a unique prefix of one into a run id.
+
+        ``last`` is the newest run of ``plan_path`` when given, else the newest.
+
+        Raises:
+            StoreError: no such run, or the prefix matches several.
+        """
+        with self.read() as conn:
+            if ref == "last":
+                where, params = ("WHERE plan_path = ?", (plan_path,)) if plan_path else ("", ())
+                row = conn.execute(
+                    f"SELECT id FROM runs {where} ORDER BY created_ts DESC, id DESC LIMIT 1", params
+                ).fetchone()
+                if row is None:
+                    what = f" of {plan_path}" if plan_path else ""
+                    raise StoreError(f"{self.path}: no run{what} in the journal")
+                return str(row[0])
+            rows = conn.execute(
+                "SELECT id FROM runs WHERE id = ? OR substr(id, 1, ?) = ? ORDER BY id LIMIT 3",
+                (ref, len(ref), ref),
+            ).fetchall()
+        ids = [str(r[0]) for r in rows]
+        if ref in ids:
+            return ref
+        if not ids:
+            raise StoreError(f"{self.path}: no run {ref!r} in the journal (see `tek runs`)")
+        if len(ids) > 1:
+            raise StoreError(f"run {ref!r} is ambiguous: {', '.join(ids)}, ...")
+        return ids[0]
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """One run with its counts.
+
+        Raises:
+            StoreError: no such run.
+        """
+        return self.read_run(run_id)[0]
+
+    def read_run(
+        self, run_id: str
+    ) -> tuple[RunRecord, list[TaskRecord], list[AttemptRecord]]:
+        """A run, its tasks in plan order and their attempts, from one snapshot."""
+        with self.read() as conn:
+            row = conn.execute(f"SELECT {_RUN_COLS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"{self.path}: no run {run_id!r} in the journal")
+            counts = _counts(conn, [run_id])
+            tasks = [
+                TaskRecord(*r)
+                for r in conn.execute(
+                    "SELECT task_id, idx, row_hash, state, attempts, exit_code, reason"
+                    " FROM tasks WHERE run_id = ? ORDER BY idx",
+                    (run_id,),
+                )
+            ]
+            attempts = [
+                _attempt(r)
+                for r in conn.execute(
+                    f"SELECT {_ATTEMPT_COLS} FROM attempts WHERE run_id = ?"
+                    " ORDER BY task_id, attempt",
+                    (run_id,),
+                )
+            ]
+        return _run(row, counts.get(run_id, {})), tasks, attempts
+
+    def attempts(self, run_id: str, task_id: str) -> list[AttemptRecord]:
+        """Attempts of one task, first to last."""
+        with self.read() as conn:
+            return [
+                _attempt(r)
+                for r in conn.execute(
+                    f"SELECT {_ATTEMPT_COLS} FROM attempts WHERE run_id = ? AND task_id = ?"
+                    " ORDER BY attempt",
+                    (run_id, task_id),
+                )
+            ]
+
+
+def open_store(path: Path | str | None = None, *, create: bool = True, sync: str = "normal") -> Store:
+    """Open the journal at ``path`` (default ``$TEK_HOME/tek.db``).
+
+    Args:
+        path: database file; None for :func:`core.paths.default_store_path`.
+        create: create a new journal where none exists (False for readers).
+        sync: ``"normal"`` or ``"full"`` (see ``core.store_schema``).
+
+    Raises:
+        StoreError: see :func:`core.store_schema.connect`.
+    """
+    p = Path(path).expanduser() if path is not None else default_store_path()
+    return Store(connect(p, create=create, sync=sync), p)
+
+
+_RUN_COLS = (
+    "id, plan_path, plan_hash, options, task_count, status, created_ts, started_ts,"
+    " ended_ts, resumes, pid, host"
+)
+_ATTEMPT_COLS = (
+    "task_id, attempt, state, started_ts, ended_ts, exit_code, reason, log_path, pid,"
+    " cpus, gpus, memory_mb, metrics"
+)
+
+
+def _plan_path(plan: Plan) -> str:
+    return str(plan.path.resolve()) if plan.path is not None else ""
+
+
+def _counts(conn: sqlite3.Connection, run_ids: list[str]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    if not run_ids:
+        return out
+    marks = ",".join("?" * len(run_ids))
+    for run_id, state, n in conn.execute(
+        f"SELECT run_id, state, count(*) FROM tasks WHERE run_id IN ({marks})"
+        " GROUP BY run_id, state",
+        run_ids,
+    ):
+        out.setdefault(run_id, {})[state] = n
+    return out
+
+
+def _run(row: tuple[Any, ...], counts: Mapping[str, int]) -> RunRecord:
+    (rid, path, phash, options, count, status, created, started, ended, resumes, pid, host) = row
+    return RunRecord(
+        rid, path, phash, json.loads(options or "{}"), count, status, created, started, ended,
+        resumes, pid, host or "", dict(counts),
+    )  # fmt: skip
+
+
+def _attempt(row: tuple[Any, ...]) -> AttemptRecord:
+    (task_id, attempt, state, started, ended, code, reason, log, pid, cpus, gpus, mem, metrics) = row
+    return AttemptRecord(
+        task_id, attempt, state, started, ended, code, reason, log, pid, cpus,
+        tuple(int(g) for g in gpus.split(",") if g), mem, json.loads(metrics or "{}"),
+    )  # fmt: skip

@@ -1,0 +1,226 @@
+"""The journal's SQLite schema, its forward migrations, and safe opening.
+
+A tek journal is an SQLite file marked with ``PRAGMA application_id``
+(:data:`APP_ID`) and versioned with ``PRAGMA user_version``. Opening one:
+
+1. checks the file *without writing to it*: not SQLite, a corrupt file, a
+   SQLite file of another application, or a schema newer than this tek knows
+   all raise :class:`~core.errors.StoreError` and leave the file's bytes and
+   mtime as they were;
+2. switches a new file to WAL (readers never wait for the writer) and applies
+   every migration from the file's version up to :data:`SCHEMA_VERSION`, each
+   in its own transaction, so a tek that dies mid-migration leaves a file at
+   the previous version, not a half-migrated one.
+
+Version 1 holds runs, tasks and attempts. Version 2 adds what resume and
+``tek logs --follow`` need beyond that: the writing process (``pid``,
+``host``) so a reader can tell a live run from a crashed one, the resources
+given to each attempt and its metrics, and an index for "last run of this
+plan".
+
+Durability: ``synchronous=NORMAL`` in WAL mode keeps every committed batch
+across a crash of the tek process (the case resume handles); ``FULL`` also
+survives power loss at the cost of an fsync per batch (``sync="full"``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from core.errors import StoreError
+
+#: ``PRAGMA application_id`` of a tek journal ("TEK1" as a big-endian int).
+APP_ID = 0x54454B31
+
+#: Schema version this code writes and reads.
+SCHEMA_VERSION = 2
+
+#: How long a connection waits for a lock before "database is locked" (ms).
+BUSY_TIMEOUT_MS = 10_000
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+_V1 = """
+CREATE TABLE runs (
+    id          TEXT PRIMARY KEY,
+    plan_path   TEXT NOT NULL,
+    plan_hash   TEXT NOT NULL,
+    options     TEXT NOT NULL DEFAULT '{}',
+    task_count  INTEGER NOT NULL DEFAULT 0,
+    status      TEXT NOT NULL,
+    created_ts  REAL NOT NULL,
+    started_ts  REAL,
+    ended_ts    REAL,
+    resumes     INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE tasks (
+    run_id      TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    task_id     TEXT NOT NULL,
+    idx         INTEGER NOT NULL,
+    row_hash    TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    exit_code   INTEGER,
+    reason      TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (run_id, task_id)
+) WITHOUT ROWID;
+CREATE TABLE attempts (
+    run_id      TEXT NOT NULL,
+    task_id     TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    state       TEXT NOT NULL,
+    started_ts  REAL NOT NULL,
+    ended_ts    REAL,
+    exit_code   INTEGER,
+    reason      TEXT NOT NULL DEFAULT '',
+    log_path    TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (run_id, task_id, attempt)
+) WITHOUT ROWID;
+"""
+
+_V2 = """
+ALTER TABLE runs ADD COLUMN pid INTEGER;
+ALTER TABLE runs ADD COLUMN host TEXT NOT NULL DEFAULT '';
+ALTER TABLE attempts ADD COLUMN pid INTEGER;
+ALTER TABLE attempts ADD COLUMN cpus REAL;
+ALTER TABLE attempts ADD COLUMN gpus TEXT NOT NULL DEFAULT '';
+ALTER TABLE attempts ADD COLUMN memory_mb INTEGER;
+ALTER TABLE attempts ADD COLUMN metrics TEXT NOT NULL DEFAULT '{}';
+CREATE INDEX runs_by_plan ON runs (plan_path, created_ts);
+CREATE INDEX runs_by_time ON runs (created_ts);
+"""
+
+#: ``MIGRATIONS[n]`` takes a file from version ``n`` to ``n + 1``.
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+
+
+def connect(path: Path, *, create: bool = True, sync: str = "normal") -> sqlite3.Connection:
+    """Open (and if needed create or migrate) the journal at ``path``.
+
+    Args:
+        path: the database file.
+        create: make a new journal when the file is missing or empty; when
+            False a missing file raises.
+        sync: ``"normal"`` (survives a crash of tek) or ``"full"`` (also
+            survives power loss).
+
+    Returns:
+        A connection in autocommit mode (callers open their own transactions),
+        usable from any one thread at a time.
+
+    Raises:
+        StoreError: the file is missing (``create=False``), not SQLite,
+            corrupt, another application's, or of a newer schema.
+    """
+    fresh = _check_header(path, create)
+    try:
+        conn = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot open the journal: {exc}") from None
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        version = _check_owner(conn, path, fresh)
+        if version < SCHEMA_VERSION:
+            _migrate(conn, path, version)
+        conn.execute(f"PRAGMA synchronous = {'FULL' if sync == 'full' else 'NORMAL'}")
+        conn.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise StoreError(f"{path}: not a usable tek journal: {exc}") from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _check_header(path: Path, create: bool) -> bool:
+    """Look at the file's first bytes; True when it is missing or empty."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(_SQLITE_MAGIC))
+    except FileNotFoundError:
+        if not create:
+            raise StoreError(f"{path}: no journal here (no run has been recorded yet)") from None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return True
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read the journal: {exc.strerror}") from None
+    if not head:
+        if not create:
+            raise StoreError(f"{path}: the journal is empty (no run has been recorded yet)")
+        return True
+    if head != _SQLITE_MAGIC:
+        raise StoreError(f"{path}: not a tek journal (not an SQLite database)")
+    return False
+
+
+def _check_owner(conn: sqlite3.Connection, path: Path, fresh: bool) -> int:
+    """Return the file's schema version after checking it is tek's (reads only)."""
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if app_id != APP_ID:
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if tables or version:
+            raise StoreError(
+                f"{path}: not a tek journal (an SQLite database of another application)"
+            )
+        return 0
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: journal schema version {version} is newer than this tek's "
+            f"({SCHEMA_VERSION}); upgrade tek to read it"
+        )
+    return version
+
+
+def _migrate(conn: sqlite3.Connection, path: Path, version: int) -> None:
+    if version == 0:
+        # WAL is a property of the file: set once, before the first table, so
+        # readers beside a writer never hit "database is locked".
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"{path}: cannot switch the journal to WAL mode ({mode})")
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        migrate_one(conn, target)
+
+
+def migrate_one(conn: sqlite3.Connection, target: int) -> None:
+    """Apply the migration to version ``target`` in one transaction.
+
+    Another process may have migrated meanwhile: the version is re-read under
+    the write lock and the step is skipped when it is already done.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if current < target:
+            _exec_script(conn.execute, MIGRATIONS[target - 1])
+            conn.execute(f"PRAGMA application_id = {APP_ID}")
+            conn.execute(f"PRAGMA user_version = {target}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _exec_script(execute: Callable[[str], object], script: str) -> None:
+    # executescript() would COMMIT first; run statement by statement instead
+    # so the whole step stays inside the caller's transaction.
+    for statement in script.split(";"):
+        if statement.strip():
+            execute(statement)
+
+
+def create_at_version(path: Path, version: int) -> None:
+    """Create a journal at an older schema ``version`` (for migration tests)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        for target in range(1, version + 1):
+            migrate_one(conn, target)
+    finally:
+        conn.close()

@@ -1,0 +1,106 @@
+"""What a resume reruns: not succeeded, changed rows and downstream, --from."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from core.errors import PlanError
+from core.plan import Plan, Task
+from core.resume import decide_resume, row_hash
+from core.store import TaskRecord
+from tests.core.journal_helpers import diamond_plan
+
+
+def _journal(plan: Plan, states: dict[str, str], attempts: dict[str, int] | None = None) -> list[TaskRecord]:
+    attempts = attempts or {}
+    return [
+        TaskRecord(t.id, i, row_hash(t), states.get(t.id, "pending"), attempts.get(t.id, 0), None, "")
+        for i, t in enumerate(plan.tasks)
+    ]
+
+
+def _replace(plan: Plan, task_id: str, **changes: object) -> Plan:
+    return Plan(tuple(dataclasses.replace(t, **changes) if t.id == task_id else t for t in plan.tasks))
+
+
+ALL_OK = {tid: "succeeded" for tid in "abcde"}
+
+
+def test_only_what_did_not_succeed_reruns() -> None:
+    plan = diamond_plan()
+    states = {"a": "succeeded", "b": "succeeded", "c": "running", "d": "pending", "e": "failed"}
+    d = decide_resume(plan, _journal(plan, states, {"a": 1, "b": 1, "c": 1, "e": 3}))
+    assert d.rerun == {"c", "d", "e"}
+    assert d.completed == {"a", "b"}
+    assert d.why == {"c": "was running", "d": "was pending", "e": "was failed"}
+    assert d.attempts_so_far == {"a": 1, "b": 1, "c": 1, "e": 3}
+
+
+def test_everything_succeeded_reruns_nothing() -> None:
+    plan = diamond_plan()
+    d = decide_resume(plan, _journal(plan, ALL_OK))
+    assert d.rerun == frozenset() and d.completed == set("abcde")
+
+
+def test_changed_row_reruns_it_and_its_downstream() -> None:
+    plan = diamond_plan()
+    journal = _journal(plan, ALL_OK)
+    edited = _replace(plan, "b", command="2")
+    d = decide_resume(edited, journal)
+    assert d.rerun == {"b", "d"}
+    assert d.why == {"b": "row changed", "d": "downstream of b"}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"name": "B"}, {"priority": 5}, {"env": (("K", "V"),)}, {"meta": (("x_owner", "me"),)}, {"retries": 2}],
+)
+def test_any_column_edit_is_a_change(change: dict[str, object]) -> None:
+    plan = diamond_plan()
+    assert decide_resume(_replace(plan, "a", **change), _journal(plan, ALL_OK)).rerun == set("abcd")
+
+
+def test_line_number_and_dependency_order_are_not_changes() -> None:
+    plan = diamond_plan()
+    moved = Plan(tuple(dataclasses.replace(t, line=t.line + 10, deps=tuple(reversed(t.deps))) for t in plan.tasks))
+    assert decide_resume(moved, _journal(plan, ALL_OK)).rerun == frozenset()
+
+
+def test_new_task_runs_and_its_downstream_too() -> None:
+    plan = diamond_plan()
+    journal = _journal(plan, ALL_OK)
+    grown = Plan((*plan.tasks[:4], Task(id="f", agent="noop"), dataclasses.replace(plan.tasks[4], deps=("f",))))
+    d = decide_resume(grown, journal)
+    assert d.rerun == {"f", "e"}
+    assert d.why["f"] == "new task"
+
+
+def test_from_forces_a_task_and_its_downstream() -> None:
+    plan = diamond_plan()
+    d = decide_resume(plan, _journal(plan, ALL_OK), from_tasks=["c"])
+    assert d.rerun == {"c", "d"} and d.why["c"] == "--from"
+    d = decide_resume(plan, _journal(plan, ALL_OK), from_tasks=["a", "e"])
+    assert d.rerun == set("abcde")
+
+
+def test_from_unknown_task_is_bad_input() -> None:
+    plan = diamond_plan()
+    with pytest.raises(PlanError, match="--from: no task 'zz'"):
+        decide_resume(plan, _journal(plan, ALL_OK), from_tasks=["zz"])
+
+
+def test_tasks_gone_from_the_plan_are_ignored() -> None:
+    plan = diamond_plan()
+    journal = _journal(plan, ALL_OK, {"e": 2})
+    smaller = Plan(plan.tasks[:4])
+    d = decide_resume(smaller, journal)
+    assert d.rerun == frozenset() and "e" not in d.attempts_so_far
+
+
+def test_row_hash_is_stable_and_sensitive() -> None:
+    t = Task(id="a", command="echo hi", deps=("x", "y"))
+    assert row_hash(t) == row_hash(dataclasses.replace(t, deps=("y", "x"), line=9))
+    assert row_hash(t) != row_hash(dataclasses.replace(t, command="echo ho"))
+    assert len(row_hash(t)) == 24

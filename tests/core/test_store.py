@@ -1,0 +1,261 @@
+"""The journal: schema and migration, safe opening, events in, history out."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import tempfile
+from pathlib import Path
+
+import anyio
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.errors import StoreError
+from core.events import RunStatus, TaskChanged, TaskState
+from core.journal import JournalRecorder
+from core.store import Store, new_run_id, open_store, process_alive
+from core.store_schema import APP_ID, SCHEMA_VERSION, create_at_version
+from tests.core.journal_helpers import chain_plan, diamond_plan, finished, flat, ran, started
+
+
+def _fingerprint(path: Path) -> tuple[bytes, int]:
+    return path.read_bytes(), path.stat().st_mtime_ns
+
+
+def test_new_journal_is_wal_versioned_and_marked(tmp_path: Path) -> None:
+    with open_store(tmp_path / "j.db") as store:
+        assert store.path == tmp_path / "j.db"
+    conn = sqlite3.connect(tmp_path / "j.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("PRAGMA application_id").fetchone()[0] == APP_ID
+
+
+def test_default_path_is_under_tek_home(tek_home: Path) -> None:
+    with open_store() as store:
+        assert store.path == tek_home / "tek.db"
+    assert (tek_home / "tek.db").is_file()
+
+
+def test_migration_from_v1_keeps_runs_and_adds_columns(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    create_at_version(path, 1)
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    conn.execute(
+        "INSERT INTO runs (id, plan_path, plan_hash, task_count, status, created_ts, started_ts,"
+        " ended_ts) VALUES ('r1', '/p.csv', 'h', 1, 'succeeded', 1.0, 2.0, 5.0)"
+    )
+    conn.execute(
+        "INSERT INTO tasks (run_id, task_id, idx, row_hash, state, attempts)"
+        " VALUES ('r1', 'a', 0, 'x', 'succeeded', 1)"
+    )
+    conn.execute(
+        "INSERT INTO attempts (run_id, task_id, attempt, state, started_ts, ended_ts, exit_code,"
+        " log_path) VALUES ('r1', 'a', 1, 'succeeded', 2.0, 4.0, 0, '/l/a.1.log')"
+    )
+    conn.close()
+
+    with open_store(path) as store:
+        run, tasks, attempts = store.read_run("r1")
+        assert (run.status, run.counts, run.duration_s, run.pid) == ("succeeded", {"succeeded": 1}, 3.0, None)
+        assert tasks[0].state == "succeeded"
+        (att,) = attempts
+        assert (att.log_path, att.metrics, att.gpus, att.duration_s) == ("/l/a.1.log", {}, (), 2.0)
+        # v2's columns are there and writable
+        rec = JournalRecorder(store, "r1", chain_plan(1))
+        rec.record_sync([TaskChanged("a", TaskState.RUNNING, 2, 10.0, pid=7, gpus=(1,))])
+        assert store.attempts("r1", "a")[1].gpus == (1,)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def _foreign_sqlite(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.commit()
+    conn.close()
+
+
+def _newer_tek(path: Path) -> None:
+    open_store(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 7}")
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.write_bytes(os.urandom(4096)), "not an SQLite database"),
+        (lambda p: p.write_bytes(b"SQLite format 3\x00" + os.urandom(4080)), "not a usable tek journal"),
+        (lambda p: p.write_text("id,command\na,true\n"), "not an SQLite database"),
+        (_foreign_sqlite, "another application"),
+        (_newer_tek, f"schema version {SCHEMA_VERSION + 7} is newer"),
+    ],
+    ids=["random-bytes", "corrupt-sqlite", "csv-file", "foreign-sqlite", "newer-schema"],
+)
+def test_bad_files_are_refused_and_left_untouched(tmp_path: Path, make, message: str) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "bad.db"
+    make(path)
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    before = _fingerprint(path)
+    siblings = sorted(tmp_path.iterdir())
+    with pytest.raises(StoreError, match=message) as info:
+        open_store(path)
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+    assert _fingerprint(path) == before
+    assert sorted(tmp_path.iterdir()) == siblings  # no -wal or -shm left behind
+
+
+def test_missing_journal_is_not_created_for_readers(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no journal here"):
+        open_store(tmp_path / "none.db", create=False)
+    assert not (tmp_path / "none.db").exists()
+
+
+def _journal(store: Store, plan_n: int = 3) -> tuple[str, JournalRecorder]:
+    run_id = new_run_id()
+    plan = chain_plan(plan_n)
+    store.begin_run(run_id, plan, {"jobs": 2})
+    return run_id, JournalRecorder(store, run_id, plan)
+
+
+def test_events_make_runs_tasks_and_attempts(tmp_path: Path, tek_home: Path) -> None:
+    with open_store(tmp_path / "j.db") as store:
+        run_id, rec = _journal(store)
+        rec.record_sync([started(run_id, 3)])
+        run = store.get_run(run_id)
+        assert (run.status, run.counts, run.options, run.pid) == ("running", {"pending": 3}, {"jobs": 2}, os.getpid())
+        assert run.is_live and run.effective_status == "running"
+        rec.record_sync(flat(ran("t0"), ran("t1", ok=False)))
+        rec.record_sync([TaskChanged("t1", TaskState.RETRYING, 1, 103.0)])
+        rec.record_sync(flat(ran("t1", attempt=2, ts=110.0), TaskChanged("t2", TaskState.CANCELLED, 0, 120.0, reason="cancelled by user")))
+        rec.record_sync([finished(run_id, RunStatus.CANCELLED)])
+
+        run, tasks, attempts = store.read_run(run_id)
+        assert (run.status, run.ended_ts, run.effective_status) == ("cancelled", 200.0, "cancelled")
+        assert run.counts == {"succeeded": 2, "cancelled": 1}
+        assert [(t.task_id, t.state, t.attempts) for t in tasks] == [
+            ("t0", "succeeded", 1), ("t1", "succeeded", 2), ("t2", "cancelled", 0),
+        ]  # fmt: skip
+        assert tasks[2].reason == "cancelled by user"
+        by = {(a.task_id, a.attempt): a for a in attempts}
+        assert set(by) == {("t0", 1), ("t1", 1), ("t1", 2)}
+        assert (by["t1", 1].state, by["t1", 1].exit_code, by["t1", 1].reason) == ("failed", 1, "exit code 1")
+        t0 = by["t0", 1]
+        assert (t0.state, t0.started_ts, t0.ended_ts, t0.pid, t0.gpus) == ("succeeded", 100.0, 101.5, 4242, (0,))
+        assert (t0.cpus, t0.memory_mb, t0.metrics) == (1.0, 0, {"loss": 0.25})
+        assert t0.log_path == str(tek_home / "runs" / run_id / "t0.1.log")
+
+
+def test_attempt_closed_in_a_later_batch_and_pid_update(tmp_path: Path) -> None:
+    with open_store(tmp_path / "j.db") as store:
+        run_id, rec = _journal(store, 1)
+        rec.record_sync([TaskChanged("t0", TaskState.RUNNING, 1, 1.0)])
+        rec.record_sync([TaskChanged("t0", TaskState.RUNNING, 1, 1.2, pid=99)])
+        (att,) = store.attempts(run_id, "t0")
+        assert (att.state, att.ended_ts, att.pid, att.started_ts) == ("running", None, 99, 1.0)
+        assert store.get_run(run_id).counts == {"running": 1}
+        rec.record_sync([TaskChanged("t0", TaskState.FAILED, 1, 3.0, exit_code=-9, reason="timed out after 2s")])
+        (att,) = store.attempts(run_id, "t0")
+        assert (att.state, att.ended_ts, att.exit_code, att.reason) == ("failed", 3.0, -9, "timed out after 2s")
+
+
+def _all_rows(store: Store, run_id: str) -> tuple[object, ...]:
+    run, tasks, attempts = store.read_run(run_id)
+    return run.status, run.counts, tuple(tasks), tuple(attempts)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cuts=st.lists(st.integers(min_value=0, max_value=40), max_size=12), seed=st.integers(0, 2**16))
+def test_batching_does_not_change_what_is_recorded(cuts: list[int], seed: int) -> None:
+    """One event per batch, or any split into batches: the same journal."""
+    import random
+
+    rnd = random.Random(seed)
+    events = [started("R", 5)]
+    ts = 100.0
+    for tid in ("a", "b", "c", "d", "e"):
+        for attempt in range(1, rnd.randint(1, 3) + 1):
+            ts += 1
+            ok = rnd.random() < 0.5
+            events += ran(tid, attempt, ts, ok=ok)
+            if not ok:
+                events.append(TaskChanged(tid, TaskState.RETRYING, attempt, ts + 2))
+            if ok:
+                break
+    events.append(finished("R"))
+    bounds = sorted({0, len(events), *(c for c in cuts if c < len(events))})
+    results = []
+    for name, batches in (
+        ("single", [[e] for e in events]),
+        ("split", [events[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]),
+    ):
+        with tempfile.TemporaryDirectory() as tmp, open_store(Path(tmp) / f"{name}.db") as store:
+            store.begin_run("R", diamond_plan())
+            rec = JournalRecorder(store, "R", diamond_plan())
+            for batch in batches:
+                rec.record_sync(batch)
+            results.append(_all_rows(store, "R"))
+    assert results[0] == results[1]
+
+
+async def test_record_commits_before_it_returns(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    with open_store(path) as store, open_store(path, create=False) as reader:
+        run_id, rec = _journal(store, 2)
+        with anyio.fail_after(10):
+            await rec.record(ran("t0"))
+            assert reader.attempts(run_id, "t0")[0].state == "succeeded"
+            # batches without state changes cost no write
+            from core.events import OutputLines
+
+            await rec.record([OutputLines("t1", 1, ("hello",))])
+        assert rec.stats.batches == 1
+
+
+def test_reopen_closes_open_attempts_as_interrupted(tmp_path: Path) -> None:
+    with open_store(tmp_path / "j.db") as store:
+        run_id, rec = _journal(store)
+        rec.record_sync(flat(started(run_id, 3), ran("t0"), TaskChanged("t1", TaskState.RUNNING, 1, 5.0)))
+        plan = chain_plan(3)
+        closed = store.reopen_run(run_id, plan, frozenset({"t1", "t2"}))
+        assert closed == 1
+        run, tasks, attempts = store.read_run(run_id)
+        assert (run.status, run.resumes) == ("pending", 1)
+        assert [t.state for t in tasks] == ["succeeded", "pending", "pending"]
+        assert [(a.task_id, a.state) for a in attempts] == [("t0", "succeeded"), ("t1", "interrupted")]
+        assert attempts[1].ended_ts is not None
+
+
+def test_resolve_run_last_prefix_and_errors(tmp_path: Path) -> None:
+    with open_store(tmp_path / "j.db") as store:
+        plan = chain_plan(1)
+        for rid in ("20260101-000000-aaaa", "20260101-000000-aabb", "20260102-000000-cccc"):
+            store.begin_run(rid, plan)
+        assert store.resolve_run("last") == "20260102-000000-cccc"
+        assert store.resolve_run("20260102") == "20260102-000000-cccc"
+        assert store.resolve_run("20260101-000000-aaaa") == "20260101-000000-aaaa"
+        with pytest.raises(StoreError, match="ambiguous"):
+            store.resolve_run("20260101-000000-aa")
+        with pytest.raises(StoreError, match="no run 'zzz'"):
+            store.resolve_run("zzz")
+        with pytest.raises(StoreError, match="no run of /nowhere.csv"):
+            store.resolve_run("last", plan_path="/nowhere.csv")
+        assert [r.id for r in store.list_runs(limit=2)] == ["20260102-000000-cccc", "20260101-000000-aabb"]
+
+
+def test_dead_writer_reads_as_interrupted(tmp_path: Path) -> None:
+    with open_store(tmp_path / "j.db") as store:
+        run_id, rec = _journal(store, 1)
+        rec.record_sync([started(run_id, 1)])
+        store._conn.execute("UPDATE runs SET pid = 2147483000")
+        run = store.get_run(run_id)
+        assert (run.is_live, run.effective_status) == (False, "interrupted")
+    assert not process_alive(None, "", 0.0)
+    assert process_alive(os.getpid(), "", 1e12)
+    assert not process_alive(os.getpid(), "", 0.0)  # pid recycled since the run began
