@@ -87,6 +87,11 @@ def handle(request: dict[str, Any], channel: Channel) -> None:
         ),
     )
     op, args = request["op"], request["args"]
+    # The task's environment (TEK_HOME above all) applies for this request
+    # only: a warm worker serves tasks of runs with different environments.
+    saved_env = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(ctx.env)
     try:
         if op == "train":
             metrics = train.run_train(args, ctx)
@@ -119,6 +124,8 @@ def handle(request: dict[str, Any], channel: Channel) -> None:
     else:
         channel.send(type="done", ok=True, reason="", metrics=metrics)
     finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
         _reset()
 
 

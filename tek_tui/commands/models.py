@@ -1,17 +1,158 @@
-"""``tek models``: placeholder until its issue lands (see README)."""
+"""``tek models``: list, show, remove and export models in the registry.
+
+``list`` and ``show`` read ``meta.json`` files only (no torch). ``export``
+loads the weights (sha256-checked) and writes ONNX, a PyTorch state dict or
+a safetensors copy; it imports torch lazily, inside the command. Every
+subcommand takes ``--json`` for machine-readable output. A bad name, an
+unknown model or corrupt weights raise :class:`~core.errors.RegistryError`,
+which the CLI prints as one ``tek: ...`` line with exit code 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 from typing import Any
+
+from core.ml import registry
 
 
 def register(sub: Any) -> None:
-    """Add the ``models`` subcommand."""
-    p = sub.add_parser("models", help="(not built yet)")
-    p.set_defaults(func=_run)
+    """Add ``tek models`` and its subcommands."""
+    p = sub.add_parser("models", help="list, show, remove and export registry models")
+    msub = p.add_subparsers(dest="models_command", metavar="ACTION")
+    p.set_defaults(func=lambda args: _usage(p))
+
+    ls = msub.add_parser("list", help="every model version")
+    ls.add_argument("name", nargs="?", help="only this model's versions")
+    ls.add_argument("--json", action="store_true", help="JSON list instead of a table")
+    ls.set_defaults(func=_list)
+
+    show = msub.add_parser("show", help="one version's meta.json (latest when no @VERSION)")
+    show.add_argument("ref", metavar="NAME[@VERSION]")
+    show.add_argument("--json", action="store_true", help="raw meta.json")
+    show.set_defaults(func=_show)
+
+    rm = msub.add_parser("rm", help="remove a version (NAME@V) or a whole model (NAME)")
+    rm.add_argument("ref", metavar="NAME[@VERSION]")
+    rm.add_argument("--json", action="store_true", help="JSON list of removed versions")
+    rm.set_defaults(func=_rm)
+
+    ex = msub.add_parser("export", help="write a version as onnx, pt (state dict) or safetensors")
+    ex.add_argument("ref", metavar="NAME[@VERSION]")
+    ex.add_argument("-f", "--format", choices=("onnx", "pt", "safetensors"), default="onnx")
+    ex.add_argument("-o", "--output", type=Path, help="file to write (default NAME-vV.FORMAT)")
+    ex.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    ex.add_argument("--json", action="store_true", help="JSON summary")
+    ex.set_defaults(func=_export)
 
 
-def _run(args: argparse.Namespace) -> int:
-    print("tek models: not built yet")
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
     return 2
+
+
+def _summary(mv: registry.ModelVersion) -> dict[str, Any]:
+    arch = mv.meta.get("architecture", {})
+    return {
+        "name": mv.name,
+        "version": mv.version,
+        "created": mv.meta.get("created"),
+        "kind": arch.get("kind"),
+        "task": mv.meta.get("task"),
+        "parameters": mv.meta.get("parameters"),
+        "metrics": mv.meta.get("metrics", {}),
+        "parent": mv.meta.get("parent"),
+        "run_id": mv.meta.get("run_id"),
+        "task_id": mv.meta.get("task_id"),
+        "path": str(mv.path),
+    }
+
+
+def _headline(metrics: dict[str, Any]) -> str:
+    for key in ("eval_accuracy", "val_accuracy", "eval_r2", "val_r2", "eval_loss", "val_loss"):
+        if isinstance(metrics.get(key), int | float):
+            return f"{key}={metrics[key]:.4f}"
+    return ""
+
+
+def _list(args: argparse.Namespace) -> int:
+    found = registry.list_models()
+    if args.name:
+        registry.split_ref(args.name)  # validates the name
+        found = [mv for mv in found if mv.name == args.name]
+    rows = [_summary(mv) for mv in found]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no models in {registry.models_dir()}")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("model", "kind", "task", "params", "metric", "from", "created"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            f"{row['name']}@{row['version']}",
+            str(row["kind"] or ""),
+            str(row["task"] or ""),
+            str(row["parameters"] or ""),
+            _headline(row["metrics"]),
+            row["parent"] or (f"{row['run_id']}/{row['task_id']}" if row["task_id"] else ""),
+            str(row["created"] or ""),
+        )
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)  # piped: never cut a column to 80 characters
+    console.print(table)
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    mv = registry.resolve(args.ref)
+    if args.json:
+        print(json.dumps(dict(mv.meta), indent=2, sort_keys=True))
+        return 0
+    meta = mv.meta
+    arch = meta.get("architecture", {})
+    lines = [
+        f"{mv.ref}  ({mv.path})",
+        f"  architecture  {json.dumps(arch)}",
+        f"  task          {meta.get('task', '')}  target={meta.get('target', '')}",
+        f"  shapes        input {meta.get('input_shape')} -> output {meta.get('output_shape')}",
+        f"  parameters    {meta.get('parameters', '')}",
+        f"  made by       run {meta.get('run_id', '')} task {meta.get('task_id', '')}"
+        f" on {meta.get('device', '')} with torch {meta.get('torch_version', '')}",
+        f"  parent        {meta.get('parent') or '-'}",
+        f"  created       {meta.get('created', '')}",
+        f"  sha256        {meta.get('sha256', '')}",
+    ]
+    for key, value in sorted(meta.get("metrics", {}).items()):
+        lines.append(f"  {key:<13} {value:.6g}" if isinstance(value, int | float) else f"  {key} {value}")
+    print("\n".join(lines))
+    return 0
+
+
+def _rm(args: argparse.Namespace) -> int:
+    removed = registry.remove(args.ref)
+    print(json.dumps(removed) if args.json else "\n".join(f"removed {ref}" for ref in removed))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    mv = registry.resolve(args.ref)
+    out: Path = args.output or Path(f"{mv.name}-v{mv.version}.{args.format}")
+    # torch is imported here only: listing and showing models must stay light.
+    from core.ml import convert
+
+    written = convert.export(mv, args.format, out, args.opset)
+    size = written.stat().st_size
+    if args.json:
+        print(json.dumps({"model": mv.ref, "format": args.format, "path": str(written), "bytes": size}))
+    else:
+        print(f"exported {mv.ref} as {args.format} to {written} ({size} bytes)")
+    return 0
