@@ -1,17 +1,306 @@
-"""``tek runs``: placeholder until its issue lands (see README)."""
+"""``tek runs``, ``tek show RUN`` and ``tek logs RUN TASK``: the journal's history.
+
+All three read the journal (``$TEK_HOME/tek.db`` or ``--store PATH``) and
+never write to it: a missing journal is "no runs yet", a file that is not a
+tek journal is one ``tek: ...`` line and exit 2, untouched. Each read is one
+short transaction, so they run beside a live run without "database is
+locked" and never see half a batch.
+
+``RUN`` is a run id, a unique prefix of one, or ``last``. ``tek logs
+--follow`` tails the log of a run going on in another process: it prints
+what is there, then what is appended, moves on to the task's next attempt
+when it retries, and stops once the task has ended or the run's process has
+finished or died.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import codecs
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.store import AttemptRecord, RunRecord, Store, TaskRecord
+
+#: Seconds between two looks at a followed log and the journal.
+FOLLOW_POLL_S = 0.2
+
+_TERMINAL = {"succeeded", "failed", "cancelled", "skipped"}
 
 
 def register(sub: Any) -> None:
-    """Add the ``runs`` subcommand."""
-    p = sub.add_parser("runs", help="(not built yet)")
-    p.set_defaults(func=_run)
+    """Add the ``runs``, ``show`` and ``logs`` subcommands."""
+    p = sub.add_parser("runs", help="list recorded runs, newest first")
+    _store_arg(p)
+    p.add_argument("--json", action="store_true", help="print one JSON array")
+    p.add_argument("-n", "--limit", type=int, default=20, metavar="N", help="show N runs (0: all)")
+    p.add_argument("--plan", metavar="PLAN", help="only runs of this plan file")
+    p.set_defaults(func=_runs)
+
+    p = sub.add_parser("show", help="one run, task by task")
+    _store_arg(p)
+    p.add_argument("run", metavar="RUN", help="run id, unique prefix, or 'last'")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_show)
+
+    p = sub.add_parser("logs", help="print (or follow) a task's log")
+    _store_arg(p)
+    p.add_argument("run", metavar="RUN", help="run id, unique prefix, or 'last'")
+    p.add_argument("task", metavar="TASK", help="task id")
+    p.add_argument("--attempt", type=int, metavar="N", help="attempt number (default: the last)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing as the log grows")
+    p.set_defaults(func=_logs)
 
 
-def _run(args: argparse.Namespace) -> int:
-    print("tek runs: not built yet")
-    return 2
+def _store_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", metavar="PATH", help="journal file (default: $TEK_HOME/tek.db)")
+
+
+def _open(args: argparse.Namespace) -> Store | None:
+    from core.errors import StoreError
+    from core.paths import default_store_path
+    from core.store import open_store
+
+    path = Path(args.store).expanduser() if args.store else default_store_path()
+    if not path.exists():
+        if args.store:
+            raise StoreError(f"{path}: no journal here")
+        return None
+    return open_store(path, create=False)
+
+
+# -------------------------------------------------------------------- runs
+
+
+def _runs(args: argparse.Namespace) -> int:
+    store = _open(args)
+    if store is None:
+        print("[]" if args.json else "no runs yet")
+        return 0
+    with store:
+        plan = str(Path(args.plan).resolve()) if args.plan else None
+        runs = store.list_runs(limit=args.limit or None, plan_path=plan)
+    if args.json:
+        print(json.dumps([_run_json(r) for r in runs], indent=2))
+        return 0
+    if not runs:
+        print("no runs yet")
+        return 0
+    rows = [
+        [r.id, r.effective_status, _when(r.started_ts or r.created_ts), _dur(r.duration_s),
+         _counts(r.counts), _short_path(r.plan_path)]
+        for r in runs
+    ]  # fmt: skip
+    _table(["RUN", "STATUS", "STARTED", "DURATION", "TASKS", "PLAN"], rows)
+    return 0
+
+
+def _run_json(r: RunRecord) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "plan": r.plan_path,
+        "plan_hash": r.plan_hash,
+        "status": r.effective_status,
+        "recorded_status": r.status,
+        "task_count": r.task_count,
+        "counts": dict(r.counts),
+        "created_ts": r.created_ts,
+        "started_ts": r.started_ts,
+        "ended_ts": r.ended_ts,
+        "duration_s": r.duration_s,
+        "resumes": r.resumes,
+        "options": dict(r.options),
+    }
+
+
+# -------------------------------------------------------------------- show
+
+
+def _show(args: argparse.Namespace) -> int:
+    from core.errors import StoreError
+
+    store = _open(args)
+    if store is None:
+        raise StoreError("no runs yet: the journal is empty")
+    with store:
+        run, tasks, attempts = store.read_run(store.resolve_run(args.run))
+    by_task: dict[str, list[AttemptRecord]] = {}
+    for a in attempts:
+        by_task.setdefault(a.task_id, []).append(a)
+    if args.json:
+        out = _run_json(run)
+        out["tasks"] = [_task_json(t, by_task.get(t.task_id, [])) for t in tasks]
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"run      {run.id}  ({run.effective_status})")
+    print(f"plan     {run.plan_path or '-'}")
+    print(f"started  {_when(run.started_ts)}   duration {_dur(run.duration_s)}   resumes {run.resumes}")
+    print(f"tasks    {_counts(run.counts)}")
+    print()
+    rows = []
+    for t in tasks:
+        last = by_task.get(t.task_id, [])[-1:]
+        dur = last[0].duration_s if last else None
+        code = "" if t.exit_code is None else str(t.exit_code)
+        rows.append([t.task_id, t.state, str(t.attempts), code, _dur(dur), t.reason])
+    _table(["TASK", "STATE", "ATTEMPTS", "EXIT", "DURATION", "REASON"], rows)
+    return 0
+
+
+def _task_json(t: TaskRecord, attempts: list[AttemptRecord]) -> dict[str, Any]:
+    return {
+        "id": t.task_id,
+        "state": t.state,
+        "attempts": t.attempts,
+        "exit_code": t.exit_code,
+        "reason": t.reason,
+        "row_hash": t.row_hash,
+        "duration_s": attempts[-1].duration_s if attempts else None,
+        "history": [
+            {"attempt": a.attempt, "state": a.state, "started_ts": a.started_ts,
+             "ended_ts": a.ended_ts, "exit_code": a.exit_code, "reason": a.reason,
+             "log": a.log_path, "pid": a.pid, "cpus": a.cpus, "gpus": list(a.gpus),
+             "memory_mb": a.memory_mb, "metrics": dict(a.metrics)}
+            for a in attempts
+        ],
+    }  # fmt: skip
+
+
+# -------------------------------------------------------------------- logs
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from core.errors import StoreError
+
+    store = _open(args)
+    if store is None:
+        raise StoreError("no runs yet: the journal is empty")
+    with store:
+        run_id = store.resolve_run(args.run)
+        run, tasks, _ = store.read_run(run_id)
+        if args.task not in {t.task_id for t in tasks}:
+            raise StoreError(f"run {run_id} has no task {args.task!r}")
+        if args.follow:
+            return _follow(store, run_id, args.task, args.attempt)
+        attempt = _pick(store.attempts(run_id, args.task), args.attempt, run_id, args.task)
+        if attempt is None:
+            raise StoreError(f"task {args.task!r} of run {run_id} has not started")
+    path = Path(attempt.log_path)
+    if path.is_file():
+        with path.open("rb") as f:
+            _copy(f, codecs.getincrementaldecoder("utf-8")("replace"))
+    return 0
+
+
+def _pick(
+    attempts: list[AttemptRecord], wanted: int | None, run_id: str, task_id: str
+) -> AttemptRecord | None:
+    from core.errors import StoreError
+
+    if wanted is None:
+        return attempts[-1] if attempts else None
+    for a in attempts:
+        if a.attempt == wanted:
+            return a
+    have = ", ".join(str(a.attempt) for a in attempts) or "none"
+    raise StoreError(f"task {task_id!r} of run {run_id} has no attempt {wanted} (attempts: {have})")
+
+
+def _follow(store: Store, run_id: str, task_id: str, wanted: int | None) -> int:
+    """Tail the task's log until the task or the run has ended."""
+    from core.errors import StoreError
+
+    current: AttemptRecord | None = None
+    f = None
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    try:
+        while True:
+            # Order matters: read the journal first, then the file, so the
+            # last pass after "ended" has every byte written before the end.
+            run = store.get_run(run_id)
+            attempts = store.attempts(run_id, task_id)
+            if wanted is not None and wanted > max((a.attempt for a in attempts), default=0):
+                attempt = None if run.is_live else _pick(attempts, wanted, run_id, task_id)
+            else:
+                attempt = _pick(attempts, wanted, run_id, task_id)
+            if attempt is not None and (current is None or attempt.attempt != current.attempt):
+                if f is not None:
+                    _copy(f, decoder)
+                    f.close()
+                    f = None
+                if current is not None:
+                    print(f"--- {task_id}: attempt {attempt.attempt} ---", flush=True)
+                current = attempt
+            if f is None and current is not None and Path(current.log_path).is_file():
+                f = open(current.log_path, "rb")  # noqa: SIM115
+            if f is not None:
+                _copy(f, decoder)
+            live = run.is_live
+            task_over = current is not None and current.ended_ts is not None and (
+                wanted is not None or _task_state(store, run_id, task_id) in _TERMINAL
+            )
+            if task_over or not live:
+                if f is not None:
+                    _copy(f, decoder)
+                if current is None:
+                    raise StoreError(f"task {task_id!r} of run {run_id} never started")
+                return 0
+            time.sleep(FOLLOW_POLL_S)
+    finally:
+        if f is not None:
+            f.close()
+
+
+def _task_state(store: Store, run_id: str, task_id: str) -> str:
+    with store.read() as conn:
+        row = conn.execute(
+            "SELECT state FROM tasks WHERE run_id = ? AND task_id = ?", (run_id, task_id)
+        ).fetchone()
+    return str(row[0]) if row else ""
+
+
+def _copy(f: Any, decoder: codecs.IncrementalDecoder) -> None:
+    while chunk := f.read(1 << 16):
+        sys.stdout.write(decoder.decode(chunk))
+    sys.stdout.flush()
+
+
+# ------------------------------------------------------------------ format
+
+
+def _table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    for line in [header, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _dur(s: float | None) -> str:
+    if s is None:
+        return "-"
+    if s < 60:
+        return f"{s:.1f}s"
+    m, sec = divmod(int(s), 60)
+    return f"{m}m{sec:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
+
+
+def _counts(counts: Any) -> str:
+    order = ["succeeded", "failed", "running", "retrying", "pending", "ready", "cancelled", "skipped"]
+    keys = sorted(counts, key=lambda k: order.index(k) if k in order else len(order))
+    return ", ".join(f"{counts[k]} {k}" for k in keys) or "-"
+
+
+def _short_path(p: str) -> str:
+    if not p:
+        return "-"
+    try:
+        return str(Path(p).relative_to(Path.cwd()))
+    except ValueError:
+        return p

@@ -1,0 +1,193 @@
+"""``tek runs``, ``tek show`` and ``tek logs`` over journals made from scripted events."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from core.events import RunStatus, TaskChanged, TaskState
+from core.journal import JournalRecorder
+from core.paths import run_log_path
+from core.store import open_store
+from core.store_schema import SCHEMA_VERSION
+from tek_tui.cli import main
+from tests.core.journal_helpers import chain_plan, finished, flat, ran, started
+
+RUN_A = "20260101-100000-aaaa"
+RUN_B = "20260102-100000-bbbb"
+
+
+def _record_runs(store_path: Path | None = None) -> None:
+    with open_store(store_path) as store:
+        plan = chain_plan(3)
+        store.begin_run(RUN_A, plan, {"jobs": 4})
+        rec = JournalRecorder(store, RUN_A, plan)
+        rec.record_sync(flat(started(RUN_A, 3), ran("t0"), ran("t1", ok=False)))
+        rec.record_sync([TaskChanged("t2", TaskState.SKIPPED, 0, 103.0, reason="upstream t1 failed")])
+        rec.record_sync([finished(RUN_A, RunStatus.FAILED)])
+        store.begin_run(RUN_B, plan)
+        rec = JournalRecorder(store, RUN_B, plan)
+        rec.record_sync(flat(started(RUN_B, 3), ran("t0"), ran("t1"), ran("t2"), finished(RUN_B)))
+    for rid, tid in ((RUN_A, "t0"), (RUN_A, "t1"), (RUN_B, "t2")):
+        path = run_log_path(rid, tid, 1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{rid} {tid} says hi\nbye ✓\n")
+
+
+def test_runs_on_an_empty_home(capsys: pytest.CaptureFixture[str], tek_home: Path) -> None:
+    assert main(["runs"]) == 0
+    assert capsys.readouterr().out == "no runs yet\n"
+    assert main(["runs", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert not (tek_home / "tek.db").exists()
+
+
+def test_runs_lists_newest_first_with_counts(capsys: pytest.CaptureFixture[str]) -> None:
+    _record_runs()
+    assert main(["runs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["RUN", "STATUS", "STARTED", "DURATION", "TASKS", "PLAN"]
+    assert lines[1].startswith(RUN_B) and "succeeded" in lines[1] and "3 succeeded" in lines[1]
+    assert lines[2].startswith(RUN_A) and "1 succeeded, 1 failed, 1 skipped" in lines[2]
+    assert main(["runs", "--json", "-n", "1"]) == 0
+    (run,) = json.loads(capsys.readouterr().out)
+    assert (run["id"], run["status"], run["counts"], run["duration_s"]) == (RUN_B, "succeeded", {"succeeded": 3}, 101.0)
+
+
+def test_show_a_run_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+    _record_runs()
+    assert main(["show", "20260101"]) == 0
+    out = capsys.readouterr().out
+    assert f"run      {RUN_A}  (failed)" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[5:]}
+    assert rows["t0"][:5] == ["t0", "succeeded", "1", "0", "1.5s"]
+    assert rows["t1"][:4] == ["t1", "failed", "1", "1"] and out.count("exit code 1") == 1
+    assert rows["t2"][:3] == ["t2", "skipped", "0"] and "upstream t1 failed" in out
+    assert main(["show", "last", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["id"] == RUN_B and [t["state"] for t in data["tasks"]] == ["succeeded"] * 3
+    hist = data["tasks"][0]["history"][0]
+    assert (hist["attempt"], hist["exit_code"], hist["gpus"], hist["metrics"]) == (1, 0, [0], {"loss": 0.25})
+
+
+def test_logs_prints_the_attempt_log(capsys: pytest.CaptureFixture[str]) -> None:
+    _record_runs()
+    assert main(["logs", RUN_A, "t1"]) == 0
+    assert capsys.readouterr().out == f"{RUN_A} t1 says hi\nbye ✓\n"
+    assert main(["logs", "last", "t2", "--attempt", "1"]) == 0
+    assert capsys.readouterr().out.startswith(f"{RUN_B} t2")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["show", "nope"], "no run 'nope'"),
+        (["logs", RUN_A, "zz"], "has no task 'zz'"),
+        (["logs", RUN_A, "t2"], "'t2' of run 20260101-100000-aaaa has not started"),
+        (["logs", RUN_A, "t0", "--attempt", "5"], "has no attempt 5 (attempts: 1)"),
+        (["runs", "--store", "/nonexistent/x.db"], "/nonexistent/x.db: no journal here"),
+    ],
+)
+def test_bad_references_are_one_line_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    _record_runs()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("tek: ") and message in err
+
+
+def _foreign(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+
+
+def _newer(path: Path) -> None:
+    open_store(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize("make", [lambda p: p.write_bytes(os.urandom(3000)), _foreign, _newer], ids=["random", "foreign", "newer"])
+@pytest.mark.parametrize("cmd", [["runs"], ["show", "last"], ["logs", "last", "a"]])
+def test_bad_journal_file_exit_2_untouched(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make, cmd: list[str]  # type: ignore[no-untyped-def]
+) -> None:
+    path = tmp_path / "j.db"
+    make(path)
+    before = (path.read_bytes(), path.stat().st_mtime_ns)
+    assert main([*cmd, "--store", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"tek: {path}: ")
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == before
+
+
+async def _read_line(stream: anyio.abc.ByteReceiveStream, buf: bytearray) -> str:
+    while b"\n" not in buf:
+        buf.extend(await stream.receive())
+    line, _, rest = bytes(buf).partition(b"\n")
+    buf[:] = rest
+    return line.decode()
+
+
+async def test_logs_follow_tails_a_live_run_until_it_ends(tmp_path: Path, tek_home: Path) -> None:
+    """The writer is this process (so the run is live); the follower is a subprocess."""
+    db = tmp_path / "j.db"
+    plan = chain_plan(1)
+    store = open_store(db)
+    store.begin_run(RUN_A, plan)
+    rec = JournalRecorder(store, RUN_A, plan)
+    rec.record_sync([started(RUN_A, 1), TaskChanged("t0", TaskState.RUNNING, 1, 1.0)])
+    log1 = run_log_path(RUN_A, "t0", 1)
+    log1.parent.mkdir(parents=True)
+    log1.write_text("one\n")
+    env = {**os.environ, "TEK_HOME": str(tek_home)}
+    cmd = [sys.executable, "-m", "tek_tui", "logs", RUN_A, "t0", "--follow", "--store", str(db)]
+    buf = bytearray()
+    with anyio.fail_after(30):
+        async with await anyio.open_process(cmd, env=env, stderr=subprocess.STDOUT) as proc:
+            assert proc.stdout is not None
+            assert await _read_line(proc.stdout, buf) == "one"
+            with log1.open("a") as f:
+                f.write("two\n")
+            assert await _read_line(proc.stdout, buf) == "two"
+            # the attempt fails and the task retries: the follower moves on
+            rec.record_sync([TaskChanged("t0", TaskState.RETRYING, 1, 2.0, exit_code=1)])
+            log2 = run_log_path(RUN_A, "t0", 2)
+            log2.write_text("three\n")
+            rec.record_sync([TaskChanged("t0", TaskState.RUNNING, 2, 3.0)])
+            assert await _read_line(proc.stdout, buf) == "--- t0: attempt 2 ---"
+            assert await _read_line(proc.stdout, buf) == "three"
+            with log2.open("a") as f:
+                f.write("four\n")
+            rec.record_sync(flat(TaskChanged("t0", TaskState.SUCCEEDED, 2, 4.0, exit_code=0), finished(RUN_A)))
+            assert await proc.wait() == 0
+            rest = bytes(buf) + b"".join([chunk async for chunk in proc.stdout])
+    assert rest == b"four\n"
+    store.close()
+
+
+def test_logs_follow_stops_when_the_writer_died(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "j.db"
+    plan = chain_plan(1)
+    with open_store(db) as store:
+        store.begin_run(RUN_A, plan)
+        JournalRecorder(store, RUN_A, plan).record_sync([started(RUN_A, 1), TaskChanged("t0", TaskState.RUNNING, 1, 1.0)])
+        store._conn.execute("UPDATE runs SET pid = 2147483000")
+    log = run_log_path(RUN_A, "t0", 1)
+    log.parent.mkdir(parents=True)
+    log.write_text("partial\n")
+    cmd = [sys.executable, "-m", "tek_tui", "logs", "last", "t0", "-f", "--store", str(db)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=20, check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "partial\n", "")
+    assert main(["runs", "--store", str(db)]) == 0
+    assert "interrupted" in capsys.readouterr().out
