@@ -1,0 +1,211 @@
+"""The console app: screens, app-wide keys, theme loading and client wiring.
+
+:class:`TekApp` opens on one of three things: an existing ``RunClient`` (tests,
+a socket client), a plan file (read in a thread, then run in-process with
+``core.engine.create_run``; the run lives in a worker for the app's lifetime),
+or nothing (the picker of recent runs and plan files). Screen-specific keys
+and handlers live in the screens; here are only ``t`` (theme), ``?`` (help),
+and quitting, which the main screen turns into "stop the run, then exit".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import anyio
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.dom import DOMNode
+from textual.screen import Screen
+
+from core.client import RunClient
+from core.errors import PlanError, TekError
+from tek_tui.config import remember_theme
+from tek_tui.screens.help import HelpScreen, collect_key_rows
+from tek_tui.screens.main import MainScreen
+from tek_tui.screens.picker import PickerScreen
+from tek_tui.themes import DEFAULT_THEME, load_themes, tek_variable_defaults
+
+Runner = Callable[[], Awaitable[Any]]
+
+
+class TekApp(App[int]):
+    """tek's operations console."""
+
+    CSS_PATH = "tek.tcss"
+    TITLE = "tek"
+    ENABLE_COMMAND_PALETTE = True
+
+    BINDINGS = [
+        Binding("t", "cycle_theme", "Theme", id="theme-cycle", tooltip="Switch to the next theme"),
+        Binding("question_mark", "help", "Help", id="help", tooltip="List every key"),
+        Binding("ctrl+q", "quit", "Quit", id="quit-now", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        *,
+        plan_path: Path | None = None,
+        client: RunClient | None = None,
+        runner: Runner | None = None,
+        start: bool = False,
+        theme: str | None = None,
+        jobs: int | None = None,
+        clock: Callable[[], float] = time.time,
+        sampler: Any = None,
+        search_dirs: Iterable[Path] | None = None,
+    ) -> None:
+        """Build the app.
+
+        Args:
+            plan_path: plan to load and run (ignored when ``client`` is given).
+            client: an existing run to show.
+            runner: awaitable factory that drives ``client``'s run, if this app owns it.
+            start: send ``Start`` as soon as the run is shown.
+            theme: theme name (default: remembered, else ``tek-dark``).
+            jobs: default pool size for runs this app creates.
+            clock: time source (frozen in snapshot tests).
+            sampler: telemetry sampler handed to the system pane (tests).
+            search_dirs: folders the picker lists plans from.
+        """
+        loaded = load_themes()
+        self._tek_themes = loaded.themes
+        self._theme_problems = loaded.problems
+        super().__init__()
+        for tek_theme in self._tek_themes.values():
+            self.register_theme(tek_theme)
+        wanted = theme or DEFAULT_THEME
+        self.theme = wanted if wanted in self._tek_themes else DEFAULT_THEME
+        self.plan_path = plan_path
+        self.client = client
+        self.runner = runner
+        self.start_run = start
+        self.jobs = jobs
+        self.clock = clock
+        self.sampler = sampler
+        self.search_dirs = list(search_dirs) if search_dirs is not None else None
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        """tek's ``tek-*`` colours, so every stylesheet can use them in any theme."""
+        return tek_variable_defaults(getattr(self, "_tek_themes", {}))
+
+    @property
+    def theme_names(self) -> list[str]:
+        """tek's themes (from ``themes/*.toml``), in cycling order."""
+        return sorted(self._tek_themes)
+
+    def on_mount(self) -> None:
+        for problem in self._theme_problems:
+            self.notify(problem, title="theme skipped", severity="warning")
+        if self.client is not None:
+            self.show_run(self.client, self.runner)
+        elif self.plan_path is not None:
+            self.push_screen(PickerScreen(self.search_dirs))
+            self.open_plan(self.plan_path)
+        else:
+            self.push_screen(PickerScreen(self.search_dirs))
+
+    # ------------------------------------------------------------------ runs
+
+    def show_run(self, client: RunClient, runner: Runner | None, title: str = "") -> None:
+        """Open the main screen on ``client``; drive ``runner`` for the app's lifetime."""
+        if runner is not None:
+            self._drive_run(runner)
+        self.push_screen(
+            MainScreen(client, clock=self.clock, sampler=self.sampler, start=self.start_run,
+                       title=title)
+        )
+
+    @work(exclusive=True, group="plan", description="load plan", exit_on_error=False)
+    async def open_plan(self, path: Path) -> None:
+        """Read and validate ``path`` off the UI thread, then run it; errors go to the picker."""
+        from core.plan_io import read_plan
+
+        try:
+            plan = await anyio.to_thread.run_sync(read_plan, path)
+            from core.engine import RunOptions, create_run
+
+            options = RunOptions(wait_for_start=True) if self.jobs is None else RunOptions(
+                jobs=self.jobs, wait_for_start=True
+            )
+            run = create_run(plan, options, recorder=_journal())
+        except PlanError as exc:
+            self._show_problems(exc.problems)
+            return
+        except TekError as exc:
+            self._show_problems(str(exc).splitlines())
+            return
+        self.show_run(run.client(), run.run, title=path.stem)
+
+    def _show_problems(self, problems: list[str]) -> None:
+        screen = self.screen
+        if isinstance(screen, PickerScreen):
+            screen.show_problems(problems)
+
+    @work(exclusive=True, group="run", description="drive the run", exit_on_error=False)
+    async def _drive_run(self, runner: Runner) -> None:
+        await runner()
+
+    # ---------------------------------------------------------------- actions
+
+    def action_cycle_theme(self) -> None:
+        """Switch to the next tek theme and remember it."""
+        names = self.theme_names
+        index = names.index(self.theme) if self.theme in names else -1
+        self.theme = names[(index + 1) % len(names)]
+        try:
+            remember_theme(self.theme)
+        except OSError as exc:
+            self.notify(f"could not save the theme: {exc}", severity="warning")
+        self.notify(f"theme: {self.theme}", timeout=2)
+
+    def action_help(self) -> None:
+        """List every key of the current screen."""
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(collect_key_rows(self.screen)))
+
+    async def action_quit(self) -> None:
+        """Quit; on the run screen this asks first and stops the run cleanly."""
+        screen = self.screen
+        if isinstance(screen, MainScreen):
+            screen.action_quit_console()
+        else:
+            self.exit(0)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """The command palette offers every described binding of the screen."""
+        yield from super().get_system_commands(screen)
+        seen: set[str] = set()
+        for node, binding, enabled, tooltip in screen.active_bindings.values():
+            if not enabled or binding.system or not binding.description:
+                continue
+            if binding.action in seen:
+                continue
+            seen.add(binding.action)
+            help_text = f"{binding.tooltip or tooltip or binding.description}  [{binding.key}]"
+            yield SystemCommand(
+                binding.description, help_text, self._action_runner(node, binding.action)
+            )
+
+    def _action_runner(self, node: DOMNode, action: str) -> Callable[[], Awaitable[Any]]:
+        async def run() -> None:
+            await self.run_action(action, node)
+
+        return run
+
+
+def _journal() -> Any:
+    """The journal recorder when ``core.store`` provides one, else None."""
+    try:
+        from core import store
+    except ImportError:
+        return None
+    opener = getattr(store, "open_recorder", None)
+    try:
+        return opener() if callable(opener) else None
+    except TekError:
+        return None

@@ -1,0 +1,507 @@
+"""The main run screen: task table, DAG, pools, system and log panes, and run controls.
+
+The screen sees the run only through a :class:`~core.client.RunClient`. One
+exclusive worker reads ``client.events()`` into a :class:`RunState` (cheap dict
+updates); a 10 Hz interval paints what changed inside ``app.batch_update()``.
+While a modal is open painting is skipped and changes accumulate; hidden panes
+(narrow terminal, zoom) get their pending updates when shown again.
+
+Layout: a grid of five panes at large sizes. Below 120×30 the screen becomes
+``-narrow``: the task table plus one other pane, ``tab`` switching which.
+``z`` zooms the focused pane to the whole screen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container, Vertical
+from textual.events import DescendantFocus, Resize
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import DataTable, Footer, Input
+
+from core.client import RunClient
+from core.errors import ControlError
+from core.events import (
+    CancelRun,
+    CancelTask,
+    Control,
+    Pause,
+    ResizePool,
+    Resume,
+    RetryTask,
+    RunStatus,
+    SkipTask,
+    Start,
+    TaskState,
+)
+from core.paths import run_log_path
+from tek_tui.screens.confirm import ConfirmModal
+from tek_tui.screens.panes import make_dag_view, make_pools_pane, make_system_pane
+from tek_tui.screens.resize import ResizeModal
+from tek_tui.screens.run_state import RunState
+from tek_tui.widgets.log_view import LogView
+from tek_tui.widgets.run_bar import RunBar
+from tek_tui.widgets.task_table import TaskTable
+
+#: Panes in ``tab`` order: (pane id, title).
+PANES: tuple[tuple[str, str], ...] = (
+    ("tasks", "Tasks"),
+    ("log", "Log"),
+    ("dag", "DAG"),
+    ("pools", "Pools"),
+    ("system", "System"),
+)
+#: Below either size the screen shows the table plus one pane at a time.
+NARROW_WIDTH, NARROW_HEIGHT = 120, 30
+#: Paint rate of the coalesced updates.
+FLUSH_HZ = 10
+#: How long ``q`` waits for a cancelled run to finish before leaving anyway.
+QUIT_GRACE_S = 15.0
+
+
+class MainScreen(Screen[None]):
+    """Everything about one run."""
+
+    BINDINGS = [
+        Binding("s", "start", "Start", id="run-start", tooltip="Start the run"),
+        Binding("p", "pause_resume", "Pause", id="run-pause-resume",
+                tooltip="Pause or resume dispatching new tasks"),
+        Binding("c", "cancel_task", "Cancel", id="task-cancel", tooltip="Cancel the selected task"),
+        Binding("r", "retry_task", "Retry", id="task-retry", tooltip="Retry the selected task"),
+        Binding("x", "skip_task", "Skip", id="task-skip", tooltip="Skip the selected task"),
+        Binding("C", "cancel_run", "Cancel run", id="run-cancel",
+                tooltip="Cancel the whole run (asks first)"),
+        Binding("plus", "resize(1)", "Pool+", id="pool-grow",
+                tooltip="Grow the selected task's pool by one", show=False),
+        Binding("minus", "resize(-1)", "Pool-", id="pool-shrink",
+                tooltip="Shrink the selected task's pool by one", show=False),
+        Binding("equals_sign", "resize_to", "Pool size", id="pool-resize",
+                tooltip="Type a new size for the selected task's pool", show=False),
+        Binding("l", "open_log", "Log", id="open-log", tooltip="Open the selected task's log"),
+        Binding("z", "zoom", "Zoom", id="pane-zoom", tooltip="Zoom the focused pane"),
+        Binding("tab", "next_pane", "Next pane", id="pane-next", show=False),
+        Binding("shift+tab", "next_pane(-1)", "Previous pane", id="pane-prev", show=False),
+        Binding("slash", "filter", "Filter", id="task-filter",
+                tooltip="Filter tasks: text, state:failed, tag:x"),
+        Binding("escape", "close_filter", "Close filter", id="filter-close", show=False),
+        Binding("q", "quit_console", "Quit", id="quit", tooltip="Quit (asks during a run)"),
+    ]
+
+    def __init__(
+        self,
+        client: RunClient,
+        *,
+        clock: Callable[[], float],
+        sampler: Any = None,
+        start: bool = False,
+        title: str = "",
+    ) -> None:
+        super().__init__()
+        self.client = client
+        self.clock = clock
+        self.state: RunState | None = None
+        """The run as last read; None until the snapshot arrives."""
+        self.active_pane = "tasks"
+        """Pane holding the focus."""
+        self.shown_pane = "log"
+        """Pane shown beside the table on a narrow screen."""
+        self.zoomed: str | None = None
+        """Pane zoomed to the whole screen, or None."""
+        self.selected: str | None = None
+        """Task selected in the table (and DAG)."""
+        self._sampler = sampler
+        self._start = start
+        self._title = title
+        self._finished = asyncio.Event()
+        self._last_tick = 0
+        self._dag_pending: dict[str, TaskState] = {}
+        self._pools_pending = False
+        self._pids: dict[str, int] = {}
+        self._stopping = False
+
+    # ---------------------------------------------------------------- compose
+
+    def compose(self) -> ComposeResult:
+        yield RunBar(id="run-bar")
+        with Container(id="body"):
+            with Vertical(id="pane-tasks", classes="pane"):
+                yield TaskTable(clock=self.clock, id="task-table")
+                yield Input(placeholder="filter: text  state:failed  tag:x  agent:ml",
+                            id="task-filter")
+            with Vertical(id="pane-dag", classes="pane"):
+                yield make_dag_view(id="dag-view")
+            with Vertical(id="pane-pools", classes="pane"):
+                yield make_pools_pane(id="pools-pane")
+            with Vertical(id="pane-log", classes="pane"):
+                yield LogView(id="log-view")
+            with Vertical(id="pane-system", classes="pane"):
+                yield make_system_pane(sampler=self._sampler, id="system-pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for pane_id, title in PANES:
+            self.pane(pane_id).border_title = title
+        self.query_one("#task-filter", Input).display = False
+        self.table.focus()
+        self.app.theme_changed_signal.subscribe(self, self._theme_changed)
+        self.set_interval(1 / FLUSH_HZ, self._flush, name="paint")
+        self._read_events()
+        self._apply_layout()
+
+    # ---------------------------------------------------------------- helpers
+
+    @property
+    def table(self) -> TaskTable:
+        """The task table."""
+        return self.query_one("#task-table", TaskTable)
+
+    @property
+    def log_view(self) -> LogView:
+        """The log pane's widget."""
+        return self.query_one("#log-view", LogView)
+
+    def pane(self, pane_id: str) -> Widget:
+        """The container of pane ``pane_id``."""
+        return self.query_one(f"#pane-{pane_id}")
+
+    def pane_visible(self, pane_id: str) -> bool:
+        """Whether a pane is on screen (not hidden by zoom or the narrow layout)."""
+        if self.zoomed is not None:
+            return pane_id == self.zoomed
+        if self.has_class("-narrow"):
+            return pane_id in ("tasks", self.shown_pane)
+        return True
+
+    async def _control(self, command: Control) -> bool:
+        """Send one control; a refusal becomes an error notification."""
+        try:
+            await self.client.control(command)
+        except ControlError as exc:
+            self.notify(str(exc), title="refused", severity="error")
+            return False
+        return True
+
+    def _selected_or_warn(self) -> str | None:
+        if self.selected is None:
+            self.notify("no task selected", severity="warning")
+        return self.selected
+
+    # ------------------------------------------------------------ events in
+
+    @work(exclusive=True, group="run-events", description="read run events", exit_on_error=False)
+    async def _read_events(self) -> None:
+        # Subscribe before the snapshot and install it with no await in
+        # between, so no event falls between the two; a duplicate is harmless
+        # (states are idempotent).
+        stream = self.client.events()
+        snapshot = self.client.snapshot()
+        self._install(RunState(snapshot))
+        if self._start and snapshot.status is RunStatus.PENDING:
+            await self._control(Start())
+        async for event in stream:
+            assert self.state is not None
+            self.state.apply(event)
+        self._finished.set()
+
+    def _install(self, state: RunState) -> None:
+        self.state = state
+        tasks = [state.tasks[task_id] for task_id in state.order]
+        with self.app.batch_update():
+            self.table.set_tasks(tasks)
+            self.query_one("#dag-view").set_tasks(tasks)
+        self._pools_pending = True
+        self._flush()
+
+    def _flush(self) -> None:
+        """Paint what changed since the last flush (10 Hz)."""
+        state = self.state
+        if state is None or self.app.screen is not self:
+            return  # a modal is open: keep consuming, paint when it closes
+        dirty = state.take_dirty()
+        now = self.clock()
+        tick = int(now) != self._last_tick
+        self._last_tick = int(now)
+        with self.app.batch_update():
+            if dirty.tasks:
+                self.table.update_tasks([state.tasks[i] for i in dirty.tasks])
+                self._dag_pending.update({i: state.tasks[i].state for i in dirty.tasks})
+            if tick:
+                self.table.tick()
+            if self._dag_pending and self.pane_visible("dag"):
+                self.query_one("#dag-view").update_states(self._dag_pending)
+                self._dag_pending = {}
+            self._pools_pending |= dirty.pools
+            if self._pools_pending and self.pane_visible("pools"):
+                reason = state.admission_reason if state.admission_paused else ""
+                self.query_one("#pools-pane").update_pools(
+                    list(state.pools.values()), state.admission_paused, reason
+                )
+                self._pools_pending = False
+            if dirty.run or tick:
+                self._paint_run_bar(state, now)
+            if dirty.tasks:
+                pids = state.running_pids()
+                if pids != self._pids:
+                    self._pids = pids
+                    self.query_one("#system-pane").set_task_pids(pids)
+            self._paint_log(state, dirty.tasks)
+
+    def _paint_run_bar(self, state: RunState, now: float) -> None:
+        elapsed = None
+        if state.started_ts is not None:
+            elapsed = (state.finished_ts or now) - state.started_ts
+        plan = Path(state.plan_path).stem if state.plan_path else state.run_id
+        self.query_one(RunBar).show(
+            plan=self._title or plan,
+            status=state.status,
+            counts=state.counts,
+            elapsed=elapsed,
+            admission=state.admission_reason if state.admission_paused else "",
+            dropped=state.dropped_lines,
+        )
+
+    def _paint_log(self, state: RunState, changed: set[str]) -> None:
+        lines = state.take_lines()
+        if lines:
+            self.log_view.append(lines)
+        task_id = self.selected
+        if task_id is not None and task_id in changed and task_id in state.loss:
+            losses = state.loss[task_id]
+            self.log_view.set_loss(list(losses), f"loss {losses[-1]:.4g}")
+
+    # ------------------------------------------------------------- selection
+
+    @on(TaskTable.TaskSelected)
+    def _task_selected(self, event: TaskTable.TaskSelected) -> None:
+        self._select(event.task_id)
+
+    def on_dag_view_task_selected(self, event: Any) -> None:
+        """The DAG view moved its selection: follow it in the table."""
+        self.table.select(event.task_id)
+        self._select(event.task_id)
+
+    def _select(self, task_id: str | None) -> None:
+        if task_id == self.selected or self.state is None:
+            return
+        self.selected = task_id
+        self.state.watch(task_id)
+        self.query_one("#dag-view").select(task_id)
+        task = self.state.tasks.get(task_id) if task_id else None
+        attempt = task.attempt if task else 0
+        path = run_log_path(self.state.run_id, task_id, attempt) if task_id and attempt else None
+        self.log_view.show(task_id, attempt, path)
+        if task_id in self.state.loss:
+            losses = self.state.loss[task_id]
+            self.log_view.set_loss(list(losses), f"loss {losses[-1]:.4g}")
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """``enter`` on a task opens its log."""
+        if event.data_table is self.table:
+            event.stop()
+            self.action_open_log()
+
+    # -------------------------------------------------------------- controls
+
+    async def action_start(self) -> None:
+        """Start a run that waits for it."""
+        await self._control(Start())
+
+    async def action_pause_resume(self) -> None:
+        """Pause dispatching, or resume it."""
+        paused = self.state is not None and self.state.status is RunStatus.PAUSED
+        await self._control(Resume() if paused else Pause())
+
+    async def action_cancel_task(self) -> None:
+        """Cancel the selected task."""
+        if (task_id := self._selected_or_warn()) is not None:
+            await self._control(CancelTask(task_id))
+
+    async def action_retry_task(self) -> None:
+        """Retry the selected task."""
+        if (task_id := self._selected_or_warn()) is not None:
+            await self._control(RetryTask(task_id))
+
+    async def action_skip_task(self) -> None:
+        """Skip the selected task."""
+        if (task_id := self._selected_or_warn()) is not None:
+            await self._control(SkipTask(task_id))
+
+    def action_cancel_run(self) -> None:
+        """Cancel the whole run, after asking."""
+
+        async def answered(yes: bool | None) -> None:
+            if yes:
+                await self._control(CancelRun())
+
+        self.app.push_screen(
+            ConfirmModal("Cancel the run? Running tasks are stopped.", yes="Cancel run",
+                         no="Keep running"),
+            answered,
+        )
+
+    def _selected_pool(self) -> tuple[str, int] | None:
+        if self.state is None or (task_id := self._selected_or_warn()) is None:
+            return None
+        pool = self.state.tasks[task_id].pool
+        info = self.state.pools.get(pool)
+        return pool, info.size if info else 0
+
+    async def action_resize(self, delta: int) -> None:
+        """Grow or shrink the selected task's pool."""
+        if (found := self._selected_pool()) is not None:
+            pool, size = found
+            await self._control(ResizePool(pool, max(0, size + delta)))
+
+    def action_resize_to(self) -> None:
+        """Ask for a new size of the selected task's pool."""
+        if (found := self._selected_pool()) is None:
+            return
+
+        async def answered(size: int | None) -> None:
+            if size is not None:
+                await self._control(ResizePool(found[0], size))
+
+        self.app.push_screen(ResizeModal(*found), answered)
+
+    async def on_pools_pane_resize_requested(self, event: Any) -> None:
+        """The pools pane asked for a new size (its own ``+``/``-``)."""
+        await self._control(ResizePool(event.pool, event.size))
+
+    # ----------------------------------------------------------- panes, keys
+
+    def action_open_log(self) -> None:
+        """Show the selected task's log and focus it."""
+        self.shown_pane = "log"
+        self._focus_pane("log")
+
+    def action_zoom(self) -> None:
+        """Zoom the focused pane to the whole screen, or back."""
+        self.zoomed = None if self.zoomed else self.active_pane
+        self._apply_layout()
+
+    def action_next_pane(self, step: int = 1) -> None:
+        """Focus the next (or previous) pane."""
+        ids = [pane_id for pane_id, _ in PANES]
+        target = ids[(ids.index(self.active_pane) + step) % len(ids)]
+        if target != "tasks":
+            self.shown_pane = target
+        if self.zoomed is not None:
+            self.zoomed = target
+        self._focus_pane(target)
+
+    def action_filter(self) -> None:
+        """Open the filter box above the table."""
+        box = self.query_one("#task-filter", Input)
+        box.display = True
+        box.value = self.table.filter_text
+        self._focus_pane("tasks", focus=False)
+        box.focus()
+
+    def action_close_filter(self) -> None:
+        """Close the filter box, keeping its filter."""
+        box = self.query_one("#task-filter", Input)
+        if box.display:
+            box.display = False
+            self.table.focus()
+
+    @on(Input.Submitted, "#task-filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.table.set_filter(event.value)
+        self.pane("tasks").border_subtitle = f"filter: {event.value}" if event.value else ""
+        event.input.display = False
+        self.table.focus()
+
+    def _focus_pane(self, pane_id: str, *, focus: bool = True) -> None:
+        self.active_pane = pane_id
+        self._apply_layout()
+        if not focus:
+            return
+        pane = self.pane(pane_id)
+        target = next((w for w in pane.query("*") if w.focusable and w.display), None)
+        if target is not None:
+            target.focus()
+
+    def on_descendant_focus(self, event: DescendantFocus) -> None:
+        """Track which pane holds the focus (mouse clicks included)."""
+        node = event.widget
+        while node is not None and node is not self:
+            if isinstance(node, Widget) and node.id and node.id.startswith("pane-"):
+                self.active_pane = node.id.removeprefix("pane-")
+                if self.active_pane != "tasks":
+                    self.shown_pane = self.active_pane
+                break
+            node = node.parent  # type: ignore[assignment]
+        for pane_id, _ in PANES:
+            self.pane(pane_id).set_class(pane_id == self.active_pane, "-active")
+
+    def on_resize(self, event: Resize) -> None:
+        """Switch between the grid and the narrow (tabbed) layout."""
+        narrow = event.size.width < NARROW_WIDTH or event.size.height < NARROW_HEIGHT
+        self.set_class(narrow, "-narrow")
+        self._apply_layout()
+
+    def _apply_layout(self) -> None:
+        for pane_id, title in PANES:
+            pane = self.pane(pane_id)
+            pane.display = self.pane_visible(pane_id)
+            if self.has_class("-narrow") and pane_id != "tasks":
+                others = " ".join(
+                    f"[reverse] {t} [/]" if p == pane_id else t for p, t in PANES if p != "tasks"
+                )
+                pane.border_title = f"{others}  (tab)"
+            else:
+                pane.border_title = title
+        self.set_class(self.zoomed is not None, "-zoom")
+        # Panes that were hidden catch up now.
+        self._flush()
+
+    def _theme_changed(self, _theme: object) -> None:
+        self.table.restyle()
+        if self.state is not None:
+            self._paint_run_bar(self.state, self.clock())
+
+    # ------------------------------------------------------------------ quit
+
+    def action_quit_console(self) -> None:
+        """Quit; during a run, ask first, then cancel it and wait for it to end."""
+        if self.state is None or not self.state.active:
+            self._stop_and_exit()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._stop_and_exit()
+
+        self.app.push_screen(
+            ConfirmModal("A run is in progress. Cancel it and quit?", yes="Stop and quit",
+                         no="Stay"),
+            answered,
+        )
+
+    @work(exclusive=True, group="quit", description="stop the run and exit")
+    async def _stop_and_exit(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        state = self.state
+        if state is not None and not state.finished:
+            self.notify("stopping the run…", timeout=QUIT_GRACE_S)
+            try:
+                await self.client.control(CancelRun())
+            except ControlError:
+                pass  # already finished between the check and now
+            else:
+                try:
+                    await asyncio.wait_for(self._finished.wait(), QUIT_GRACE_S)
+                except TimeoutError:
+                    pass  # leave anyway; the app's exit cancels the run's task group
+        self.app.exit(0)

@@ -1,0 +1,130 @@
+"""The start screen of ``tek tui`` without a plan: recent runs and a plan picker.
+
+Recent runs come from the journal (``core.store``) when it exists, read in a
+thread; without one the pane says "no journal yet". Plans are the ``*.csv``
+files of the current folder and of ``sample_plans/``. Choosing a plan (or a
+run, whose plan is opened again) asks the app to load it; problems found while
+reading it are listed here, one line each with file and line, not a traceback.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from tek_tui.widgets.states import format_duration
+
+
+def default_plan_dirs() -> list[Path]:
+    """The current folder and its ``sample_plans/``."""
+    return [Path.cwd(), Path.cwd() / "sample_plans"]
+
+
+def find_plans(dirs: Iterable[Path]) -> list[Path]:
+    """``*.csv`` files in ``dirs`` (not recursive), sorted, each once."""
+    found: dict[Path, None] = {}
+    for folder in dirs:
+        if folder.is_dir():
+            for path in sorted(folder.glob("*.csv")):
+                found[path.resolve()] = None
+    return list(found)
+
+
+def recent_runs(limit: int = 20) -> list[Any] | None:
+    """Newest runs of the journal, or None when there is no journal (yet)."""
+    try:
+        from core.errors import StoreError
+        from core.paths import default_store_path
+        from core.store import open_store
+    except ImportError:
+        return None
+    if not default_store_path().exists():
+        return None
+    try:
+        with open_store(create=False) as store:
+            return list(store.list_runs(limit=limit))
+    except StoreError:
+        return None
+
+
+class PickerScreen(Screen[None]):
+    """Choose a plan to run, or reopen the plan of a recent run."""
+
+    BINDINGS = [
+        Binding("tab", "app.focus_next", "Next list", id="picker-next", show=False),
+        Binding("q", "app.quit", "Quit", id="picker-quit"),
+    ]
+
+    def __init__(self, dirs: Sequence[Path] | None = None) -> None:
+        super().__init__()
+        self.dirs = list(dirs) if dirs is not None else default_plan_dirs()
+        self.plans: list[Path] = []
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="picker"):
+            yield Static("[b]tek[/b] · choose a plan (enter) · recent runs below", id="picker-title")
+            yield Static("", id="plan-problems")
+            yield DataTable(id="plan-list", cursor_type="row")
+            yield Static("recent runs", id="runs-title")
+            yield DataTable(id="run-list", cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#plan-problems").display = False
+        plans = self.query_one("#plan-list", DataTable)
+        plans.add_columns("plan", "folder")
+        self.plans = find_plans(self.dirs)
+        for path in self.plans:
+            plans.add_row(path.name, str(path.parent), key=str(path))
+        if not self.plans:
+            plans.add_row("no plan files here", "", key="")
+        runs = self.query_one("#run-list", DataTable)
+        runs.add_columns("run", "status", "tasks", "time", "plan")
+        plans.focus()
+        self._load_runs()
+
+    @work(thread=True, exclusive=True, group="journal", description="read recent runs")
+    def _load_runs(self) -> None:
+        self.app.call_from_thread(self._show_runs, recent_runs())
+
+    def _show_runs(self, runs: list[Any] | None) -> None:
+        table = self.query_one("#run-list", DataTable)
+        if runs is None:
+            table.add_row("no journal yet", "", "", "", "", key="")
+            return
+        if not runs:
+            table.add_row("no runs yet", "", "", "", "", key="")
+        for run in runs:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created_ts))
+            table.add_row(
+                f"{run.id} {when}", run.effective_status, str(run.task_count),
+                format_duration(run.duration_s), run.plan_path, key=run.plan_path or "",
+            )
+
+    def show_problems(self, problems: Sequence[str]) -> None:
+        """List what is wrong with the plan that was chosen."""
+        box = self.query_one("#plan-problems", Static)
+        box.update("\n".join(["[b]cannot run this plan:[/b]", *problems]))
+        box.display = True
+
+    @on(DataTable.RowSelected)
+    def _chosen(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        key = event.row_key.value
+        if not key:
+            return
+        path = Path(key)
+        if not path.exists():
+            self.show_problems([f"{path}: plan file no longer exists"])
+            return
+        self.query_one("#plan-problems").display = False
+        self.app.open_plan(path)  # type: ignore[attr-defined]

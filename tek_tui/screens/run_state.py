@@ -1,0 +1,180 @@
+"""The console's picture of one run, built from the run protocol.
+
+:class:`RunState` starts from a :class:`~core.events.RunSnapshot` and applies
+events as they arrive. Applying is cheap (dict updates) and marks what changed;
+the screen's ~10 Hz flush takes the dirty marks and paints only those, so a
+burst of thousands of events costs one repaint (STYLE.md, "Coalesce, then
+paint"). Not a widget: plain data, tested without an app.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+from core.events import (
+    AdmissionChanged,
+    Event,
+    OutputDropped,
+    OutputLines,
+    PoolChanged,
+    PoolInfo,
+    Progress,
+    RunFinished,
+    RunSnapshot,
+    RunStarted,
+    RunStatus,
+    TaskChanged,
+    TaskInfo,
+    TaskState,
+)
+
+#: Points of loss history kept per ML task for the loss curve.
+LOSS_POINTS = 400
+#: Live output lines kept between two flushes for the watched task.
+PENDING_LINES = 5000
+
+
+@dataclass
+class Dirty:
+    """What changed since the last :meth:`RunState.take_dirty`."""
+
+    tasks: set[str] = field(default_factory=set)
+    pools: bool = False
+    run: bool = False
+
+
+class RunState:
+    """Tasks, pools and run status as the console shows them."""
+
+    def __init__(self, snapshot: RunSnapshot) -> None:
+        self.run_id = snapshot.run_id
+        self.plan_path = snapshot.plan_path
+        self.status = snapshot.status
+        self.started_ts = snapshot.started_ts
+        self.finished_ts = snapshot.finished_ts
+        self.admission_paused = snapshot.admission_paused
+        self.admission_reason = snapshot.admission_reason
+        self.dropped_lines = snapshot.dropped_lines
+        self.tasks: dict[str, TaskInfo] = {t.id: t for t in snapshot.tasks}
+        self.order: list[str] = [t.id for t in snapshot.tasks]
+        self.pools: dict[str, PoolInfo] = {p.name: p for p in snapshot.pools}
+        self.counts: Counter[TaskState] = Counter(t.state for t in snapshot.tasks)
+        self.loss: dict[str, deque[float]] = {}
+        self.watched: str | None = None
+        """Task whose live output is kept for the log pane."""
+        self.pending_lines: deque[tuple[int, str]] = deque(maxlen=PENDING_LINES)
+        """(attempt, line) of the watched task since the last flush."""
+        self.finished = snapshot.status.is_finished
+        self._dirty = Dirty(tasks=set(self.tasks), pools=True, run=True)
+
+    # ----------------------------------------------------------------- apply
+
+    def apply(self, event: Event) -> None:
+        """Fold one event into the state and mark what it changed."""
+        if isinstance(event, TaskChanged):
+            self._task_changed(event)
+        elif isinstance(event, OutputLines):
+            if event.task_id == self.watched:
+                self.pending_lines.extend((event.attempt, line) for line in event.lines)
+        elif isinstance(event, Progress):
+            self._progress(event)
+        elif isinstance(event, PoolChanged):
+            self.pools[event.pool] = PoolInfo(
+                event.pool, event.size, event.busy, event.queued, event.finished
+            )
+            self._dirty.pools = True
+        elif isinstance(event, AdmissionChanged):
+            self.admission_paused = event.paused
+            self.admission_reason = event.reason
+            if self.status in (RunStatus.RUNNING, RunStatus.PAUSED):
+                paused_by_user = event.paused and "user" in event.reason
+                self.status = RunStatus.PAUSED if paused_by_user else RunStatus.RUNNING
+            self._dirty.pools = self._dirty.run = True
+        elif isinstance(event, OutputDropped):
+            self.dropped_lines += event.count
+            self._dirty.run = True
+        elif isinstance(event, RunStarted):
+            self.run_id = event.run_id
+            self.status = RunStatus.RUNNING
+            self.started_ts = event.ts
+            self._dirty.run = True
+        elif isinstance(event, RunFinished):
+            self.status = event.status
+            self.finished_ts = event.ts
+            self.finished = True
+            self._dirty.run = True
+
+    def _task_changed(self, event: TaskChanged) -> None:
+        old = self.tasks.get(event.task_id)
+        if old is None:
+            return  # not in the snapshot's plan: nothing to show it in
+        started = old.started_ts
+        finished = old.finished_ts
+        if event.state is TaskState.RUNNING and (
+            old.state is not TaskState.RUNNING or event.attempt != old.attempt
+        ):
+            started, finished = event.ts, None
+        elif event.state.is_terminal:
+            finished = event.ts
+        elif event.state in (TaskState.PENDING, TaskState.READY):
+            started = finished = None
+        self.tasks[event.task_id] = dataclasses.replace(
+            old,
+            state=event.state,
+            attempt=event.attempt,
+            started_ts=started,
+            finished_ts=finished,
+            exit_code=event.exit_code,
+            reason=event.reason,
+            pid=event.pid if event.state is TaskState.RUNNING else None,
+        )
+        if old.state is not event.state:
+            self.counts[old.state] -= 1
+            self.counts[event.state] += 1
+            self._dirty.run = True
+        self._dirty.tasks.add(event.task_id)
+
+    def _progress(self, event: Progress) -> None:
+        old = self.tasks.get(event.task_id)
+        if old is None:
+            return
+        self.tasks[event.task_id] = dataclasses.replace(
+            old, progress=dict(event.values), fraction=event.fraction
+        )
+        loss = event.values.get("loss")
+        if isinstance(loss, int | float):
+            self.loss.setdefault(event.task_id, deque(maxlen=LOSS_POINTS)).append(float(loss))
+        self._dirty.tasks.add(event.task_id)
+
+    # ------------------------------------------------------------------ read
+
+    def take_dirty(self) -> Dirty:
+        """Return what changed since the last call and start afresh."""
+        dirty, self._dirty = self._dirty, Dirty()
+        return dirty
+
+    def take_lines(self) -> list[tuple[int, str]]:
+        """Live lines of the watched task since the last call."""
+        lines = list(self.pending_lines)
+        self.pending_lines.clear()
+        return lines
+
+    def watch(self, task_id: str | None) -> None:
+        """Keep live output of ``task_id`` (dropping any other's)."""
+        self.watched = task_id
+        self.pending_lines.clear()
+
+    def running_pids(self) -> dict[str, int]:
+        """Process of each running task that has one."""
+        return {
+            t.id: t.pid
+            for t in self.tasks.values()
+            if t.pid is not None and t.state is TaskState.RUNNING
+        }
+
+    @property
+    def active(self) -> bool:
+        """True while the run has started and not finished."""
+        return self.status in (RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.CANCELLING)

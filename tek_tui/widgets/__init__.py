@@ -1,0 +1,1 @@
+"""The console's widgets, one class per file; import them from their modules."""

@@ -1,0 +1,246 @@
+"""The log pane: the selected task's current attempt, live, with a loss curve.
+
+On selection the attempt's log file is tailed in a thread worker (the last
+``max_lines`` lines, read backwards from the end so a multi-megabyte log costs
+a few block reads); live ``OutputLines`` then append, one ``write_lines`` per
+flush. Lines that arrived while the file was being read are de-duplicated
+against the file's tail. Memory stays bounded by ``Log.max_lines``.
+
+``f`` toggles follow (auto-scroll), ``/`` searches, ``n``/``N`` jump to the
+next/previous match. For tasks that report ``loss`` in ``Progress`` events a
+sparkline of the loss history shows above the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Input, Log, Sparkline, Static
+
+#: Lines kept in the pane (and read from the end of a log file).
+MAX_LINES = 5000
+_BLOCK = 64 * 1024
+
+
+def read_tail(path: Path, max_lines: int) -> list[str]:
+    """The last ``max_lines`` lines of a text file, reading backwards by blocks.
+
+    Args:
+        path: the log file.
+        max_lines: how many lines at most.
+
+    Returns:
+        The lines without their newlines; empty when the file is missing.
+    """
+    try:
+        with path.open("rb") as fh:
+            end = fh.seek(0, 2)
+            pos, data = end, b""
+            while pos > 0 and data.count(b"\n") <= max_lines:
+                step = min(_BLOCK, pos)
+                pos -= step
+                fh.seek(pos)
+                data = fh.read(step) + data
+    except OSError:
+        return []
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    return lines[-max_lines:]
+
+
+def _overlap(tail: Sequence[str], head: Sequence[str]) -> int:
+    """Length of the longest suffix of ``tail`` that equals a prefix of ``head``."""
+    for k in range(min(len(tail), len(head)), 0, -1):
+        if list(tail[-k:]) == list(head[:k]):
+            return k
+    return 0
+
+
+class LogView(Vertical):
+    """Log of one task attempt, follow/pause, search and loss curve."""
+
+    BINDINGS = [
+        Binding("f", "toggle_follow", "Follow", id="log-follow", tooltip="Follow or pause the log"),
+        Binding("slash", "search", "Search", id="log-search", tooltip="Search the log"),
+        Binding("n", "next_match", "Next match", id="log-next-match", show=False),
+        Binding("N", "prev_match", "Prev match", id="log-prev-match", show=False),
+        Binding("escape", "close_search", "Close search", id="log-close-search", show=False),
+    ]
+
+    def __init__(self, *, max_lines: int = MAX_LINES, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.max_lines = max_lines
+        self.task_id: str | None = None
+        """Task shown, or None."""
+        self.attempt = 0
+        """Attempt shown."""
+        self.follow = True
+        """New lines scroll the log to the end."""
+        self.needle = ""
+        """Current search text."""
+        self.match_line: int | None = None
+        """Line of the current match."""
+        self._loading = False
+        self._held: list[str] = []
+        self._generation = 0
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="log-header")
+        with Horizontal(id="loss-row"):
+            yield Static("loss", id="loss-label")
+            yield Sparkline([], id="loss-curve")
+        yield Log(max_lines=self.max_lines, id="log-lines")
+        yield Input(placeholder="search log (enter: find, esc: close)", id="log-search")
+
+    def on_mount(self) -> None:
+        self.query_one("#log-search").display = False
+        self._update_header()
+
+    @property
+    def log(self) -> Log:
+        """The underlying ``Log`` widget."""
+        return self.query_one("#log-lines", Log)
+
+    # --------------------------------------------------------------- public
+
+    def show(self, task_id: str | None, attempt: int, path: Path | None) -> None:
+        """Show ``task_id``'s ``attempt``: clear, then load its file's tail.
+
+        Args:
+            task_id: the task, or None for an empty pane.
+            attempt: attempt number (0: not started, nothing to read).
+            path: the attempt's log file, or None.
+        """
+        self.task_id, self.attempt = task_id, attempt
+        self._generation += 1
+        self._held.clear()
+        self.log.clear()
+        self.match_line = None
+        self.set_loss([], "")
+        self._update_header()
+        if task_id is not None and attempt > 0 and path is not None:
+            self._loading = True
+            self._read(path, self._generation)
+        else:
+            self._loading = False
+
+    def append(self, lines: Sequence[tuple[int, str]]) -> None:
+        """Add live lines (``(attempt, text)``) of the shown task."""
+        out: list[str] = []
+        for attempt, text in lines:
+            if attempt > self.attempt:
+                self.attempt = attempt
+                out.append(f"── attempt {attempt} ──")
+                self._update_header()
+            if attempt == self.attempt:
+                out.append(text)
+        if not out:
+            return
+        if self._loading:
+            self._held.extend(out)
+        else:
+            self.log.write_lines(out, scroll_end=self.follow)
+
+    def set_loss(self, values: Sequence[float], label: str) -> None:
+        """Show the loss curve (hidden when ``values`` is empty)."""
+        row = self.query_one("#loss-row")
+        row.display = bool(values)
+        if values:
+            self.query_one("#loss-curve", Sparkline).data = list(values)
+            self.query_one("#loss-label", Static).update(label)
+
+    # -------------------------------------------------------------- actions
+
+    def action_toggle_follow(self) -> None:
+        """Follow the end of the log, or hold it still."""
+        self.follow = not self.follow
+        self.log.auto_scroll = self.follow
+        if self.follow:
+            self.log.scroll_end(animate=False)
+        self._update_header()
+
+    def action_search(self) -> None:
+        """Open the search box."""
+        box = self.query_one("#log-search", Input)
+        box.display = True
+        box.focus()
+
+    def action_next_match(self) -> None:
+        """Jump to the next line containing the search text."""
+        self._find(forward=True)
+
+    def action_prev_match(self) -> None:
+        """Jump to the previous line containing the search text."""
+        self._find(forward=False)
+
+    @on(Input.Submitted, "#log-search")
+    def _search_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.needle = event.value
+        self.match_line = None
+        event.input.display = False
+        self.log.focus()
+        self._find(forward=True)
+
+    def action_close_search(self) -> None:
+        """Close the search box without searching."""
+        box = self.query_one("#log-search", Input)
+        if box.display:
+            box.display = False
+            self.log.focus()
+
+    # -------------------------------------------------------------- private
+
+    def _find(self, *, forward: bool) -> None:
+        if not self.needle:
+            return
+        lines = self.log.lines
+        needle = self.needle.lower()
+        hits = [i for i, line in enumerate(lines) if needle in line.lower()]
+        if not hits:
+            self.match_line = None
+            self.notify(f"not found: {self.needle}", severity="warning", timeout=2)
+            self._update_header()
+            return
+        current = self.match_line
+        if current is None:
+            pick = hits[0] if forward else hits[-1]
+        elif forward:
+            pick = next((i for i in hits if i > current), hits[0])
+        else:
+            pick = next((i for i in reversed(hits) if i < current), hits[-1])
+        self.match_line = pick
+        # Searching pauses follow, else the next live line would scroll the match away.
+        self.follow = False
+        self.log.auto_scroll = False
+        self.log.scroll_to(y=max(0, pick - 2), animate=False)
+        self._update_header(f"match {hits.index(pick) + 1}/{len(hits)} at line {pick + 1}")
+
+    def _update_header(self, extra: str = "") -> None:
+        if self.task_id is None:
+            text = "no task selected"
+        else:
+            mode = "following" if self.follow else "paused"
+            text = f"{self.task_id} · attempt {self.attempt} · {mode}"
+            if self.attempt == 0:
+                text = f"{self.task_id} · not started"
+        if extra:
+            text = f"{text} · {extra}"
+        self.query_one("#log-header", Static).update(text)
+
+    @work(thread=True, exclusive=True, group="log-read", description="read log tail")
+    def _read(self, path: Path, generation: int) -> None:
+        lines = read_tail(path, self.max_lines)
+        self.app.call_from_thread(self._loaded, lines, generation)
+
+    def _loaded(self, lines: list[str], generation: int) -> None:
+        if generation != self._generation:
+            return  # another task was selected meanwhile
+        self._loading = False
+        held, self._held = self._held, []
+        skip = _overlap(lines, held)
+        self.log.write_lines([*lines, *held[skip:]], scroll_end=self.follow)

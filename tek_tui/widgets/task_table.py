@@ -1,0 +1,310 @@
+"""The task table: one row per task, diffed by row key, fast with 10k rows.
+
+Columns: state (symbol and colour), id, duration, progress, attempt, agent
+and name (most telling first, for narrow terminals). :meth:`TaskTable.update_tasks` touches only the cells whose text
+changed (``update_cell`` by row key), adds rows that start matching the filter
+and removes rows that stop; it rebuilds the table only when most rows are
+stale, because ``DataTable.remove_row`` re-indexes every row. Sorting happens
+only when a sort key of a changed row moved.
+
+Filter syntax (``/``): words are ANDed; ``state:failed`` (prefix, ``,`` for
+any of), ``tag:gpu``, ``agent:ml``, ``pool:shell``; any other word matches the
+id or name, case-insensitively.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable
+from textual.widgets.data_table import RowDoesNotExist
+
+from core.events import TaskInfo, TaskState
+from tek_tui.widgets.states import format_duration, state_text
+
+#: Sort orders cycled by the sort key, with the column they sort on.
+SORTS: tuple[str, ...] = ("plan", "state", "duration", "id")
+
+_STATE_RANK = {state: i for i, state in enumerate(
+    (TaskState.FAILED, TaskState.RUNNING, TaskState.RETRYING, TaskState.READY,
+     TaskState.PENDING, TaskState.CANCELLED, TaskState.SKIPPED, TaskState.SUCCEEDED)
+)}
+
+Cells = tuple[Any, ...]
+
+
+def parse_filter(text: str) -> Callable[[TaskInfo], bool] | None:
+    """Build a predicate from filter text; None when the text is blank.
+
+    Args:
+        text: e.g. ``"train state:run,fail tag:gpu"``.
+    """
+    words = text.split()
+    if not words:
+        return None
+    tests: list[Callable[[TaskInfo], bool]] = []
+    for word in words:
+        field, _, value = word.partition(":")
+        value = value.lower()
+        if field == "state" and value:
+            wanted = tuple(v for v in value.split(",") if v)
+            tests.append(lambda t, w=wanted: t.state.value.startswith(w))
+        elif field == "tag" and value:
+            tests.append(lambda t, v=value: any(v == tag.lower() for tag in t.tags))
+        elif field == "agent" and value:
+            tests.append(lambda t, v=value: t.agent.lower() == v)
+        elif field == "pool" and value:
+            tests.append(lambda t, v=value: t.pool.lower() == v)
+        else:
+            needle = word.lower()
+            tests.append(lambda t, n=needle: n in t.id.lower() or n in t.name.lower())
+    return lambda task: all(test(task) for test in tests)
+
+
+def progress_text(task: TaskInfo) -> str:
+    """Short progress: ``42%``, ``ep 3/10``, ``loss 0.123``, as known."""
+    parts: list[str] = []
+    if task.fraction is not None:
+        parts.append(f"{task.fraction:4.0%}")
+    p = task.progress
+    if "epoch" in p:
+        parts.append(f"ep {p['epoch']}/{p['epochs']}" if "epochs" in p else f"ep {p['epoch']}")
+    loss = p.get("loss")
+    if isinstance(loss, int | float):
+        parts.append(f"loss {loss:.4g}")
+    return " ".join(parts)
+
+
+class TaskTable(DataTable[Any]):
+    """The run's tasks; posts :class:`TaskTable.TaskSelected` as the cursor moves."""
+
+    BINDINGS = [
+        Binding("o", "cycle_sort", "Sort", id="sort-tasks", tooltip="Cycle the sort order"),
+    ]
+
+    class TaskSelected(Message):
+        """The cursor moved onto a task (or off every task: ``task_id`` None)."""
+
+        def __init__(self, table: TaskTable, task_id: str | None) -> None:
+            super().__init__()
+            self.table = table
+            self.task_id = task_id
+
+        @property
+        def control(self) -> TaskTable:
+            return self.table
+
+    def __init__(self, *, clock: Callable[[], float], **kwargs: Any) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+        self._clock = clock
+        self._tasks: dict[str, TaskInfo] = {}
+        self._order: dict[str, int] = {}
+        self._cells: dict[str, Cells] = {}
+        self._predicate: Callable[[TaskInfo], bool] | None = None
+        self.sort_mode = "plan"
+        """Current sort order, one of :data:`SORTS`."""
+        self.filter_text = ""
+        """Current filter text (empty: every task)."""
+
+    # ---------------------------------------------------------------- cells
+
+    def _cells_for(self, task: TaskInfo, now: float) -> Cells:
+        if task.started_ts is None:
+            duration = None
+        else:
+            duration = (task.finished_ts or now) - task.started_ts
+        return (
+            task.state,
+            task.id,
+            format_duration(duration),
+            progress_text(task),
+            str(task.attempt) if task.attempt else "",
+            task.agent,
+            task.name,
+        )
+
+    def _render_cells(self, cells: Cells) -> list[Any]:
+        state, *rest = cells
+        return [state_text(self.app.theme_variables, state), *rest]
+
+    # --------------------------------------------------------------- public
+
+    def set_tasks(self, tasks: Iterable[TaskInfo]) -> None:
+        """Load the plan's tasks (once per run), keeping plan order."""
+        self._tasks = {t.id: t for t in tasks}
+        self._order = {task_id: i for i, task_id in enumerate(self._tasks)}
+        if not self.columns:
+            width = min(30, max((len(t.name) for t in self._tasks.values()), default=8))
+            id_width = min(30, max((len(t.id) for t in self._tasks.values()), default=8))
+            # Most telling columns first, so an 80-column terminal shows them.
+            for label, key, w in (
+                ("state", "state", 11), ("id", "id", max(id_width, 4)),
+                ("time", "duration", 6), ("progress", "progress", 22), ("#", "attempt", 2),
+                ("agent", "agent", 6), ("name", "name", max(width, 4)),
+            ):
+                self.add_column(label, key=key, width=w)
+        self._rebuild()
+
+    def update_tasks(self, tasks: Iterable[TaskInfo]) -> None:
+        """Apply changed tasks: update changed cells, add or drop rows for the filter."""
+        now = self._clock()
+        removals: list[str] = []
+        resort = False
+        for task in tasks:
+            old = self._tasks.get(task.id)
+            self._tasks[task.id] = task
+            if old is None:
+                self._order[task.id] = len(self._order)
+            visible = task.id in self._cells
+            wanted = self._predicate is None or self._predicate(task)
+            if visible and not wanted:
+                removals.append(task.id)
+            elif wanted and not visible:
+                self._add(task, now)
+                resort = True
+            elif visible:
+                resort |= self._update_row(task, now)
+        if len(removals) > 200 or len(removals) * 2 > len(self._cells):
+            self._rebuild()  # cheaper than many O(n) remove_row calls
+            return
+        for task_id in removals:
+            self._remove(task_id)
+        if resort:
+            self._sort()
+
+    def tick(self) -> None:
+        """Refresh the duration of running tasks (called about once a second)."""
+        now = self._clock()
+        resort = False
+        for task_id, cells in self._cells.items():
+            if cells[0] is TaskState.RUNNING:
+                resort |= self._update_row(self._tasks[task_id], now)
+        if resort and self.sort_mode == "duration":
+            self._sort()
+
+    def restyle(self) -> None:
+        """Repaint state cells in the current theme's colours."""
+        for task_id, cells in self._cells.items():
+            self.update_cell(task_id, "state", state_text(self.app.theme_variables, cells[0]))
+
+    def set_filter(self, text: str) -> None:
+        """Show only tasks matching ``text`` (see the module docstring)."""
+        self.filter_text = text
+        self._predicate = parse_filter(text)
+        self._rebuild()
+
+    def select(self, task_id: str | None) -> None:
+        """Move the cursor to ``task_id`` when it is shown."""
+        if task_id is None or task_id not in self._cells:
+            return
+        index = self.get_row_index(task_id)
+        if index != self.cursor_row:
+            self.move_cursor(row=index)
+
+    @property
+    def selected_task_id(self) -> str | None:
+        """Task under the cursor, if any."""
+        if not self._cells or self.row_count == 0:
+            return None
+        try:
+            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        except Exception:  # cursor outside the rows (empty filter result)
+            return None
+        return key.value
+
+    @property
+    def shown_ids(self) -> list[str]:
+        """Ids of the rows shown, top to bottom."""
+        return [row.key.value or "" for row in self.ordered_rows]
+
+    def action_cycle_sort(self) -> None:
+        """Sort by the next order in :data:`SORTS`."""
+        self.sort_mode = SORTS[(SORTS.index(self.sort_mode) + 1) % len(SORTS)]
+        self._sort()
+        self.notify(f"sorted by {self.sort_mode}", timeout=2)
+
+    # -------------------------------------------------------------- private
+
+    def _add(self, task: TaskInfo, now: float) -> None:
+        cells = self._cells_for(task, now)
+        self._cells[task.id] = cells
+        self.add_row(*self._render_cells(cells), key=task.id)
+
+    def _remove(self, task_id: str) -> None:
+        self._cells.pop(task_id, None)
+        try:
+            self.remove_row(task_id)
+        except RowDoesNotExist:
+            pass
+
+    def _update_row(self, task: TaskInfo, now: float) -> bool:
+        """Update changed cells of one row; True when a sort key changed."""
+        old = self._cells[task.id]
+        new = self._cells_for(task, now)
+        if new == old:
+            return False
+        self._cells[task.id] = new
+        rendered = self._render_cells(new)
+        for index, column in enumerate(self.columns):
+            if old[index] != new[index]:
+                self.update_cell(task.id, column, rendered[index])
+        return (old[0] != new[0] and self.sort_mode == "state") or (
+            old[2] != new[2] and self.sort_mode == "duration"
+        )
+
+    def _rebuild(self) -> None:
+        keep = self.selected_task_id
+        self.clear()
+        self._cells.clear()
+        now = self._clock()
+        for task in self._sorted(self._tasks.values()):
+            if self._predicate is None or self._predicate(task):
+                self._add(task, now)
+        self.select(keep)
+        self._post_selection()
+
+    def _sorted(self, tasks: Iterable[TaskInfo]) -> list[TaskInfo]:
+        return sorted(tasks, key=lambda t: self._sort_key(t.id))
+
+    def _sort_key(self, task_id: str) -> Any:
+        task = self._tasks[task_id]
+        order = self._order[task_id]
+        if self.sort_mode == "state":
+            return (_STATE_RANK[task.state], order)
+        if self.sort_mode == "duration":
+            cells = self._cells.get(task_id)
+            seconds = self._seconds(task)
+            return (-seconds if cells is not None else 0.0, order)
+        if self.sort_mode == "id":
+            return (task.id, order)
+        return (order,)
+
+    def _seconds(self, task: TaskInfo) -> float:
+        if task.started_ts is None:
+            return 0.0
+        return (task.finished_ts or self._clock()) - task.started_ts
+
+    def _sort(self) -> None:
+        keep = self.selected_task_id
+        self.sort("id", key=lambda task_id: self._sort_key(str(task_id)))
+        self.select(keep)
+
+    def _post_selection(self) -> None:
+        self.post_message(self.TaskSelected(self, self.selected_task_id))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        """Turn the table's cursor moves into :class:`TaskSelected`."""
+        event.stop()
+        self.post_message(self.TaskSelected(self, event.row_key.value))
+
+    def task(self, task_id: str) -> TaskInfo | None:
+        """The latest info of ``task_id``."""
+        return self._tasks.get(task_id)
+
+    @property
+    def tasks(self) -> Mapping[str, TaskInfo]:
+        """Every task by id, shown or filtered out."""
+        return self._tasks

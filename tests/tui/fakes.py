@@ -1,0 +1,160 @@
+"""A fake :class:`~core.client.RunClient` and a deterministic recorded run for console tests.
+
+``FakeClient`` replays scripted events and records every control it is sent;
+``demo_snapshot``/``demo_events`` describe a small, fixed run (times are fixed
+offsets from :data:`T0`, no hostnames or PIDs of this machine), used by Pilot
+tests and snapshots alike. ``FrozenClock`` is the app's clock in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Sequence
+
+from core.errors import ControlError
+from core.events import (
+    AdmissionChanged,
+    CancelRun,
+    Control,
+    Event,
+    OutputLines,
+    PoolChanged,
+    PoolInfo,
+    Progress,
+    ResizePool,
+    RunFinished,
+    RunSnapshot,
+    RunStarted,
+    RunStatus,
+    Start,
+    TaskChanged,
+    TaskInfo,
+    TaskState,
+)
+
+T0 = 1_700_000_000.0
+
+
+class FrozenClock:
+    """A clock that moves only when told."""
+
+    def __init__(self, now: float = T0 + 65.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeClient:
+    """Replays ``script`` to every subscriber, then whatever :meth:`emit` adds."""
+
+    def __init__(self, snapshot: RunSnapshot, script: Sequence[Event] = (),
+                 *, finish_on_cancel: bool = True) -> None:
+        self._snapshot = snapshot
+        self.script = list(script)
+        self.controls: list[Control] = []
+        self.refuse: dict[type, str] = {}
+        self.finish_on_cancel = finish_on_cancel
+        self._queues: list[asyncio.Queue[Event | None]] = []
+        self.subscribed = asyncio.Event()
+
+    def snapshot(self) -> RunSnapshot:
+        return self._snapshot
+
+    async def _stream(self, queue: asyncio.Queue[Event | None]) -> AsyncIterator[Event]:
+        for event in self.script:
+            yield event
+        while (event := await queue.get()) is not None:
+            yield event
+            if isinstance(event, RunFinished):
+                return
+
+    def events(self) -> AsyncIterator[Event]:
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._queues.append(queue)
+        self.subscribed.set()
+        return self._stream(queue)
+
+    def emit(self, *events: Event) -> None:
+        for queue in self._queues:
+            for event in events:
+                queue.put_nowait(event)
+
+    async def control(self, command: Control) -> None:
+        self.controls.append(command)
+        if type(command) in self.refuse:
+            raise ControlError(self.refuse[type(command)])
+        if isinstance(command, CancelRun) and self.finish_on_cancel:
+            self.emit(RunFinished("run-demo", RunStatus.CANCELLED, {}, 1.0, T0 + 70))
+        if isinstance(command, Start):
+            self.emit(RunStarted("run-demo", "plans/demo.csv", len(self._snapshot.tasks), T0))
+
+
+def _task(task_id: str, agent: str = "shell", deps: Iterable[str] = (), tags: Iterable[str] = (),
+          pool: str = "") -> TaskInfo:
+    return TaskInfo(id=task_id, name=task_id.replace("_", " "), agent=agent,
+                    pool=pool or agent, deps=tuple(deps), tags=tuple(tags))
+
+
+DEMO_TASKS: tuple[TaskInfo, ...] = (
+    _task("fetch_data", tags=("io",)),
+    _task("check_schema", deps=("fetch_data",)),
+    _task("build_features", deps=("check_schema",), tags=("cpu",)),
+    _task("train_model", agent="ml", deps=("build_features",), tags=("gpu", "ml")),
+    _task("lint", tags=("ci",)),
+    _task("unit_tests", deps=("lint",), tags=("ci",)),
+    _task("integration", deps=("unit_tests", "fetch_data"), tags=("ci",)),
+    _task("evaluate", agent="ml", deps=("train_model",), tags=("ml",)),
+    _task("report", deps=("evaluate", "integration")),
+    _task("publish", deps=("report",)),
+    _task("notify", agent="noop", deps=("publish",)),
+    _task("cleanup", agent="noop", deps=("notify",)),
+)
+
+
+def demo_snapshot(status: RunStatus = RunStatus.PENDING,
+                  tasks: Sequence[TaskInfo] = DEMO_TASKS) -> RunSnapshot:
+    """The demo run before any event."""
+    return RunSnapshot(
+        run_id="run-demo",
+        plan_path="plans/demo.csv",
+        status=status,
+        tasks=tuple(tasks),
+        pools=(PoolInfo("shell", 2), PoolInfo("ml", 1), PoolInfo("noop", 4)),
+    )
+
+
+def demo_events() -> list[Event]:
+    """A fixed run: some tasks done, one failed, two running, ML loss reported."""
+    ev: list[Event] = [RunStarted("run-demo", "plans/demo.csv", len(DEMO_TASKS), T0)]
+
+    def change(task_id: str, state: TaskState, at: float, attempt: int = 1, **kw: object) -> None:
+        ev.append(TaskChanged(task_id, state, attempt, T0 + at, **kw))  # type: ignore[arg-type]
+
+    for task_id, start, end in (("fetch_data", 0, 4), ("lint", 0, 2), ("check_schema", 4, 9),
+                                ("build_features", 9, 30)):
+        change(task_id, TaskState.RUNNING, start)
+        ev.append(OutputLines(task_id, 1, (f"{task_id}: starting", f"{task_id}: done")))
+        change(task_id, TaskState.SUCCEEDED, end, exit_code=0)
+    change("unit_tests", TaskState.RUNNING, 2)
+    ev.append(OutputLines("unit_tests", 1, ("collected 41 items", "FAILED test_io.py::test_bom")))
+    change("unit_tests", TaskState.FAILED, 20, exit_code=1, reason="exit code 1")
+    change("integration", TaskState.SKIPPED, 20, attempt=0, reason="upstream unit_tests failed")
+    change("train_model", TaskState.RUNNING, 30)
+    for step, loss in enumerate((2.3, 1.9, 1.4, 1.1, 0.9, 0.72, 0.61, 0.55)):
+        ev.append(Progress("train_model", 1, T0 + 31 + step,
+                           {"epoch": step + 1, "epochs": 20, "loss": loss}, (step + 1) / 20))
+    ev.append(OutputLines("train_model", 1, ("epoch 8/20 loss 0.55",)))
+    change("evaluate", TaskState.READY, 30, attempt=0)
+    ev += [
+        PoolChanged("shell", 2, 0, 0, 5, T0 + 30),
+        PoolChanged("ml", 1, 1, 1, 0, T0 + 31),
+        PoolChanged("noop", 4, 0, 0, 0, T0 + 31),
+        AdmissionChanged(False, "", T0 + 31),
+    ]
+    return ev
+
+
+def resize_of(controls: Iterable[Control]) -> list[ResizePool]:
+    """The ResizePool controls among ``controls``."""
+    return [c for c in controls if isinstance(c, ResizePool)]
