@@ -1,0 +1,361 @@
+"""Turning a plan file's text columns into checked :class:`~core.plan.Task` objects.
+
+``core.plan_io`` owns the file (bytes, quoting, line numbers, header); this
+module owns the rows: every column arrives as a polars string Series (already
+stripped, one entry per non-empty row) and is converted by tek, vectorised
+where polars can do it (ids, numbers, missing commands) and in plain Python
+only where a tuple has to be built anyway (deps, env, tags, ``x_`` columns).
+Every problem is collected, none stops the others; a bad value is replaced by
+its default so that later checks (cycles) still see the whole plan.
+
+Decisions (DESIGN.md is silent on them):
+
+- ``cpus`` is a float >= 0; ``gpus``, ``memory_mb`` and ``retries`` are whole
+  numbers >= 0; ``priority`` is a whole number of either sign;
+  ``retry_backoff_s`` is >= 0 and ``timeout_s`` > 0. NaN and infinity are bad.
+- ``pool`` names follow the id rule ``[A-Za-z0-9_.:-]+``.
+- ``env`` entries are ``KEY=VALUE`` separated by ``;`` (so a value cannot hold
+  ``;``); keys are ``[A-Za-z_][A-Za-z0-9_]*``; spaces around keys and values go.
+- A missing dependency gets a "did you mean" from difflib; beyond 5,000 tasks
+  the candidates are the ids next to it in sorted order (a full difflib scan of
+  a million ids per typo would take minutes).
+"""
+
+from __future__ import annotations
+
+import bisect
+import difflib
+import math
+import re
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import repeat
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from core.agents.base import Agent
+from core.agents.registry import get_agent, known_agents
+from core.plan import COLUMNS, DEFAULT_AGENT, Task
+
+ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_COLUMN_ORDER = {name: i for i, name in enumerate(COLUMNS)}
+_FULL_SUGGEST = 5000
+_MAX_SUGGEST = 50
+
+
+def show(value: str, limit: int = 60) -> str:
+    """A value as one short line for a message (newlines escaped, long text cut)."""
+    value = value.replace("\r", "\\r").replace("\n", "\\n")
+    return value if len(value) <= limit else value[: limit - 3] + "..."
+
+
+@dataclass(slots=True)
+class Problems:
+    """Every problem found in one file, formatted ``FILE:LINE: column: message (value)``."""
+
+    file: str
+    items: list[tuple[int, int, str]] = field(default_factory=list)
+
+    def add(self, line: int, column: str, message: str, value: str | None = None) -> None:
+        """Record one problem; ``value`` (when given) is shown in parentheses."""
+        text = f"{self.file}:{line}: {column}: {message}"
+        if value is not None:
+            text += f" ({show(value)})"
+        self.items.append((line, _COLUMN_ORDER.get(column, -1), text))
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def lines(self) -> list[str]:
+        """The problems in file order (line, then column order)."""
+        return [text for _, _, text in sorted(self.items, key=lambda item: item[:2])]
+
+
+@dataclass(slots=True)
+class Sheet:
+    """A plan file's rows as text, before conversion.
+
+    Attributes:
+        columns: known column name -> stripped text Series (one per kept row).
+        meta: ``x_`` columns in file order, name and Series.
+        lines: the line each kept row starts on.
+    """
+
+    columns: dict[str, pl.Series]
+    meta: list[tuple[str, pl.Series]]
+    lines: list[int]
+
+
+def _where(mask: pl.Series) -> list[int]:
+    """Row positions where ``mask`` is true."""
+    return mask.fill_null(False).arg_true().to_list()
+
+
+def _list_or_default(s: pl.Series | None, default: Any) -> Iterable[Any]:
+    if s is None or not (s != "").any():
+        return repeat(default)
+    return s.to_list()
+
+
+def build_tasks(sheet: Sheet, plan_dir: Path, problems: Problems) -> list[Task]:
+    """Convert and check every row of ``sheet``; add what is wrong to ``problems``.
+
+    Args:
+        sheet: the rows, as text.
+        plan_dir: folder of the plan file (agents resolve relative paths in it).
+        problems: collector for problems.
+
+    Returns:
+        One task per row, in file order (bad values replaced by defaults).
+    """
+    cols, lines = sheet.columns, sheet.lines
+    n = len(lines)
+    ids_s = cols["id"]
+    ids: list[str] = ids_s.to_list()
+    _check_ids(ids_s, ids, lines, problems)
+
+    agents_s = cols.get("agent")
+    agents: Iterable[str]
+    if agents_s is not None and (agents_s != "").any():
+        agents_s = agents_s.replace("", DEFAULT_AGENT)
+        agents = agents_s.to_list()
+    else:
+        agents_s = pl.Series("agent", [DEFAULT_AGENT] * n, dtype=pl.String)
+        agents = repeat(DEFAULT_AGENT)
+    commands_s = cols.get("command")
+    loaded = _check_agents(agents_s, commands_s, lines, problems)
+
+    deps = _deps(cols.get("deps"), ids, lines, problems)
+    numbers = [
+        _numbers(cols.get("cpus"), "cpus", lines, problems, default=1.0, whole=False),
+        _numbers(cols.get("gpus"), "gpus", lines, problems, default=0),
+        _numbers(cols.get("memory_mb"), "memory_mb", lines, problems, default=0),
+        _numbers(cols.get("priority"), "priority", lines, problems, default=0, signed=True),
+        _numbers(cols.get("retries"), "retries", lines, problems, default=0),
+        _numbers(cols.get("retry_backoff_s"), "retry_backoff_s", lines, problems, 1.0, whole=False),
+        _numbers(cols.get("timeout_s"), "timeout_s", lines, problems, None, whole=False),
+    ]
+    pools = cols.get("pool")
+    if pools is not None:
+        for i in _where((pools != "") & ~pools.str.contains(ID_PATTERN)):
+            problems.add(lines[i], "pool", "invalid pool name: use letters, digits and _ . : -",
+                         pools[i])
+    env = _env(cols.get("env"), lines, problems)
+    tags = _split_column(cols.get("tags"))
+    meta = _meta(sheet.meta, n)
+    # Positional in Task's field order (id ... meta, line): map() over columns
+    # builds a million tasks several times faster than keyword calls in a loop.
+    tasks = list(
+        map(
+            Task, ids, agents, _list_or_default(commands_s, ""), deps,
+            _list_or_default(cols.get("name"), ""), _list_or_default(pools, ""), *numbers,
+            env, _list_or_default(cols.get("cwd"), ""), tags, meta, lines,
+        )
+    )
+    _agent_validate(tasks, loaded, plan_dir, problems)
+    return tasks
+
+
+def _check_ids(ids_s: pl.Series, ids: list[str], lines: list[int], problems: Problems) -> None:
+    empty = ids_s == ""
+    for i in _where(empty):
+        problems.add(lines[i], "id", "missing id")
+    for i in _where(~empty & ~ids_s.str.contains(ID_PATTERN)):
+        problems.add(lines[i], "id", "invalid id: use letters, digits and _ . : - only", ids[i])
+    first: dict[str, int] = {}
+    for i in _where(~empty & ids_s.is_duplicated()):
+        task_id = ids[i]
+        if task_id in first:
+            problems.add(lines[i], "id", f"duplicate id, first defined on line {first[task_id]}",
+                         task_id)
+        else:
+            first[task_id] = lines[i]
+
+
+def _check_agents(
+    agents_s: pl.Series, commands_s: pl.Series | None, lines: list[int], problems: Problems
+) -> dict[str, Agent]:
+    """Resolve each agent name once; report unknown or broken ones and missing commands."""
+    known = known_agents()
+    loaded: dict[str, Agent] = {}
+    for name in sorted(agents_s.unique().to_list()):
+        rows = _where(agents_s == name)
+        if name not in known:
+            for i in rows:
+                problems.add(lines[i], "agent", f"unknown agent (known: {', '.join(known)})", name)
+            continue
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            agent = get_agent(name)
+        if agent is None:
+            why = str(caught[-1].message).removeprefix("tek: ") if caught else "no agent class"
+            for i in rows:
+                problems.add(lines[i], "agent", f"agent could not be loaded: {why}", name)
+            continue
+        loaded[name] = agent
+        if agent.needs_command:
+            missing = agents_s == name
+            if commands_s is not None:
+                missing = missing & (commands_s == "")
+            for i in _where(missing):
+                problems.add(lines[i], "command", f"missing command: the {name} agent needs one")
+    return loaded
+
+
+def _agent_validate(
+    tasks: list[Task], loaded: dict[str, Agent], plan_dir: Path, problems: Problems
+) -> None:
+    """Let each agent check its tasks' commands (skipped when it keeps the default)."""
+    for name, agent in loaded.items():
+        if type(agent).validate is Agent.validate:
+            continue
+        for task in tasks:
+            if task.agent != name or (agent.needs_command and not task.command):
+                continue
+            try:
+                messages = agent.validate(task, plan_dir)
+            except Exception as exc:  # a plug-in's bug must not become a traceback
+                messages = [f"the {name} agent failed to check it: {exc!r}"]
+            for message in messages:
+                problems.add(task.line, "command", message)
+
+
+def _suggester(ids: Sequence[str]) -> Any:
+    """A function naming the id closest to a missing one, or None."""
+    if len(ids) <= _FULL_SUGGEST:
+        pool: Sequence[str] = ids
+
+        def closest(missing: str) -> str | None:
+            found = difflib.get_close_matches(missing, pool, n=1, cutoff=0.75)
+            return found[0] if found else None
+
+        return closest
+    ordered = sorted(set(ids))
+    lowered = {i.lower(): i for i in ordered}
+
+    def closest_large(missing: str) -> str | None:
+        if missing.lower() in lowered:
+            return lowered[missing.lower()]
+        at = bisect.bisect_left(ordered, missing)
+        near = ordered[max(0, at - 25) : at + 25]
+        found = difflib.get_close_matches(missing, near, n=1, cutoff=0.75)
+        return found[0] if found else None
+
+    return closest_large
+
+
+def _deps(
+    s: pl.Series | None, ids: list[str], lines: list[int], problems: Problems
+) -> Iterable[tuple[str, ...]]:
+    if s is None or not (s != "").any():
+        return repeat(())
+    out: list[tuple[str, ...]] = [()] * len(ids)
+    known = set(ids)
+    suggest = None
+    suggested = 0
+    values = s.to_list()
+    for i, text in enumerate(values):
+        if not text:
+            continue
+        deps = tuple(text.replace(";", " ").split())
+        out[i] = deps
+        for dep in deps:
+            if dep in known and dep != ids[i]:
+                continue
+            if dep == ids[i]:
+                problems.add(lines[i], "deps", "task depends on itself", dep)
+                continue
+            hint = ""
+            if suggested < _MAX_SUGGEST:
+                suggest = suggest or _suggester(ids)
+                suggested += 1
+                near = suggest(dep)
+                hint = f'; did you mean "{near}"?' if near else ""
+            problems.add(lines[i], "deps", f"no task has this id{hint}", dep)
+    return out
+
+
+def _numbers(
+    s: pl.Series | None,
+    column: str,
+    lines: list[int],
+    problems: Problems,
+    default: float | None,
+    *,
+    whole: bool = True,
+    signed: bool = False,
+) -> Iterable[Any]:
+    """Convert a numeric column; report non-numbers, fractions, negatives, NaN/inf."""
+    if s is None:
+        return repeat(default)
+    given = s != ""
+    if not given.any():
+        return repeat(default)
+    floats = s.cast(pl.Float64, strict=False)
+    values = s.cast(pl.Int64, strict=False) if whole else floats
+    bad = given & values.is_null()
+    for i in _where(bad):
+        f = floats[i]
+        if f is None or not math.isfinite(f):
+            message = "not a number" if f is None or math.isnan(f) else "must be finite"
+        else:
+            message = "expected a whole number"
+        problems.add(lines[i], column, message, s[i])
+    ok = given & ~bad
+    if not whole:
+        for i in _where(ok & ~floats.is_finite()):
+            problems.add(lines[i], column, "must be finite", s[i])
+            bad[i] = True
+    if not signed:
+        limit_bad = ok & (values <= 0 if column == "timeout_s" else values < 0)
+        rule = "must be more than 0" if column == "timeout_s" else "must not be negative"
+        for i in _where(limit_bad):
+            problems.add(lines[i], column, rule, s[i])
+            bad[i] = True
+    result: list[Any] = values.to_list()
+    for i in _where(bad | ~given):
+        result[i] = default
+    return result
+
+
+def _env(
+    s: pl.Series | None, lines: list[int], problems: Problems
+) -> Iterable[tuple[tuple[str, str], ...]]:
+    if s is None or not (s != "").any():
+        return repeat(())
+    out: list[tuple[tuple[str, str], ...]] = []
+    for i, text in enumerate(s.to_list()):
+        pairs: list[tuple[str, str]] = []
+        for entry in text.split(";"):
+            if not entry.strip():
+                continue
+            key, eq, value = entry.partition("=")
+            key = key.strip()
+            if not eq or not _ENV_KEY.match(key):
+                why = "expected KEY=VALUE" if not eq else "bad variable name"
+                problems.add(lines[i], "env", f"{why} in KEY=VALUE;KEY2=VALUE2", entry.strip())
+                continue
+            pairs.append((key, value.strip()))
+        out.append(tuple(pairs))
+    return out
+
+
+def _split_column(s: pl.Series | None) -> Iterable[tuple[str, ...]]:
+    """A ``;``-separated column as tuples, empty parts dropped."""
+    if s is None or not (s != "").any():
+        return repeat(())
+    return [
+        tuple(p for p in (part.strip() for part in text.split(";")) if p) if text else ()
+        for text in s.to_list()
+    ]
+
+
+def _meta(meta: list[tuple[str, pl.Series]], n: int) -> Iterable[tuple[tuple[str, str], ...]]:
+    used = [(name, s.to_list()) for name, s in meta if (s != "").any()]
+    if not used:
+        return repeat(())
+    return [tuple((name, vals[i]) for name, vals in used if vals[i]) for i in range(n)]

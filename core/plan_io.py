@@ -1,0 +1,438 @@
+"""Reading and writing plan files (CSV), with every problem reported at once.
+
+This module owns the file: bytes and UTF-8, the BOM, line ends, RFC 4180
+quoting, the header, and the line each row starts on. ``core.plan_check``
+converts and checks the rows; ``core.dag`` finds cycles. A bad file raises
+:class:`~core.errors.PlanError` whose ``problems`` lists every problem, one line
+each: ``FILE:LINE: column: message (value)``, LINE as a text editor shows it
+(header = 1, quoted fields spanning lines counted). A file whose only problems
+are cycles raises :class:`~core.errors.CycleError`.
+
+How a file is read (polars alone gives no line numbers, and stops at the first
+ragged row):
+
+- The text is decoded strictly; bytes that are not UTF-8 are reported per line
+  with their byte offset, and nothing else is checked (the rest would be noise).
+- A text without any ``"`` is the fast path: one record per physical line, field
+  counts checked with a single comma count when they are all right.
+- A text with quotes is scanned once with the ``csv`` module (C) for record
+  start lines and field counts.
+- polars then reads every column as text. When the scan found malformed
+  quoting, or polars disagrees with it, the rows come from the ``csv`` module
+  instead, so that all other problems are still reported.
+
+Decisions: CRLF becomes LF everywhere, inside quoted values too (a shell
+command must not end in ``\\r``); a row with no text in any field (blank line,
+``,,,``) is skipped wherever it is; every value is stripped of surrounding
+whitespace. ``Plan.path`` is the absolute path of the file, or None for text
+read with the default ``<plan>`` name. Export writes ``id,agent,command,deps``,
+then only the standard columns some task uses, then the ``x_`` columns; a value
+equal to its default is written as an empty cell (``agent`` is always written).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from core.dag import create_index
+from core.errors import CycleError, PlanError
+from core.plan import COLUMNS, META_PREFIX, Plan, Task
+from core.plan_check import Problems, Sheet, build_tasks
+
+_ALWAYS = ("id", "agent", "command", "deps")
+_KNOWN_HINT = ", ".join(COLUMNS) + f", or {META_PREFIX}* for your own"
+
+
+@dataclass(slots=True)
+class ImportStats:
+    """Where the time of one import went (filled in when passed to a reader).
+
+    Attributes:
+        rows: tasks read.
+        parse_s: decoding, record scan and polars parsing.
+        validate_s: converting and checking rows, building tasks, agent checks.
+        dag_s: building the DAG index and looking for cycles.
+    """
+
+    rows: int = 0
+    parse_s: float = 0.0
+    validate_s: float = 0.0
+    dag_s: float = 0.0
+
+
+def read_plan(path: str | Path, *, stats: ImportStats | None = None) -> Plan:
+    """Read and fully validate a plan file.
+
+    Args:
+        path: the CSV file.
+        stats: filled with timings when given.
+
+    Returns:
+        The plan (``path`` absolute).
+
+    Raises:
+        PlanError: the file cannot be read or has problems (all of them listed).
+        CycleError: the only problems are dependency cycles.
+    """
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except IsADirectoryError:
+        raise PlanError(f"{path}: is a folder, not a plan file") from None
+    except FileNotFoundError:
+        raise PlanError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise PlanError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return read_plan_bytes(data, path, stats=stats, _plan_path=p.absolute())
+
+
+def read_plan_bytes(
+    data: bytes,
+    path: str | Path = "<plan>",
+    *,
+    stats: ImportStats | None = None,
+    _plan_path: Path | None = None,
+) -> Plan:
+    """Read a plan from raw bytes (as :func:`read_plan`, ``path`` only names it)."""
+    started = time.perf_counter()
+    problems = Problems(str(path))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        _report_encoding(data, problems)
+        raise PlanError(problems.lines()) from None
+    return _read(text, problems, _plan_path_for(path, _plan_path), stats, started)
+
+
+def read_plan_text(
+    text: str, path: str | Path = "<plan>", *, stats: ImportStats | None = None
+) -> Plan:
+    """Read a plan from text in memory (as :func:`read_plan`, ``path`` only names it).
+
+    Args:
+        text: the CSV text.
+        path: name used in messages; a real path also sets ``Plan.path``.
+        stats: filled with timings when given.
+
+    Raises:
+        PlanError: as :func:`read_plan`.
+    """
+    return _read(text, Problems(str(path)), _plan_path_for(path, None), stats,
+                 time.perf_counter())
+
+
+def _plan_path_for(path: str | Path, given: Path | None) -> Path | None:
+    if given is not None:
+        return given
+    return None if str(path).startswith("<") else Path(path).absolute()
+
+
+def _report_encoding(data: bytes, problems: Problems) -> None:
+    """One problem per line holding bytes that are not UTF-8, with the byte offset."""
+    first = data.split(b"\n", 1)[0].decode("utf-8", "replace").lstrip("\ufeff")
+    names = [n.strip() for n in first.split(",")]
+    offset = 0
+    for number, raw in enumerate(data.split(b"\n"), 1):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            prefix = raw[: exc.start].decode("utf-8", "replace")
+            field, quoted = 0, False
+            for ch in prefix:
+                if ch == '"':
+                    quoted = not quoted
+                elif ch == "," and not quoted:
+                    field += 1
+            column = "header" if number == 1 else names[field] if field < len(names) else "row"
+            bad = raw[exc.start : exc.end]
+            problems.add(number, column, f"bytes are not UTF-8 at byte offset {offset + exc.start}",
+                         repr(bad))
+        offset += len(raw) + 1
+
+
+def _read(
+    text: str, problems: Problems, plan_path: Path | None, stats: ImportStats | None,
+    started: float,
+) -> Plan:
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    if not text.strip():
+        problems.add(1, "header", "empty file: expected a header line such as id,agent,command,deps")
+        raise PlanError(problems.lines())
+    quoted = '"' in text
+    names = [n.strip() for n in _header(text, quoted, problems)]
+    layout = _check_header(names, problems)
+    if layout is None:
+        raise PlanError(problems.lines())
+    known, meta = layout
+    frame, lines = _frame(text, quoted, len(names), problems)
+    parsed = time.perf_counter()
+
+    frame = frame.select(pl.all().fill_null("").str.strip_chars())
+    blank = frame.select(pl.all_horizontal(pl.all() == "")).to_series()
+    if blank.any():
+        keep = (~blank).to_list()
+        lines = [line for line, k in zip(lines, keep, strict=True) if k]
+        frame = frame.filter(~blank)
+    sheet = Sheet(
+        columns={name: frame.to_series(k) for name, k in known.items()},
+        meta=[(name, frame.to_series(k)) for name, k in meta],
+        lines=lines,
+    )
+    del frame
+    plan_dir = plan_path.parent if plan_path is not None else Path.cwd()
+    tasks = build_tasks(sheet, plan_dir, problems)
+    del sheet
+    plan = Plan(tuple(tasks), plan_path, tuple(name for name, _ in meta))
+    del tasks
+    checked = time.perf_counter()
+
+    index = create_index(plan)
+    row_errors = bool(problems)
+    for cycle in index.cycles:
+        steps = [f"{index.ids[i]} (line {plan.tasks[i].line})" for i in cycle[:-1]]
+        steps.append(index.ids[cycle[-1]])
+        problems.add(plan.tasks[cycle[0]].line, "deps", "dependency cycle: " + " -> ".join(steps))
+    if stats is not None:
+        stats.rows = len(plan)
+        stats.parse_s = parsed - started
+        stats.validate_s = checked - parsed
+        stats.dag_s = time.perf_counter() - checked
+    if problems:
+        raise (PlanError if row_errors else CycleError)(problems.lines())
+    return plan
+
+
+def _header(text: str, quoted: bool, problems: Problems) -> list[str]:
+    if not quoted:
+        return text.split("\n", 1)[0].split(",")
+    try:
+        with _big_fields():
+            return next(csv.reader(io.StringIO(text), strict=True))
+    except csv.Error as exc:
+        problems.add(1, "header", f"cannot read the header: {exc}")
+        return []
+
+
+def _check_header(
+    names: list[str], problems: Problems
+) -> tuple[dict[str, int], list[tuple[str, int]]] | None:
+    """Map known columns to positions; None when rows cannot be read (no id)."""
+    seen: dict[str, int] = {}
+    known: dict[str, int] = {}
+    meta: list[tuple[str, int]] = []
+    unknown: list[str] = []
+    for k, name in enumerate(names):
+        if not name:
+            problems.add(1, "header", f"column {k + 1} has no name")
+        elif name in seen:
+            problems.add(1, name, f"duplicate column (columns {seen[name] + 1} and {k + 1})")
+        else:
+            seen[name] = k
+            if name in COLUMNS:
+                known[name] = k
+            elif name.startswith(META_PREFIX):
+                meta.append((name, k))
+            else:
+                unknown.append(name)
+    if "id" not in known and not known and not meta and not problems:
+        problems.add(1, "header", "missing header: the first line must name the columns, "
+                     "e.g. id,agent,command,deps", ",".join(names))
+        return None
+    for name in unknown:
+        problems.add(1, name, f"unknown column (known: {_KNOWN_HINT})")
+    if "id" not in known:
+        if names:
+            problems.add(1, "id", "missing id column", ",".join(names))
+        return None
+    return known, meta
+
+
+@contextmanager
+def _big_fields() -> Iterator[None]:
+    """Lift the csv module's 128 KiB field limit for one scan (long scripts are fine)."""
+    old = csv.field_size_limit(2**31 - 1)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
+
+
+_CSV_MESSAGES = {
+    "unexpected end of data": "unterminated quoted field (it starts on this line)",
+    "',' expected after '\"'": "a closing quote must be followed by a comma or the line end",
+}
+
+
+def _scan(
+    text: str, ncols: int, problems: Problems | None, keep: bool
+) -> tuple[list[int], list[int], int, list[list[str]]]:
+    """Walk the records after the header with the csv module.
+
+    Returns:
+        (field count per record, start line per record, malformed records,
+        the records padded/cut to ``ncols`` when ``keep``).
+    """
+    lens: list[int] = []
+    starts: list[int] = []
+    rows: list[list[str]] = []
+    bad = 0
+    with _big_fields():
+        reader = csv.reader(io.StringIO(text), strict=True)
+        end = 0
+        first = True
+        while True:
+            start = end + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                bad += 1
+                end = reader.line_num
+                if problems is not None:
+                    problems.add(start, "row", _CSV_MESSAGES.get(str(exc), f"cannot read: {exc}"))
+                continue
+            end = reader.line_num
+            if first:
+                first = False
+                continue
+            lens.append(len(row))
+            starts.append(start)
+            if keep:
+                rows.append((row + [""] * ncols)[:ncols])
+    return lens, starts, bad, rows
+
+
+def _frame(
+    text: str, quoted: bool, ncols: int, problems: Problems
+) -> tuple[pl.DataFrame, list[int]]:
+    """All rows after the header as text columns ``c0..``, and each row's start line."""
+    names = [f"c{k}" for k in range(ncols)]
+    lens: list[int] | None
+    if quoted:
+        lens, lines, bad, _ = _scan(text, ncols, None, keep=False)
+    else:
+        physical = text.split("\n")
+        if physical[-1] == "":
+            physical.pop()
+        commas = ncols - 1
+        body = len(physical) - 1
+        exact = text.count(",") == commas * (body + 1)
+        # Equal totals and no blank lines mean every row has exactly ncols fields.
+        lens = None if exact else [p.count(",") + 1 if p.strip() else 0 for p in physical[1:]]
+        lines = list(range(2, body + 2))
+        del physical
+        bad = 0
+    frame = None
+    if not bad:
+        try:
+            frame = pl.read_csv(
+                text.encode(), has_header=True, new_columns=names, infer_schema=False,
+                empty_string_is_null=False, truncate_ragged_lines=True,
+            )
+        except Exception:  # polars rejects some quoting the csv module accepts
+            frame = None
+        if frame is not None and frame.shape != (len(lines), ncols):
+            frame = None
+    if frame is None:
+        lens, lines, bad, rows = _scan(text, ncols, problems, keep=True)
+        frame = pl.DataFrame(
+            {name: [r[k] for r in rows] for k, name in enumerate(names)},
+            schema={name: pl.String for name in names},
+        )
+    if lens is not None:
+        for count, line in zip(lens, lines, strict=True):
+            if count and count != ncols:
+                problems.add(line, "row", f"row has {count} fields, header has {ncols}")
+    return frame, lines
+
+
+def _num(value: float | int | None, default: float | int | None) -> str:
+    if value is None or value == default:
+        return ""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return repr(value)
+
+
+_CELLS: dict[str, Callable[[Task], str]] = {
+    "id": lambda t: t.id,
+    "agent": lambda t: t.agent,
+    "command": lambda t: t.command,
+    "deps": lambda t: ";".join(t.deps),
+    "name": lambda t: t.name,
+    "pool": lambda t: t.pool,
+    "cpus": lambda t: _num(t.cpus, 1.0),
+    "gpus": lambda t: _num(t.gpus, 0),
+    "memory_mb": lambda t: _num(t.memory_mb, 0),
+    "priority": lambda t: _num(t.priority, 0),
+    "retries": lambda t: _num(t.retries, 0),
+    "retry_backoff_s": lambda t: _num(t.retry_backoff_s, 1.0),
+    "timeout_s": lambda t: _num(t.timeout_s, None),
+    "env": lambda t: ";".join(f"{k}={v}" for k, v in t.env),
+    "cwd": lambda t: t.cwd,
+    "tags": lambda t: ";".join(t.tags),
+}
+
+
+def plan_to_csv(plan: Plan) -> str:
+    """The plan in tek's CSV format (what :func:`read_plan` reads back unchanged).
+
+    Args:
+        plan: the plan.
+
+    Returns:
+        CSV text with ``\\n`` line ends.
+    """
+    columns = [
+        c for c in COLUMNS
+        if c in _ALWAYS or any(_CELLS[c](t) for t in plan.tasks)
+    ]
+    meta = list(plan.meta_columns)
+    for task in plan.tasks:
+        meta.extend(name for name, _ in task.meta if name not in meta)
+    cells = [_CELLS[c] for c in columns]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns + meta)
+    for task in plan.tasks:
+        row = [cell(task) for cell in cells]
+        if meta:
+            values = dict(task.meta)
+            row.extend(values.get(name, "") for name in meta)
+        writer.writerow(row)
+    return buf.getvalue()
+
+
+def write_plan(plan: Plan, path: str | Path) -> None:
+    """Write the plan to ``path`` atomically (a reader never sees half a file).
+
+    Args:
+        plan: the plan.
+        path: the CSV file to create or replace.
+
+    Raises:
+        PlanError: the file cannot be written.
+    """
+    target = Path(path)
+    text = plan_to_csv(plan)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise PlanError(f"{path}: cannot write: {exc.strerror or exc}") from None
