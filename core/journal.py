@@ -22,18 +22,20 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 
+from core.errors import StoreError
 from core.events import Event, RunFinished, RunStarted, TaskChanged, TaskState
 from core.paths import run_log_path
 
 if TYPE_CHECKING:
     from core.plan import Plan
+    from core.resume import ResumeDecision
     from core.store import Store
 
 #: The attempt state a task state change closes it with.
@@ -170,3 +172,73 @@ class JournalRecorder:
             row[3], row[5], row[6], row[7], row[13] = end, ev.ts, ev.exit_code, ev.reason, metrics
         else:
             closes.append((end, ev.ts, ev.exit_code, ev.reason, metrics, run_id, tid))
+
+
+@dataclass(frozen=True, slots=True)
+class RunJournal:
+    """A run's journal, ready to hand to the engine.
+
+    Attributes:
+        store: the open journal (close it when the run is over).
+        run_id: the run (new, or the resumed one).
+        recorder: pass as ``create_run(..., recorder=)``.
+        completed: tasks the engine treats as already succeeded.
+        attempts_so_far: attempt numbering to continue from.
+        decision: for a resume, what reruns and why; None for a new run.
+        interrupted: attempts the crash left open, now closed as interrupted.
+    """
+
+    store: Store
+    run_id: str
+    recorder: JournalRecorder
+    completed: frozenset[str] = frozenset()
+    attempts_so_far: Mapping[str, int] = field(default_factory=dict)
+    decision: ResumeDecision | None = None
+    interrupted: int = 0
+
+
+def create_journal(
+    plan: Plan,
+    *,
+    store: Store,
+    options: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
+    resume: str | None = None,
+    from_tasks: Sequence[str] = (),
+) -> RunJournal:
+    """Record a new run of ``plan``, or reopen a journaled one to resume it.
+
+    Args:
+        plan: the plan to run (as it is now).
+        store: the open journal.
+        options: run options, kept as JSON with the run.
+        run_id: id for a new run (default: :func:`core.store.new_run_id`).
+        resume: run id, unique prefix or ``last`` (the newest run of this
+            plan's file) to resume; None starts a new run.
+        from_tasks: with ``resume``, tasks to rerun with their downstream.
+
+    Returns:
+        The journal to hand to the engine.
+
+    Raises:
+        StoreError: no such run, or its process is still running it.
+        PlanError: a ``from_tasks`` id is not in the plan.
+    """
+    from core.resume import decide_resume
+    from core.store import new_run_id
+
+    if resume is None:
+        rid = run_id or new_run_id()
+        store.begin_run(rid, plan, options)
+        return RunJournal(store, rid, JournalRecorder(store, rid, plan))
+    plan_path = str(plan.path.resolve()) if plan.path is not None and resume == "last" else None
+    rid = store.resolve_run(resume, plan_path=plan_path)
+    run, tasks, _ = store.read_run(rid)
+    if run.is_live:
+        raise StoreError(f"run {rid} is still running (pid {run.pid}); stop it before resuming")
+    decision = decide_resume(plan, tasks, from_tasks)
+    closed = store.reopen_run(rid, plan, decision.rerun, options)
+    return RunJournal(
+        store, rid, JournalRecorder(store, rid, plan), decision.completed,
+        decision.attempts_so_far, decision, closed,
+    )  # fmt: skip

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
-from core.errors import PlanError
+from core.errors import PlanError, StoreError
+from core.journal import create_journal
 from core.plan import Plan, Task
 from core.resume import decide_resume, row_hash
-from core.store import TaskRecord
+from core.store import Store, TaskRecord, open_store
 from tests.core.journal_helpers import diamond_plan
 
 
@@ -104,3 +106,46 @@ def test_row_hash_is_stable_and_sensitive() -> None:
     assert row_hash(t) == row_hash(dataclasses.replace(t, deps=("y", "x"), line=9))
     assert row_hash(t) != row_hash(dataclasses.replace(t, command="echo ho"))
     assert len(row_hash(t)) == 24
+
+
+def _crashed_run(store: Store) -> tuple[str, Plan]:
+    """A run of the diamond whose process died with ``c`` running."""
+    from core.events import TaskChanged, TaskState
+    from tests.core.journal_helpers import flat, ran, started
+
+    plan = diamond_plan()
+    j = create_journal(plan, store=store, options={"jobs": 2})
+    j.recorder.record_sync(
+        flat(started(j.run_id, 5), ran("a"), ran("b"), ran("e", ok=False), TaskChanged("c", TaskState.RUNNING, 1, 200.0))
+    )
+    store._conn.execute("UPDATE runs SET pid = 2147483000")  # the writer is gone
+    return j.run_id, plan
+
+
+def test_create_journal_resumes_a_crashed_run(tmp_path: Path) -> None:
+    with open_store(tmp_path / "j.db") as store:
+        run_id, plan = _crashed_run(store)
+        j = create_journal(plan, store=store, resume="last")
+        assert (j.run_id, j.interrupted) == (run_id, 1)
+        assert j.completed == {"a", "b"} and j.decision is not None and j.decision.rerun == {"c", "d", "e"}
+        assert j.attempts_so_far == {"a": 1, "b": 1, "c": 1, "e": 1}
+        run, tasks, attempts = store.read_run(run_id)
+        assert run.resumes == 1 and run.is_live  # this process owns it now
+        assert {a.task_id: a.state for a in attempts}["c"] == "interrupted"
+        assert all(a.ended_ts is not None for a in attempts)
+        assert {t.task_id: t.state for t in tasks} == {
+            "a": "succeeded", "b": "succeeded", "c": "pending", "d": "pending", "e": "pending",
+        }  # fmt: skip
+        # a second resume while this process holds the run is refused
+        with pytest.raises(StoreError, match=f"run {run_id} is still running"):
+            create_journal(plan, store=store, resume=run_id)
+
+
+def test_create_journal_from_and_new_runs(tmp_path: Path) -> None:
+    with open_store(tmp_path / "j.db") as store:
+        run_id, plan = _crashed_run(store)
+        j = create_journal(plan, store=store, resume=run_id[:10], from_tasks=["a"])
+        assert j.completed == frozenset() and j.run_id == run_id
+        fresh = create_journal(plan, store=store, run_id="new-run")
+        assert (fresh.run_id, fresh.completed, fresh.decision) == ("new-run", frozenset(), None)
+        assert store.resolve_run("last") == "new-run"
