@@ -1,0 +1,142 @@
+"""The ``shell`` agent: ``/bin/sh -c command`` in its own process group.
+
+Output (stdout and stderr on one pipe, so in arrival order) is read in 64 KiB
+chunks and split into lines for the attempt's :class:`~core.agents.base.LogSink`;
+a line longer than ``MAX_LINE_BYTES`` without a newline is cut there, so
+memory stays flat whatever the task prints.
+
+Ending: the attempt ends when the group leader exits and its output is read
+to the end. Background members still holding the pipe ``DRAIN_S`` after the
+leader exited are killed (noted in the log), and so is anything left in the
+group afterwards: no process of a task outlives its attempt. On timeout or
+cancellation the group gets SIGTERM, then SIGKILL after the grace period
+(:data:`core.process.GRACE_S`, set per attempt by the engine), and the
+cancellation is re-raised.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+
+from core.agents.base import Agent, AttemptContext, LogSink, Outcome
+from core.process import GRACE_S, spawn
+
+if TYPE_CHECKING:
+    from core.plan import Task
+
+#: Bytes of one line kept before it is cut (without a newline in sight).
+MAX_LINE_BYTES = 1 << 20
+#: How long output may stay open after the main process exited.
+DRAIN_S = 0.5
+_CHUNK = 1 << 16
+
+
+class ShellAgent(Agent):
+    """Runs the task's command with ``/bin/sh -c``."""
+
+    name = "shell"
+
+    def validate(self, task: Task, plan_dir: Path) -> list[str]:
+        """A shell task needs a non-blank command."""
+        return [] if task.command.strip() else ["shell task needs a command"]
+
+    async def run(self, ctx: AttemptContext) -> Outcome:
+        """Run the command to its end; on cancellation stop the whole group."""
+        try:
+            child = spawn(ctx.task.command, ctx.env, ctx.cwd)
+        except OSError as exc:
+            return Outcome(ok=False, reason=f"could not start /bin/sh: {exc}")
+        ctx.set_pid(child.pid)
+        reader = _Reader(child.out_fd, ctx.log)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(reader.pump)
+                code = await child.wait()
+                with anyio.move_on_after(DRAIN_S):
+                    await reader.done.wait()
+                if not reader.done.is_set():
+                    ctx.log.write_line(
+                        "[tek] background processes kept the output open after the task "
+                        "exited; killing them"
+                    )
+                    child.signal_group(signal.SIGKILL)
+        except BaseException:
+            await child.terminate(GRACE_S.get())
+            reader.drain()
+            child.close()
+            raise
+        reader.flush()
+        child.signal_group(signal.SIGKILL)  # leftovers that closed their output
+        child.close()
+        if code == 0:
+            return Outcome(ok=True, exit_code=0)
+        return Outcome(ok=False, exit_code=code, reason=describe_exit(code))
+
+
+def describe_exit(code: int) -> str:
+    """``"exit code 3"`` or ``"killed by SIGKILL"`` for a Popen return code."""
+    if code >= 0:
+        return f"exit code {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    return f"killed by {name}"
+
+
+class _Reader:
+    """Turns a non-blocking pipe into lines for a log sink."""
+
+    def __init__(self, fd: int, log: LogSink) -> None:
+        self.fd = fd
+        self.log = log
+        self.partial = b""
+        self.done = anyio.Event()
+
+    def _feed(self, data: bytes) -> None:
+        chunk = self.partial + data if self.partial else data
+        cut = chunk.rfind(b"\n")
+        if cut < 0:
+            self.partial = chunk
+            if len(chunk) > MAX_LINE_BYTES:
+                self.flush()
+            return
+        self.partial = chunk[cut + 1 :]
+        self.log.write_lines(chunk[:cut].decode("utf-8", "replace").split("\n"))
+
+    def flush(self) -> None:
+        """Write an unterminated last line."""
+        if self.partial:
+            self.log.write_line(self.partial.decode("utf-8", "replace"))
+            self.partial = b""
+
+    async def pump(self) -> None:
+        """Read until end of file."""
+        try:
+            while True:
+                await anyio.wait_readable(self.fd)
+                try:
+                    data = os.read(self.fd, _CHUNK)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    break
+                self._feed(data)
+        finally:
+            self.done.set()
+
+    def drain(self) -> None:
+        """Read what is left right now, without waiting (after a kill)."""
+        if self.fd < 0:
+            return
+        try:
+            while data := os.read(self.fd, _CHUNK):
+                self._feed(data)
+        except OSError:
+            pass
+        self.flush()

@@ -1,0 +1,162 @@
+"""The run controls: what each protocol control does to a :class:`~core.engine.Run`.
+
+Every control applies at once, synchronously, inside the event loop (the
+engine's state is only ever touched there), and raises
+:class:`~core.errors.ControlError` with one readable line when it names an
+unknown task or pool or does not apply to the task's state. The scheduler is
+poked afterwards by ``Run.control``.
+
+- ``CancelTask``: a running task's attempt is cancelled (its process group
+  stopped) and ends ``cancelled``; a waiting one ends ``cancelled`` now. Its
+  downstream is skipped.
+- ``RetryTask``: a ``failed`` or ``cancelled`` task gets a fresh retry budget
+  and runs again once its deps are done; downstream tasks skipped because of
+  it come back to ``pending`` (in topological order, so a task with two
+  re-enabled parents comes back too).
+- ``SkipTask``: a task that has not run ends ``skipped``; its downstream runs
+  as if it had succeeded.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from core.errors import ControlError
+from core.events import (
+    CancelRun,
+    CancelTask,
+    Control,
+    Pause,
+    ResizePool,
+    Resume,
+    RetryTask,
+    RunStatus,
+    SkipTask,
+    Start,
+    TaskChanged,
+    TaskState,
+)
+
+if TYPE_CHECKING:
+    from core.engine import Run
+    from core.scheduler import TaskRec
+
+_BLOCKING = (TaskState.FAILED, TaskState.CANCELLED)
+
+
+def apply_control(run: Run, command: Control) -> None:
+    """Apply ``command`` to ``run``.
+
+    Raises:
+        ControlError: unknown task or pool, or the control does not apply now.
+    """
+    if run.status.is_finished:
+        raise ControlError(f"run {run.run_id} has finished ({run.status.value})")
+    if isinstance(command, Start):
+        if run.status is not RunStatus.PENDING:
+            raise ControlError(f"run {run.run_id} has already started")
+        run.request_start()
+    elif isinstance(command, Pause | Resume):
+        if run.status is RunStatus.CANCELLING:
+            raise ControlError(f"run {run.run_id} is being cancelled")
+        run.set_user_paused(isinstance(command, Pause))
+    elif isinstance(command, CancelRun):
+        run.mark_cancelled()
+        run.stop("run cancelled")
+    elif isinstance(command, ResizePool):
+        pool = run.pools.get(command.pool)
+        if pool is None:
+            raise ControlError(
+                f"unknown pool {command.pool!r} (pools: {', '.join(run.pools)})"
+            )
+        if command.size < 0:
+            raise ControlError(f"pool size must be 0 or more, not {command.size}")
+        pool.size = command.size
+        pool.dirty = True
+        run.mark_pools_due()
+    elif isinstance(command, CancelTask):
+        _cancel(run, _rec(run, command.task_id))
+    elif isinstance(command, RetryTask):
+        _retry(run, _rec(run, command.task_id))
+    elif isinstance(command, SkipTask):
+        _skip(run, _rec(run, command.task_id))
+    else:
+        raise ControlError(f"unknown control {type(command).__name__}")
+
+
+def _rec(run: Run, task_id: str) -> TaskRec:
+    rec = run.task_rec(task_id)
+    if rec is None:
+        raise ControlError(f"unknown task {task_id!r}")
+    return rec
+
+
+def _cancel(run: Run, rec: TaskRec) -> None:
+    if rec.state.is_terminal:
+        raise ControlError(f"task {rec.task.id} is already {rec.state.value}")
+    if rec.state is TaskState.RUNNING:
+        rec.cancel_reason = "cancelled by user"
+        if rec.scope is not None:
+            rec.scope.cancel()
+        return
+    run.end_now(rec, TaskState.CANCELLED, "cancelled by user")
+    run.skip_downstream(rec, f"upstream {rec.task.id} cancelled")
+
+
+def _skip(run: Run, rec: TaskRec) -> None:
+    if rec.state is TaskState.RUNNING:
+        raise ControlError(f"task {rec.task.id} is running; cancel it instead")
+    if rec.state.is_terminal:
+        raise ControlError(f"task {rec.task.id} is already {rec.state.value}")
+    run.end_now(rec, TaskState.SKIPPED, "skipped by user")
+    for d in rec.dependents:
+        if d.state is TaskState.PENDING:
+            d.waiting -= 1
+            if d.waiting == 0 and not run.stopping:
+                run.make_ready(d)
+
+
+def _satisfied(rec: TaskRec) -> bool:
+    return rec.state is TaskState.SUCCEEDED or (
+        rec.state is TaskState.SKIPPED and not rec.upstream_skip
+    )
+
+
+def _blocked(rec: TaskRec) -> bool:
+    return rec.state in _BLOCKING or (rec.state is TaskState.SKIPPED and rec.upstream_skip)
+
+
+def _retry(run: Run, rec: TaskRec) -> None:
+    if rec.state not in _BLOCKING:
+        raise ControlError(
+            f"task {rec.task.id} is {rec.state.value}; only a failed or cancelled task is retried"
+        )
+    if run.stopping:
+        raise ControlError(f"run {run.run_id} is stopping; nothing is retried")
+    # Collect the skipped-because-upstream closure first, then revive it in
+    # topological order so each task sees its parents' new states.
+    closure: dict[int, TaskRec] = {}
+    stack = list(rec.dependents)
+    while stack:
+        d = stack.pop()
+        if d.state is TaskState.SKIPPED and d.upstream_skip and id(d) not in closure:
+            closure[id(d)] = d
+            stack.extend(d.dependents)
+    _revive(run, rec)
+    rec.attempts_in_run = 0
+    for d in sorted(closure.values(), key=run.topo_index):
+        if not any(_blocked(p) for p in d.deps):
+            _revive(run, d)
+
+
+def _revive(run: Run, rec: TaskRec) -> None:
+    rec.upstream_skip = False
+    rec.reason = ""
+    rec.finished_ts = None
+    rec.waiting = sum(1 for p in rec.deps if not _satisfied(p))
+    run.reopen(rec)
+    if rec.waiting == 0:
+        run.make_ready(rec)
+    else:
+        rec.state = TaskState.PENDING
+        run.emit(TaskChanged(rec.task.id, TaskState.PENDING, rec.attempt, run.now()))

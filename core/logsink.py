@@ -1,0 +1,102 @@
+"""Per-attempt output: the log file and the bounded live buffer.
+
+:class:`AttemptLog` is the :class:`~core.agents.base.LogSink` the engine hands
+to each attempt. Every line goes to ``<home>/runs/<run>/<task>.<attempt>.log``
+(complete, whatever the task prints); the live stream gets at most
+``live_limit`` lines between two engine flushes, each cut to ``MAX_LIVE_CHARS``,
+and the rest is counted as dropped. Memory therefore stays flat under an
+output flood: the file is written through a fixed buffer and the live list is
+bounded.
+
+The file is opened on the first line, so an attempt that prints nothing
+leaves no empty file behind... except that the path is always valid to read:
+:meth:`close` creates it empty when nothing was written, so ``tek logs``
+finds every attempt's file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from core.agents.base import LogSink
+
+#: A live line longer than this is cut (the log file keeps it whole).
+MAX_LIVE_CHARS = 2000
+
+
+class AttemptLog(LogSink):
+    """Log file writer plus the live lines not yet taken by the engine.
+
+    Args:
+        path: the attempt's log file (parents are created).
+        live_limit: most lines kept for the live stream between two ``take`` calls.
+        on_output: called (no arguments) when the first line arrives after a
+            ``take``, so the engine knows to flush; called from the writer's thread.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        live_limit: int = 2000,
+        on_output: Callable[[], None] | None = None,
+    ) -> None:
+        self.path = path
+        self.live_limit = live_limit
+        self._on_output = on_output
+        self._file: IO[str] | None = None
+        self._live: list[str] = []
+        self._dropped = 0
+        self.lines_written = 0
+        self.closed = False
+
+    def _open(self) -> IO[str]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+        return self._file
+
+    def write_line(self, line: str) -> None:
+        """Append one line (without its newline)."""
+        self.write_lines([line])
+
+    def write_lines(self, lines: list[str]) -> None:
+        """Append lines to the file and, within the bound, to the live buffer."""
+        if not lines or self.closed:
+            return
+        f = self._file or self._open()
+        f.write("\n".join(lines))
+        f.write("\n")
+        self.lines_written += len(lines)
+        live = self._live
+        notify = not live and not self._dropped
+        room = self.live_limit - len(live)
+        if room >= len(lines):
+            live.extend(line if len(line) <= MAX_LIVE_CHARS else line[:MAX_LIVE_CHARS] for line in lines)
+        else:
+            if room > 0:
+                live.extend(line[:MAX_LIVE_CHARS] for line in lines[:room])
+            self._dropped += len(lines) - max(room, 0)
+        if notify and self._on_output is not None:
+            self._on_output()
+
+    def take(self) -> tuple[list[str], int]:
+        """Hand the engine the pending live lines and the count dropped since."""
+        lines, dropped = self._live, self._dropped
+        self._live = []
+        self._dropped = 0
+        if self._file is not None:
+            self._file.flush()
+        return lines, dropped
+
+    def close(self) -> None:
+        """Flush and close the file (creating it empty if nothing was written)."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.touch()
+        else:
+            self._file.close()
+            self._file = None
