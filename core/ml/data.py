@@ -270,5 +270,5 @@ def load(args: dict[str, Any], path_of: Any, meta: dict[str, Any] | None = None)
         args.get("features") or meta.get("features"),
         meta.get("task") or args.get("task", "auto"),
         meta.get("classes") or None,
-        meta.get("input_shape"),
+        (meta.get("architecture") or {}).get("input_shape"),
     )

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from core.ml import registry
+from core.paths import models_dir
 
 
 def register(sub: Any) -> None:
@@ -87,7 +88,7 @@ def _list(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     if not rows:
-        print(f"no models in {registry.models_dir()}")
+        print(f"no models in {models_dir()}")
         return 0
     from rich.console import Console
     from rich.table import Table
