@@ -1,17 +1,47 @@
-"""``tek tui``: placeholder until its issue lands (see README)."""
+"""``tek tui [PLAN] [--start] [--theme NAME] [-j N]``: open the console.
+
+With a plan the console loads it (problems are listed in the console, with
+file and line) and waits for ``s`` unless ``--start`` is given. Without one it
+opens on recent runs and a picker of plan files. The theme defaults to the one
+remembered in the user's config; an unknown ``--theme`` is bad input (exit 2).
+The console process never imports torch: ML tasks run in worker processes.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
+
+from core.errors import TekError
 
 
 def register(sub: Any) -> None:
     """Add the ``tui`` subcommand."""
-    p = sub.add_parser("tui", help="(not built yet)")
+    p = sub.add_parser("tui", help="open the live console (optionally on a plan)")
+    p.add_argument("plan", nargs="?", type=Path, help="plan CSV to load (default: pick one)")
+    p.add_argument("--start", action="store_true", help="start the run at once")
+    p.add_argument("--theme", metavar="NAME", help="console theme (remembered for next time)")
+    p.add_argument("-j", "--jobs", type=int, metavar="N", help="default pool size")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    print("tek tui: not built yet")
-    return 2
+    # Imported here so `tek --help` and other commands never load Textual.
+    from tek_tui.app import TekApp
+    from tek_tui.config import remember_theme, remembered_theme
+    from tek_tui.themes import load_themes
+
+    if args.jobs is not None and args.jobs < 1:
+        raise TekError(f"-j/--jobs must be at least 1 (got {args.jobs})")
+    names = sorted(load_themes().themes)
+    theme = args.theme
+    if theme is not None:
+        if theme not in names:
+            raise TekError(f"unknown theme {theme!r} (known: {', '.join(names)})")
+        remember_theme(theme)
+    else:
+        theme = remembered_theme()
+    app = TekApp(plan_path=args.plan, start=args.start, theme=theme, jobs=args.jobs)
+    code = app.run()
+    return code if isinstance(code, int) else 0

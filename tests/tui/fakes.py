@@ -158,3 +158,39 @@ def demo_events() -> list[Event]:
 def resize_of(controls: Iterable[Control]) -> list[ResizePool]:
     """The ResizePool controls among ``controls``."""
     return [c for c in controls if isinstance(c, ResizePool)]
+
+
+# ------------------------------------------------------------------- helpers
+
+SIZES = [(80, 24), (200, 50)]
+
+
+def make_app(client: FakeClient | None = None, **kwargs: object):  # type: ignore[no-untyped-def]
+    """A console on ``client`` (default: the demo run) with a frozen clock."""
+    from tek_tui.app import TekApp
+
+    if client is None:
+        client = FakeClient(demo_snapshot(), demo_events())
+    kwargs.setdefault("clock", FrozenClock())
+    kwargs.setdefault("theme", "tek-dark")
+    return TekApp(client=client, **kwargs)  # type: ignore[arg-type]
+
+
+async def until(pilot, condition, limit: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    """Let the app run until ``condition()`` holds (bounded by ``limit`` seconds)."""
+    import anyio
+
+    with anyio.fail_after(limit):
+        while not condition():
+            await pilot.pause(0.02)
+
+
+async def ready(pilot):  # type: ignore[no-untyped-def]
+    """Wait until the main screen has the demo script painted; return the screen."""
+    from tek_tui.screens.main import MainScreen
+
+    app = pilot.app
+    await until(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.state is not None)
+    screen = app.screen
+    await until(pilot, lambda: not screen.state._dirty.tasks and screen.table.row_count > 0)
+    return screen
