@@ -88,7 +88,7 @@ class MlAgent(Agent):
             healthy = True
         except WorkerDiedError as exc:
             self.pool.stats.died += 1
-            ctx.log.write_line(str(exc))
+            ctx.log.write_lines([*exc.details, str(exc)])
             return Outcome(ok=False, exit_code=exc.exit_code, reason=str(exc))
         finally:
             # Cancelled, timed out or died: the worker is killed, never reused.

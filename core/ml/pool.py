@@ -43,6 +43,8 @@ class WorkerDiedError(Exception):
     def __init__(self, reason: str, exit_code: int | None) -> None:
         super().__init__(reason)
         self.exit_code = exit_code
+        #: The worker's last stderr lines (a crash's stack dump), for the log.
+        self.details: list[str] = []
 
 
 def _describe_exit(code: int | None) -> str:
@@ -94,9 +96,7 @@ class WorkerProcess:
         line = await anyio.to_thread.run_sync(out.readline, abandon_on_cancel=True)
         if not line:
             code = await anyio.to_thread.run_sync(self._wait, abandon_on_cancel=True)
-            raise WorkerDiedError(
-                f"ML worker (pid {self.pid}) {_describe_exit(code)}{self._tail()}", code
-            )
+            raise self._died(code)
         message: dict[str, Any] = json.loads(line)
         return message
 
@@ -106,14 +106,23 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             return None
 
-    def _tail(self) -> str:
+    def _stderr_lines(self) -> list[str]:
         try:
             self._stderr.seek(0)
-            lines = self._stderr.read().decode("utf-8", "replace").strip().splitlines()
+            text = self._stderr.read().decode("utf-8", "replace")
         except (OSError, ValueError):
-            return ""
-        useful = [ln.strip() for ln in lines if ln.strip()][-3:]
-        return f": {' | '.join(useful)}" if useful else ""
+            return []
+        return [ln.rstrip() for ln in text.splitlines() if ln.strip()]
+
+    def _died(self, code: int | None) -> WorkerDiedError:
+        lines = self._stderr_lines()
+        # faulthandler's first line says what happened; the rest is a stack dump.
+        fatal = [ln for ln in lines if ln.startswith("Fatal Python error")]
+        summary = fatal[:1] or [ln.strip() for ln in lines[-2:]]
+        tail = f": {' | '.join(summary)}" if summary else ""
+        error = WorkerDiedError(f"ML worker (pid {self.pid}) {_describe_exit(code)}{tail}", code)
+        error.details = lines[-40:]
+        return error
 
     async def wait_ready(self) -> None:
         """Wait for the ``ready`` message (torch imported).

@@ -1,0 +1,101 @@
+"""Warm ML workers: reuse, output capture, death and replacement, cancel and timeout."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from core.agents.ml import MlAgent
+from core.ml import registry
+from core.ml.pool import WorkerPool
+from tests.core.ml_helpers import make_attempt, pid_gone, run_op
+
+#: Long enough that a test acts during it, short per epoch (about 10 ms).
+LONG_TRAIN = "train model=mlp data=moons n=2000 epochs=2000 seed=1 save=long"
+
+
+@pytest.fixture
+def agent() -> Iterator[MlAgent]:
+    """A fresh agent per test: these tests kill workers on purpose."""
+    a = MlAgent(WorkerPool(max_idle=2))
+    yield a
+    a.pool.close()
+
+
+async def test_workers_stay_warm(agent: MlAgent, tmp_path: Path) -> None:
+    first, a1 = await run_op(agent, "dataset kind=blobs n=50 out=a.csv", tmp_path)
+    second, a2 = await run_op(agent, "dataset kind=blobs n=50 out=b.csv", tmp_path)
+    assert first.ok and second.ok
+    assert a1.pids == a2.pids  # the same process served both
+    assert (agent.pool.stats.started, agent.pool.stats.reused) == (1, 1)
+    assert any("starting ML worker" in line for line in a1.lines)
+    assert not any("starting ML worker" in line for line in a2.lines)
+
+
+async def test_worker_processes_are_separate_from_the_engine(
+    agent: MlAgent, tmp_path: Path
+) -> None:
+    outcome, attempt = await run_op(agent, "dataset kind=moons n=10 out=x.csv", tmp_path)
+    assert outcome.ok and attempt.pids and attempt.pids[0] != os.getpid()
+    assert os.getpgid(attempt.pids[0]) == attempt.pids[0]  # its own process group
+
+
+@pytest.mark.parametrize(
+    ("sig", "words"),
+    [(signal.SIGKILL, "was killed by SIGKILL"), (signal.SIGSEGV, "was killed by SIGSEGV")],
+)
+async def test_dead_worker_fails_the_attempt_and_is_replaced(
+    agent: MlAgent, tmp_path: Path, sig: signal.Signals, words: str
+) -> None:
+    pids: list[int] = []
+
+    def kill_on_first_epoch(values: dict[str, Any]) -> None:
+        if values["epoch"] == 1:
+            os.kill(pids[0], sig)
+
+    attempt = make_attempt(LONG_TRAIN, tmp_path, on_progress=kill_on_first_epoch)
+    pids = attempt.pids
+    with anyio.fail_after(60):
+        outcome = await agent.run(attempt.ctx)
+    assert not outcome.ok and outcome.exit_code == -sig
+    assert outcome.reason.startswith(f"ML worker (pid {pids[0]}) {words}")
+    if sig == signal.SIGSEGV:
+        assert (
+            "Segmentation fault" in outcome.reason
+        )  # faulthandler's words, from the worker's stderr
+    assert pid_gone(pids[0]) and agent.pool.stats.died == 1
+    assert registry.versions("long") == []
+    again, second = await run_op(agent, "dataset kind=moons n=10 out=x.csv", tmp_path)
+    assert again.ok and second.pids[0] != pids[0]
+    assert agent.pool.stats.started == 2
+
+
+async def test_cancel_during_training_kills_the_worker(agent: MlAgent, tmp_path: Path) -> None:
+    epochs = anyio.Event()
+    attempt = make_attempt(LONG_TRAIN, tmp_path, on_progress=lambda values: epochs.set())
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+
+            async def run_and_note() -> None:
+                await agent.run(attempt.ctx)
+                pytest.fail("a cancelled attempt must re-raise, not return")
+
+            tg.start_soon(run_and_note)
+            await epochs.wait()
+            tg.cancel_scope.cancel()
+    assert attempt.progress and attempt.progress[-1]["epoch"] < 2000
+    assert pid_gone(attempt.pids[0])
+    assert agent.pool.idle == 0 and agent.pool.stats.killed == 1
+    assert registry.versions("long") == []
+
+
+async def test_op_error_keeps_the_worker(agent: MlAgent, tmp_path: Path) -> None:
+    outcome, attempt = await run_op(agent, "evaluate model=ghost data=moons", tmp_path)
+    assert not outcome.ok and agent.pool.idle == 1
+    assert any(line.startswith("error: no model named 'ghost'") for line in attempt.lines)
