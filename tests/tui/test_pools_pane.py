@@ -1,0 +1,97 @@
+"""Pools pane under Pilot: figures, finished/s, admission line, selection and resize keys."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.events import PoolInfo
+from tek_tui.widgets.pools_pane import PoolsPane
+from tests.tui.widget_host import SIZES, run_host, screen_text
+
+
+class Clock:
+    """A clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+POOLS = [PoolInfo("shell", size=4, busy=3, queued=12, finished=0), PoolInfo("ml", size=1, busy=1)]
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_shows_pools_rate_and_admission(size: tuple[int, int]) -> None:
+    clock = Clock()
+    async with run_host(lambda: PoolsPane(clock=clock), size) as (app, pilot, posted):
+        pane = app.query_one(PoolsPane)
+        assert "no pools yet" in screen_text(app)
+        pane.update_pools(POOLS, False, "")
+        clock.now += 2.0
+        pane.update_pools([PoolInfo("shell", 4, 4, 10, finished=10), POOLS[1]], False, "")
+        await pilot.pause()
+        assert pane.finished_per_second("shell") == pytest.approx(5.0)
+        assert pane.finished_per_second("ml") == 0.0
+        text = screen_text(app)
+        assert "shell" in text and "ml" in text and "5.0" in text
+        assert "admission paused" not in text
+        pane.update_pools(pane.pools, True, "available memory 410 MiB below floor 512 MiB")
+        await pilot.pause()
+        assert "⏸ admission paused: available memory 410 MiB below floor 512 MiB" in screen_text(app)
+        assert posted == []
+
+
+async def test_rate_window_and_counter_reset() -> None:
+    clock = Clock()
+    async with run_host(lambda: PoolsPane(clock=clock), (200, 50)) as (app, pilot, _):
+        pane = app.query_one(PoolsPane)
+        for step in range(10):  # 1 task/s for 10 s, then 10 tasks/s
+            pane.update_pools([PoolInfo("p", 2, finished=step)], False, "")
+            clock.now += 1.0
+        for step in range(6):
+            pane.update_pools([PoolInfo("p", 2, finished=10 + 10 * step)], False, "")
+            clock.now += 1.0
+        # Only the last ~5 s count.
+        assert pane.finished_per_second("p") == pytest.approx(10.0)
+        pane.update_pools([PoolInfo("p", 2, finished=0)], False, "")  # a new run
+        assert pane.finished_per_second("p") == 0.0
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_keys_select_and_request_resize(size: tuple[int, int]) -> None:
+    async with run_host(PoolsPane, size) as (app, pilot, posted):
+        pane = app.query_one(PoolsPane)
+        pane.update_pools(POOLS, False, "")
+        await pilot.pause()
+        assert pane.selected_pool == "shell"
+        await pilot.press("plus", "plus")
+        await pilot.press("down")
+        assert pane.selected_pool == "ml"
+        await pilot.press("minus")  # ml is at 1: never below 1, nothing asked
+        await pilot.press("equals_sign")
+        await pilot.press("up", "minus")
+        await pilot.pause()
+        asked = [(m.pool, m.size) for m in posted if isinstance(m, PoolsPane.ResizeRequested)]
+        assert asked == [("shell", 5), ("shell", 6), ("ml", 2), ("shell", 5)]
+        assert all(m.control is pane for m in posted)
+        assert "4→5" in screen_text(app)  # requested, not yet applied
+        pane.update_pools([PoolInfo("shell", 5, 3, 12), POOLS[1]], False, "")
+        await pilot.pause()
+        assert "→" not in screen_text(app).split("ml")[0]
+        await pilot.press("down", "down")  # wraps round
+        assert pane.selected_pool == "shell"
+
+
+async def test_selection_follows_pool_name() -> None:
+    async with run_host(PoolsPane, (80, 24)) as (app, pilot, _):
+        pane = app.query_one(PoolsPane)
+        pane.update_pools(POOLS, False, "")
+        await pilot.press("down")
+        pane.update_pools([PoolInfo("gpu", 1), *POOLS], False, "")
+        assert pane.selected_pool == "ml"
+        pane.update_pools([POOLS[0]], False, "")
+        assert pane.selected_pool == "shell"
+        await pilot.press("plus")
+        assert pane.selected_pool == "shell"
