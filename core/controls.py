@@ -144,9 +144,13 @@ def _retry(run: Run, rec: TaskRec) -> None:
             stack.extend(d.dependents)
     _revive(run, rec)
     rec.attempts_in_run = 0
-    for d in sorted(closure.values(), key=run.topo_index):
+    for d in sorted(closure.values(), key=_topo):
         if not any(_blocked(p) for p in d.deps):
             _revive(run, d)
+
+
+def _topo(rec: TaskRec) -> int:
+    return rec.topo
 
 
 def _revive(run: Run, rec: TaskRec) -> None:

@@ -67,6 +67,7 @@ class TaskRec:
         "upstream_skip",
         "in_heap",
         "pool",
+        "topo",
     )
 
     def __init__(self, index: int, task: Task, rpl: int, pool: Pool) -> None:
@@ -96,6 +97,8 @@ class TaskRec:
         self.upstream_skip = False
         self.in_heap = False
         self.pool = pool
+        #: Position in a topological order of the plan.
+        self.topo = 0
 
 
 class Pool:
@@ -190,7 +193,9 @@ class Resources:
         self.memory_free += rec.task.memory_mb
 
 
-def link(tasks: Sequence[Task], completed: Iterable[str] = ()) -> tuple[list[list[int]], list[int]]:
+def link(
+    tasks: Sequence[Task], completed: Iterable[str] = ()
+) -> tuple[list[list[int]], list[int], list[int]]:
     """Dependents and longest remaining path of every task, in plan order.
 
     Args:
@@ -198,8 +203,9 @@ def link(tasks: Sequence[Task], completed: Iterable[str] = ()) -> tuple[list[lis
         completed: ids that must exist (resume); checked here.
 
     Returns:
-        ``(dependents, rpl)``: indices of the tasks waiting on each task, and
-        the number of tasks on the longest chain starting at each task.
+        ``(dependents, rpl, order)``: indices of the tasks waiting on each
+        task, the number of tasks on the longest chain starting at each task,
+        and a topological order (indices).
 
     Raises:
         PlanError: a dependency or completed id names no task.
@@ -239,7 +245,7 @@ def link(tasks: Sequence[Task], completed: Iterable[str] = ()) -> tuple[list[lis
         for j in dependents[i]:
             if rpl[j] + 1 > rpl[i]:
                 rpl[i] = rpl[j] + 1
-    return dependents, rpl
+    return dependents, rpl, order
 
 
 def start_order(plan: Plan) -> list[str]:
@@ -254,7 +260,7 @@ def start_order(plan: Plan) -> list[str]:
         CycleError: the dependencies form a cycle.
     """
     tasks = plan.tasks
-    dependents, rpl = link(tasks)
+    dependents, rpl, _ = link(tasks)
     left = [len(t.deps) for t in tasks]
     heap = [(-t.priority, -rpl[i], i) for i, t in enumerate(tasks) if left[i] == 0]
     heapq.heapify(heap)
