@@ -17,6 +17,7 @@ under ``$TEK_HOME/ml-workers`` whose tail explains a death.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -199,6 +200,9 @@ class WorkerPool:
         self.stats = WorkerStats()
         self._idle: list[WorkerProcess] = []
         self._lock = threading.Lock()  # acquire/release may run on different event loops
+        # Workers exit by themselves when our end of their stdin closes; this
+        # just makes it prompt when the interpreter exits normally.
+        atexit.register(self.close)
 
     def acquire(self) -> WorkerProcess:
         """A live idle worker, or a newly started one (not yet ready)."""
