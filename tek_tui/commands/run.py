@@ -1,17 +1,214 @@
-"""``tek run``: placeholder until its issue lands (see README)."""
+"""``tek run PLAN``: run a plan headless, with a live view on a terminal.
+
+Flow (one function per step, so the journal options can hook in):
+:func:`_run` reads the plan and the flags into a :class:`~core.engine.RunOptions`
+(:func:`options_from_args`), then :func:`execute` runs it with an optional
+recorder, run id and resume state, shows progress (rich live view on a TTY,
+plain timestamped lines otherwise, nothing but the summary with ``--json``)
+and turns the summary into the exit code.
+
+Signals: the first SIGINT, SIGTERM or SIGHUP stops dispatching and cancels
+the run (running tasks get SIGTERM, then SIGKILL after ``--grace``), their
+state is recorded, exit 130. A second signal SIGKILLs every task's process
+group at once. Bad flag values are one ``tek: ...`` line and exit 2 (they are
+parsed here, not by argparse, which would print its usage too).
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import json
+import signal
+import sys
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Any
+
+from core.errors import TekError
+
+if TYPE_CHECKING:
+    from core.engine import RunOptions, RunSummary
+    from core.plan import Plan
+    from core.recorder import Recorder
+
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 
 def register(sub: Any) -> None:
     """Add the ``run`` subcommand."""
-    p = sub.add_parser("run", help="(not built yet)")
+    p = sub.add_parser(
+        "run",
+        help="run a plan headless (live view on a terminal)",
+        description="Run a plan's tasks in dependency order. Exit codes: 0 all succeeded, "
+        "1 a task failed, 2 bad input, 130 interrupted.",
+    )
+    p.add_argument("plan", help="plan file (CSV)")
+    p.add_argument("-j", "--jobs", metavar="N",
+                   help="tasks at once: every pool's size, and the CPU capacity unless --cpus")
+    p.add_argument("--pool", metavar="NAME=SIZE", action="append", default=[],
+                   help="size of one pool (repeatable)")
+    p.add_argument("--cpus", metavar="N", help="CPU capacity (default: -j, else the machine's)")
+    p.add_argument("--gpus", metavar="N", help="GPU capacity (default: NVML's count)")
+    p.add_argument("--memory-mb", metavar="MIB", help="memory capacity (default: total memory)")
+    p.add_argument("--memory-floor-mb", metavar="MIB", default="256",
+                   help="pause admission while available memory is below this (default 256)")
+    p.add_argument("--grace", metavar="SECONDS", default="5",
+                   help="SIGTERM to SIGKILL grace for stopped tasks (default 5)")
+    p.add_argument("--fail-fast", action="store_true",
+                   help="cancel everything after the first failure (default: keep going)")
+    p.add_argument("--dry-run", action="store_true", help="print the order tasks would start in")
+    p.add_argument("--json", action="store_true", help="print one JSON summary at the end")
+    p.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
     p.set_defaults(func=_run)
 
 
+def _number(flag: str, text: str | None, kind: type, minimum: float) -> Any:
+    if text is None:
+        return None
+    try:
+        value = kind(text)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise TekError(f"{flag} {text}: must be {what}") from None
+    if value < minimum or value != value:
+        raise TekError(f"{flag} {text}: must be at least {minimum:g}")
+    return value
+
+
+def parse_pool_sizes(specs: list[str]) -> dict[str, int]:
+    """``["gpu=2", "io=8"]`` -> ``{"gpu": 2, "io": 8}``.
+
+    Raises:
+        TekError: a spec without ``=``, an empty name or a bad size.
+    """
+    sizes: dict[str, int] = {}
+    for spec in specs:
+        name, eq, size = spec.partition("=")
+        if not eq or not name.strip():
+            raise TekError(f"--pool {spec}: expected NAME=SIZE, e.g. --pool gpu=2")
+        try:
+            sizes[name.strip()] = int(size)
+        except ValueError:
+            raise TekError(f"--pool {spec}: SIZE must be a whole number") from None
+        if sizes[name.strip()] < 0:
+            raise TekError(f"--pool {spec}: SIZE must be 0 or more")
+    return sizes
+
+
+def options_from_args(args: argparse.Namespace) -> RunOptions:
+    """The engine options the flags ask for (every value checked).
+
+    Raises:
+        TekError: a flag has a bad value.
+    """
+    from core.engine import RunOptions
+
+    return RunOptions(
+        jobs=_number("-j", args.jobs, int, 1),
+        pool_sizes=parse_pool_sizes(args.pool),
+        cpus=_number("--cpus", args.cpus, float, 0.001),
+        gpus=_number("--gpus", args.gpus, int, 0),
+        memory_mb=_number("--memory-mb", args.memory_mb, int, 0),
+        memory_floor_mb=_number("--memory-floor-mb", args.memory_floor_mb, int, 0),
+        grace_s=_number("--grace", args.grace, float, 0),
+        fail_fast=args.fail_fast,
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
-    print("tek run: not built yet")
-    return 2
+    from core.plan_io import read_plan
+
+    options = options_from_args(args)  # flags first: a typo fails before the plan is read
+    plan = read_plan(args.plan)
+    if args.dry_run:
+        return dry_run(plan, as_json=args.json)
+    return execute(plan, options, args)
+
+
+def dry_run(plan: Plan, *, as_json: bool = False) -> int:
+    """Print the order tasks would start in (unlimited workers); exit code 0."""
+    from core.scheduler import start_order
+
+    order = start_order(plan)
+    if as_json:
+        print(json.dumps({"order": order}))
+    else:
+        for n, tid in enumerate(order, 1):
+            t = plan.task(tid)
+            print(f"{n:>4}  {tid}  ({t.agent}, pool {t.pool_name})")
+    return EXIT_OK
+
+
+def execute(
+    plan: Plan,
+    options: RunOptions,
+    args: argparse.Namespace,
+    *,
+    recorder: Recorder | None = None,
+    run_id: str | None = None,
+    completed: Collection[str] = (),
+    attempts_so_far: Mapping[str, int] | None = None,
+) -> int:
+    """Run ``plan`` with a view chosen from ``args``; returns the exit code.
+
+    Args:
+        plan: the plan.
+        options: engine options.
+        args: the parsed flags (``json``, ``plain``).
+        recorder: journal hook, awaited before events are shown.
+        run_id: the run's id (default: a new one).
+        completed: tasks already succeeded (resume).
+        attempts_so_far: attempt numbering to continue from (resume).
+    """
+    import anyio
+
+    from core.engine import create_run
+
+    run = create_run(plan, options, run_id=run_id, recorder=recorder, completed=completed,
+                     attempts_so_far=attempts_so_far)
+    summary, interrupted = anyio.run(_drive, run, args)
+    if args.json:
+        print(json.dumps(summary.to_json()))
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if summary.status.value == "succeeded" else EXIT_FAILED
+
+
+async def _drive(run: Any, args: argparse.Namespace) -> tuple[RunSummary, bool]:
+    import anyio
+
+    from tek_tui.live_view import open_view
+
+    interrupted = False
+
+    async def watch_signals(scope: anyio.CancelScope) -> None:
+        nonlocal interrupted
+        from core.errors import ControlError
+        from core.events import CancelRun
+        from core.process import kill_all
+
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as sigs:
+            async for signum in sigs:
+                if not interrupted:
+                    interrupted = True
+                    print(f"tek: {signal.Signals(signum).name}: stopping tasks "
+                          "(again to kill at once)", file=sys.stderr)
+                    try:
+                        await run.client().control(CancelRun())
+                    except ControlError:
+                        pass
+                else:
+                    kill_all()
+
+    client = run.client()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch_signals, tg.cancel_scope)
+        async with open_view(client, live=_live_wanted(args), quiet=args.json) as view:
+            tg.start_soon(view.consume, client.events())
+            summary = await run.run()
+        tg.cancel_scope.cancel()
+    return summary, interrupted
+
+
+def _live_wanted(args: argparse.Namespace) -> bool:
+    stream = sys.stderr if args.json else sys.stdout
+    return not args.plain and stream.isatty()

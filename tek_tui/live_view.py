@@ -1,0 +1,262 @@
+"""What ``tek run`` shows while a run goes: a rich live view or plain lines.
+
+Both read only the run protocol (snapshot + events). :class:`RunWatch` folds
+events into a small model (state per task, running tasks with their last
+output line and progress values, recent failures); the live view redraws it
+at most ``FPS`` times a second from a timer, never per event, so a flood of
+events costs the loop nothing extra. Plain mode prints one timestamped line
+per task start and end (coalesced events may fold a start into its end for
+very short tasks) and the last output lines of a failed task.
+
+Nothing here imports textual: ``tek run`` must start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, TextIO
+
+import anyio
+
+from core.events import (
+    AdmissionChanged,
+    Event,
+    OutputDropped,
+    OutputLines,
+    Progress,
+    RunFinished,
+    TaskChanged,
+    TaskState,
+)
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from core.client import RunClient
+
+FPS = 8
+_TAIL = 5
+_FAILURES = 5
+_STATE_STYLE = {
+    "succeeded": "green", "failed": "red", "running": "cyan", "retrying": "yellow",
+    "cancelled": "magenta", "skipped": "dim", "ready": "blue", "pending": "dim",
+}  # fmt: skip
+
+
+class RunWatch:
+    """The part of a run's state ``tek run`` shows, kept from events."""
+
+    def __init__(self, client: RunClient) -> None:
+        snap = client.snapshot()
+        self.run_id = snap.run_id
+        self.total = len(snap.tasks)
+        self.states: dict[str, TaskState] = {t.id: t.state for t in snap.tasks}
+        self.started: dict[str, float] = {}
+        self.attempts: dict[str, int] = {}
+        self.tails: dict[str, deque[str]] = {}
+        self.progress: dict[str, dict[str, Any]] = {}
+        self.failures: deque[tuple[str, str, str]] = deque(maxlen=_FAILURES)
+        self.admission = ""
+        self.finished: RunFinished | None = None
+        self.t0 = time.monotonic()
+
+    def apply(self, ev: Event) -> TaskChanged | None:
+        """Fold one event in; returns it when it is a state change worth a line."""
+        if isinstance(ev, TaskChanged):
+            prev = self.states.get(ev.task_id)
+            self.states[ev.task_id] = ev.state
+            if ev.state is TaskState.RUNNING:
+                if prev is TaskState.RUNNING and self.attempts.get(ev.task_id) == ev.attempt:
+                    return None  # the same attempt again, now with its pid
+                self.started[ev.task_id] = time.monotonic()
+                self.attempts[ev.task_id] = ev.attempt
+                self.tails[ev.task_id] = deque(maxlen=_TAIL)
+                self.progress.pop(ev.task_id, None)
+                return ev
+            self.started.pop(ev.task_id, None)
+            if ev.state in (TaskState.FAILED, TaskState.RETRYING):
+                tail = self.tails.get(ev.task_id)
+                self.failures.append((ev.task_id, ev.reason, tail[-1] if tail else ""))
+            if ev.state.is_terminal:
+                self.progress.pop(ev.task_id, None)
+            return ev if ev.state is not TaskState.READY else None
+        if isinstance(ev, OutputLines):
+            self.tails.setdefault(ev.task_id, deque(maxlen=_TAIL)).extend(ev.lines)
+        elif isinstance(ev, OutputDropped):
+            self.tails.setdefault(ev.task_id, deque(maxlen=_TAIL)).append(
+                f"[{ev.count} lines not shown; see the log]")
+        elif isinstance(ev, Progress):
+            values = self.progress.setdefault(ev.task_id, {})
+            values.update(ev.values)
+            if ev.fraction is not None:
+                values["%"] = f"{ev.fraction * 100:.0f}"
+        elif isinstance(ev, AdmissionChanged):
+            self.admission = ev.reason if ev.paused else ""
+        elif isinstance(ev, RunFinished):
+            self.finished = ev
+        return None
+
+    def counts(self) -> dict[str, int]:
+        """Tasks per state (only states that occur)."""
+        out: dict[str, int] = {}
+        for s in self.states.values():
+            out[s.value] = out.get(s.value, 0) + 1
+        return out
+
+    def done(self) -> int:
+        """Tasks in a terminal state."""
+        return sum(1 for s in self.states.values() if s.is_terminal)
+
+
+def _fmt_values(values: dict[str, Any]) -> str:
+    parts = []
+    for k, v in values.items():
+        parts.append(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}")
+    return " ".join(parts)
+
+
+def render(watch: RunWatch, width: int = 100, rows: int = 12) -> RenderableType:
+    """The live view: progress bar with counts, running tasks, recent failures."""
+    from rich.console import Group
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+    from rich.text import Text
+
+    done = watch.done()
+    counts = Text()
+    for state, n in sorted(watch.counts().items()):
+        counts.append(f" {state} {n} ", style=_STATE_STYLE.get(state, ""))
+    head = Text.assemble(
+        (f"run {watch.run_id}  ", "bold"),
+        f"{done}/{watch.total}  {time.monotonic() - watch.t0:6.1f}s",
+    )
+    if watch.admission:
+        head.append(f"  dispatch paused: {watch.admission}", style="yellow")
+    bar = Table.grid(expand=True)  # a bare ProgressBar ends without a newline
+    bar.add_column(ratio=1)
+    bar.add_row(ProgressBar(total=max(watch.total, 1), completed=done))
+    parts: list[RenderableType] = [head, bar, counts]
+    running = sorted(watch.started.items(), key=lambda kv: kv[1])
+    if running:
+        table = Table(box=None, pad_edge=False, expand=True, show_header=True)
+        table.add_column("running", no_wrap=True, max_width=width // 3)
+        table.add_column("time", justify="right", no_wrap=True)
+        table.add_column("progress / last output", no_wrap=True, overflow="ellipsis")
+        now = time.monotonic()
+        for tid, t in running[:rows]:
+            tail = watch.tails.get(tid)
+            progress = watch.progress.get(tid)
+            info = _fmt_values(progress) if progress else (tail[-1] if tail else "")
+            table.add_row(tid, f"{now - t:.1f}s", info)
+        if len(running) > rows:
+            table.add_row(f"... {len(running) - rows} more", "", "")
+        parts.append(table)
+    if watch.failures:
+        fails = Table(box=None, pad_edge=False, expand=True, show_header=True)
+        fails.add_column("recent failures", style="red", no_wrap=True, max_width=width // 3)
+        fails.add_column("why / last output", no_wrap=True, overflow="ellipsis")
+        for tid, reason, last in watch.failures:
+            fails.add_row(tid, f"{reason}  {last}".strip())
+        parts.append(fails)
+    return Group(*parts)
+
+
+class RunView:
+    """Consumes a run's events for ``tek run``: live, plain or quiet."""
+
+    def __init__(self, client: RunClient, *, live: bool, quiet: bool, out: TextIO) -> None:
+        self.watch = RunWatch(client)
+        self.live = live
+        self.quiet = quiet
+        self.out = out
+        self.done = anyio.Event()
+        self._live: Any = None
+
+    def _line(self, text: str) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        print(f"{stamp} {text}", file=self.out)
+
+    def _plain(self, ev: TaskChanged) -> None:
+        tid, state = ev.task_id, ev.state
+        if state is TaskState.RUNNING:
+            self._line(f"start {tid} (attempt {ev.attempt})")
+        elif state is TaskState.SUCCEEDED:
+            self._line(f"ok    {tid}")
+        elif state is TaskState.PENDING:
+            self._line(f"again {tid} (pending)")
+        else:
+            word = {"failed": "FAIL ", "retrying": "retry", "cancelled": "CANCEL",
+                    "skipped": "skip "}.get(state.value, state.value)
+            self._line(f"{word} {tid}: {ev.reason}".rstrip(": "))
+            if state in (TaskState.FAILED, TaskState.RETRYING):
+                for line in self.watch.tails.get(tid, ()):
+                    print(f"         | {line}", file=self.out)
+
+    async def consume(self, events: AsyncIterator[Event]) -> None:
+        """Read events until RunFinished."""
+        plain = not self.live and not self.quiet
+        try:
+            async for ev in events:
+                changed = self.watch.apply(ev)
+                if plain and changed is not None:
+                    self._plain(changed)
+        finally:
+            self.done.set()
+
+    async def _refresh(self) -> None:
+        while True:
+            await anyio.sleep(1 / FPS)
+            if self._live is not None:
+                self._live.update(render(self.watch, self._live.console.width), refresh=True)
+
+    def finish(self) -> None:
+        """Print the last line: status, counts and wall time."""
+        fin = self.watch.finished
+        if fin is None or self.quiet:
+            return
+        counts = ", ".join(f"{n} {s}" for s, n in fin.counts.items() if n)
+        text = f"run {fin.run_id} {fin.status.value}: {counts} in {fin.wall_s:.2f}s"
+        if self.live:
+            print(text, file=self.out)
+        else:
+            self._line(text)
+
+
+@asynccontextmanager
+async def open_view(client: RunClient, *, live: bool, quiet: bool = False,
+                    out: TextIO | None = None) -> AsyncIterator[RunView]:
+    """Show a run while the body runs it; waits for the last event on exit.
+
+    Args:
+        client: the run.
+        live: rich live view (else plain lines).
+        quiet: no progress at all (``--json``); a live view still shows on a TTY.
+        out: where to write (default stdout, or stderr when quiet).
+    """
+    stream = out or (sys.stderr if quiet else sys.stdout)
+    view = RunView(client, live=live, quiet=quiet and not live, out=stream)
+    async with anyio.create_task_group() as tg:
+        if live:
+            from rich.console import Console
+            from rich.live import Live
+
+            console = Console(file=stream)
+            with Live(render(view.watch, console.width), console=console,
+                      auto_refresh=False, transient=False) as lv:
+                view._live = lv
+                tg.start_soon(view._refresh)
+                yield view
+                with anyio.move_on_after(5):
+                    await view.done.wait()
+                lv.update(render(view.watch, console.width), refresh=True)
+                view._live = None
+        else:
+            yield view
+            with anyio.move_on_after(5):
+                await view.done.wait()
+        tg.cancel_scope.cancel()
+    view.finish()
