@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from core.agents.base import Agent, AttemptContext, LogSink, Outcome
-from core.process import GRACE_S, spawn
+from core.process import GRACE_S, spawn_async
 
 if TYPE_CHECKING:
     from core.plan import Task
@@ -48,7 +48,7 @@ class ShellAgent(Agent):
     async def run(self, ctx: AttemptContext) -> Outcome:
         """Run the command to its end; on cancellation stop the whole group."""
         try:
-            child = spawn(ctx.task.command, ctx.env, ctx.cwd)
+            child = await spawn_async(ctx.task.command, ctx.env, ctx.cwd)
         except OSError as exc:
             return Outcome(ok=False, reason=f"could not start /bin/sh: {exc}")
         ctx.set_pid(child.pid)
