@@ -70,7 +70,10 @@ class MlAgent(Agent):
             "cwd": str(ctx.cwd),
             "env": env,
         }
-        worker = self.pool.acquire()
+        try:
+            worker = self.pool.acquire()
+        except OSError as exc:
+            return Outcome(ok=False, reason=f"could not start an ML worker: {exc}")
         ctx.set_pid(worker.pid)
         if not worker.ready:
             ctx.log.write_line(f"starting ML worker (pid {worker.pid})")

@@ -34,6 +34,7 @@ from typing import IO, Any
 from core.errors import TekError
 from core.ml.context import OpContext
 
+CUDA_ENV = "CUDA_VISIBLE_DEVICES"
 #: Exceptions whose message alone is a good reason (no traceback in the log).
 EXPECTED = (TekError, ValueError, KeyError, FileNotFoundError)
 
@@ -89,9 +90,14 @@ def handle(request: dict[str, Any], channel: Channel) -> None:
     op, args = request["op"], request["args"]
     # The task's environment (TEK_HOME above all) applies for this request
     # only: a warm worker serves tasks of runs with different environments.
+    # CUDA_VISIBLE_DEVICES is the exception: CUDA reads it once per process,
+    # so a warm worker keeps seeing every device and maps the engine's
+    # indices itself (core.ml.device).
     saved_env = dict(os.environ)
     os.environ.clear()
-    os.environ.update(ctx.env)
+    os.environ.update({k: v for k, v in ctx.env.items() if k != CUDA_ENV})
+    if CUDA_ENV in saved_env:
+        os.environ[CUDA_ENV] = saved_env[CUDA_ENV]
     try:
         if op == "train":
             metrics = train.run_train(args, ctx)
