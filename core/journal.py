@@ -21,6 +21,7 @@ between anyway.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,15 @@ if TYPE_CHECKING:
     from core.resume import ResumeDecision
     from core.store import Store
 
+_KEPT = frozenset({TaskChanged, RunStarted, RunFinished})
+_READY, _RUNNING, _SKIPPED = TaskState.READY, TaskState.RUNNING, TaskState.SKIPPED
+_VALUE = {s: s.value for s in TaskState}
+
+_STARTED_SQL = (
+    "UPDATE runs SET status = 'running', started_ts = coalesce(started_ts, ?) WHERE id = ?"
+)
+_FINISHED_SQL = "UPDATE runs SET status = ?, ended_ts = ? WHERE id = ?"
+
 #: The attempt state a task state change closes it with.
 _ENDS: dict[TaskState, str] = {
     TaskState.SUCCEEDED: "succeeded",
@@ -53,6 +63,8 @@ class JournalStats:
     """What the recorder has written so far."""
 
     batches: int = 0
+    #: batches committed to ``pending`` (applied later) rather than at once
+    queued: int = 0
     events: int = 0
     write_s: float = 0.0
 
@@ -65,113 +77,88 @@ class JournalRecorder:
             ``reopen_run``).
         run_id: the run.
         plan: the run's plan (resources requested per task).
+        inline_max: batches with more rows are queued (default :attr:`INLINE_MAX`).
     """
 
-    def __init__(self, store: Store, run_id: str, plan: Plan) -> None:
+    #: A batch with more rows than this is queued (see ``core.store``).
+    INLINE_MAX = 256
+
+    def __init__(self, store: Store, run_id: str, plan: Plan, inline_max: int | None = None) -> None:
         self.store = store
+        self.inline_max = self.INLINE_MAX if inline_max is None else inline_max
         self.run_id = run_id
         self.stats = JournalStats()
         self._tasks = plan.by_id
-        self._log_dir = run_log_path(run_id, "x", 1).parent
+        self._log_prefix = str(run_log_path(run_id, "x", 1).parent) + os.sep
         # One slot: batches never overlap, so they commit in arrival order.
         self._limiter = anyio.CapacityLimiter(1)
 
     async def record(self, events: Sequence[Event]) -> None:
         """Commit the batch's state changes; returns once they are durable."""
-        kept = [e for e in events if isinstance(e, TaskChanged | RunStarted | RunFinished)]
+        kept = [e for e in events if type(e) in _KEPT]
         if kept:
             await anyio.to_thread.run_sync(self.record_sync, kept, limiter=self._limiter)
 
     def record_sync(self, events: Sequence[Event]) -> None:
         """Write one batch in one transaction, from the calling thread."""
         t0 = time.perf_counter()
-        run_id = self.run_id
+        closes, inserts, task_rows, run_updates = self._rows(events)
+        rows = (closes, inserts, task_rows)
+        if not self.store.write_batch(self.run_id, self._log_prefix, rows, run_updates, self.inline_max):
+            self.stats.queued += 1
+        self.stats.batches += 1
+        self.stats.events += len(events)
+        self.stats.write_s += time.perf_counter() - t0
+
+    def _rows(self, events: Sequence[Event]) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
+        """Turn a batch into merged, compact rows (a tight loop: it runs per event)."""
+        run_id, tasks = self.run_id, self._tasks
         closes: list[tuple[Any, ...]] = []  # attempts opened in an earlier batch
         opened: dict[tuple[str, int], list[Any]] = {}  # attempts opened in this batch
         open_now: dict[str, list[Any]] = {}  # task -> its attempt opened here, still open
         task_rows: dict[str, tuple[Any, ...]] = {}
         run_updates: list[tuple[str, tuple[Any, ...]]] = []
         for ev in events:
-            if isinstance(ev, TaskChanged):
-                self._task_event(ev, opened, open_now, closes, task_rows)
-            elif isinstance(ev, RunStarted):
-                run_updates.append((
-                    "UPDATE runs SET status = 'running', started_ts = coalesce(started_ts, ?)"
-                    " WHERE id = ?",
-                    (ev.ts, run_id),
-                ))  # fmt: skip
-            elif isinstance(ev, RunFinished):
-                run_updates.append((
-                    "UPDATE runs SET status = ?, ended_ts = ? WHERE id = ?",
-                    (ev.status.value, ev.ts, run_id),
-                ))  # fmt: skip
-        with self.store.write() as conn:
-            # Closes first: they only touch attempts opened by earlier batches,
-            # and must not close the ones this batch opens below.
-            conn.executemany(
-                "UPDATE attempts SET state = ?, ended_ts = ?, exit_code = ?, reason = ?,"
-                " metrics = ? WHERE run_id = ? AND task_id = ? AND ended_ts IS NULL",
-                closes,
-            )
-            conn.executemany(
-                "INSERT INTO attempts (run_id, task_id, attempt, state, started_ts, ended_ts,"
-                " exit_code, reason, log_path, pid, cpus, gpus, memory_mb, metrics)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (run_id, task_id, attempt) DO UPDATE SET state = excluded.state,"
-                " ended_ts = excluded.ended_ts, exit_code = excluded.exit_code,"
-                " reason = excluded.reason, pid = coalesce(excluded.pid, pid),"
-                " gpus = excluded.gpus, metrics = excluded.metrics",
-                [tuple(v) for v in opened.values()],
-            )
-            conn.executemany(
-                "UPDATE tasks SET state = ?, attempts = max(attempts, ?), exit_code = ?,"
-                " reason = ? WHERE run_id = ? AND task_id = ?",
-                task_rows.values(),
-            )
-            for sql, params in run_updates:
-                conn.execute(sql, params)
-        self.stats.batches += 1
-        self.stats.events += len(events)
-        self.stats.write_s += time.perf_counter() - t0
-
-    def _task_event(
-        self,
-        ev: TaskChanged,
-        opened: dict[tuple[str, int], list[Any]],
-        open_now: dict[str, list[Any]],
-        closes: list[tuple[Any, ...]],
-        task_rows: dict[str, tuple[Any, ...]],
-    ) -> None:
-        tid, run_id = ev.task_id, self.run_id
-        if ev.state is TaskState.READY:
-            # pending and ready mean the same to history and to resume ("not
-            # started"); skipping them halves what a big run writes.
-            return
-        task_rows[tid] = (ev.state.value, ev.attempt, ev.exit_code, ev.reason, run_id, tid)
-        if ev.state is TaskState.RUNNING:
-            row = opened.get((tid, ev.attempt))
-            if row is not None:  # a second RUNNING (pid now known): keep the start
-                row[9] = ev.pid if ev.pid is not None else row[9]
-                return
-            task = self._tasks.get(tid)
-            log = self._log_dir / f"{tid.replace('/', '__')}.{ev.attempt}.log"
-            opened[(tid, ev.attempt)] = open_now[tid] = [
-                run_id, tid, ev.attempt, "running", ev.ts, None, None, "", str(log), ev.pid,
-                task.cpus if task else None, ",".join(map(str, ev.gpus)),
-                task.memory_mb if task else None, "{}",
-            ]  # fmt: skip
-            return
-        end = _ENDS.get(ev.state)
-        if end is None:
-            return
-        metrics = json.dumps(dict(ev.metrics)) if ev.metrics else "{}"
-        # The attempt that ends is the task's open one: opened in this batch
-        # (merge into its INSERT) or earlier (an UPDATE of the open row).
-        row = open_now.pop(tid, None)
-        if row is not None:
-            row[3], row[5], row[6], row[7], row[13] = end, ev.ts, ev.exit_code, ev.reason, metrics
-        else:
-            closes.append((end, ev.ts, ev.exit_code, ev.reason, metrics, run_id, tid))
+            if type(ev) is not TaskChanged:
+                if type(ev) is RunStarted:
+                    run_updates.append((_STARTED_SQL, (ev.ts, run_id)))
+                elif type(ev) is RunFinished:
+                    run_updates.append((_FINISHED_SQL, (str(ev.status), ev.ts, run_id)))
+                continue
+            state = ev.state
+            if state is _READY:
+                # pending and ready mean the same to history and to resume
+                # ("not started"); leaving ready out saves a write per task.
+                continue
+            tid = ev.task_id
+            task_rows[tid] = (_VALUE[state], ev.attempt, ev.exit_code, ev.reason, tid)
+            if state is _RUNNING:
+                key = (tid, ev.attempt)
+                row = opened.get(key)
+                if row is not None:  # a second RUNNING (pid now known): keep the start
+                    if ev.pid is not None:
+                        row[7] = ev.pid
+                    continue
+                task = tasks.get(tid)
+                gpus = ",".join(map(str, ev.gpus)) if ev.gpus else ""
+                # [task, attempt, state, started, ended, exit, reason, pid, cpus, gpus, mem, metrics]
+                opened[key] = open_now[tid] = [
+                    tid, ev.attempt, "running", ev.ts, None, None, "", ev.pid,
+                    task.cpus if task else None, gpus, task.memory_mb if task else None, "{}",
+                ]  # fmt: skip
+                continue
+            end = _ENDS.get(state)
+            if end is None:
+                continue
+            metrics = json.dumps(dict(ev.metrics)) if ev.metrics else "{}"
+            # The attempt that ends is the task's open one: opened in this
+            # batch (merge into its INSERT) or earlier (UPDATE the open row).
+            row = open_now.pop(tid, None)
+            if row is not None:
+                row[2], row[4], row[5], row[6], row[11] = end, ev.ts, ev.exit_code, ev.reason, metrics
+            elif state is not _SKIPPED:
+                closes.append((end, ev.ts, ev.exit_code, ev.reason, metrics, tid))
+        return closes, list(opened.values()), list(task_rows.values()), run_updates
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +182,13 @@ class RunJournal:
     attempts_so_far: Mapping[str, int] = field(default_factory=dict)
     decision: ResumeDecision | None = None
     interrupted: int = 0
+
+    def close(self) -> None:
+        """After the run: apply its queued batches, then close the journal."""
+        try:
+            self.store.apply_pending(self.run_id)
+        finally:
+            self.store.close()
 
 
 def create_journal(

@@ -15,8 +15,10 @@ A tek journal is an SQLite file marked with ``PRAGMA application_id``
 Version 1 holds runs, tasks and attempts. Version 2 adds what resume and
 ``tek logs --follow`` need beyond that: the writing process (``pid``,
 ``host``) so a reader can tell a live run from a crashed one, the resources
-given to each attempt and its metrics, and an index for "last run of this
-plan".
+given to each attempt and its metrics, an index for "last run of this plan",
+and ``pending``: big batches of task and attempt rows committed as one packed
+row each and applied to ``tasks``/``attempts`` later, in order (see
+``core.store``, "Pending batches").
 
 Durability: ``synchronous=NORMAL`` in WAL mode keeps every committed batch
 across a crash of the tek process (the case resume handles); ``FULL`` also
@@ -90,6 +92,13 @@ ALTER TABLE attempts ADD COLUMN memory_mb INTEGER;
 ALTER TABLE attempts ADD COLUMN metrics TEXT NOT NULL DEFAULT '{}';
 CREATE INDEX runs_by_plan ON runs (plan_path, created_ts);
 CREATE INDEX runs_by_time ON runs (created_ts);
+CREATE TABLE pending (
+    seq         INTEGER PRIMARY KEY,
+    run_id      TEXT NOT NULL,
+    log_dir     TEXT NOT NULL,
+    rows        BLOB NOT NULL
+);
+CREATE INDEX pending_by_run ON pending (run_id, seq);
 """
 
 #: ``MIGRATIONS[n]`` takes a file from version ``n`` to ``n + 1``.

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from core.errors import StoreError
 from core.events import RunStatus, TaskChanged, TaskState
-from core.journal import JournalRecorder
+from core.journal import JournalRecorder, create_journal
 from core.store import Store, new_run_id, open_store, process_alive
 from core.store_schema import APP_ID, SCHEMA_VERSION, create_at_version
 from tests.core.journal_helpers import chain_plan, diamond_plan, finished, flat, ran, started
@@ -173,7 +173,7 @@ def _all_rows(store: Store, run_id: str) -> tuple[object, ...]:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cuts=st.lists(st.integers(min_value=0, max_value=40), max_size=12), seed=st.integers(0, 2**16))
 def test_batching_does_not_change_what_is_recorded(cuts: list[int], seed: int) -> None:
-    """One event per batch, or any split into batches: the same journal."""
+    """One event per batch or any split, applied at once or queued: the same journal."""
     import random
 
     rnd = random.Random(seed)
@@ -190,18 +190,16 @@ def test_batching_does_not_change_what_is_recorded(cuts: list[int], seed: int) -
                 break
     events.append(finished("R"))
     bounds = sorted({0, len(events), *(c for c in cuts if c < len(events))})
+    split = [events[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
     results = []
-    for name, batches in (
-        ("single", [[e] for e in events]),
-        ("split", [events[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]),
-    ):
-        with tempfile.TemporaryDirectory() as tmp, open_store(Path(tmp) / f"{name}.db") as store:
+    for batches, inline_max in (([[e] for e in events], 256), (split, 256), (split, 0), (split, 3)):
+        with tempfile.TemporaryDirectory() as tmp, open_store(Path(tmp) / "j.db") as store:
             store.begin_run("R", diamond_plan())
-            rec = JournalRecorder(store, "R", diamond_plan())
+            rec = JournalRecorder(store, "R", diamond_plan(), inline_max=inline_max)
             for batch in batches:
                 rec.record_sync(batch)
             results.append(_all_rows(store, "R"))
-    assert results[0] == results[1]
+    assert results[0] == results[1] == results[2] == results[3]
 
 
 async def test_record_commits_before_it_returns(tmp_path: Path) -> None:
@@ -259,3 +257,26 @@ def test_dead_writer_reads_as_interrupted(tmp_path: Path) -> None:
     assert not process_alive(None, "", 0.0)
     assert process_alive(os.getpid(), "", 1e12)
     assert not process_alive(os.getpid(), "", 0.0)  # pid recycled since the run began
+
+
+def test_big_batches_are_queued_then_applied_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    plan = chain_plan(3)
+    with open_store(path) as store:
+        j = create_journal(plan, store=store)
+        rec = JournalRecorder(store, j.run_id, plan, inline_max=2)
+        rec.record_sync(flat(started(j.run_id, 3), ran("t0"), ran("t1")))  # 4 rows: queued
+        rec.record_sync([TaskChanged("t2", TaskState.RUNNING, 1, 1.0)])  # small, but queued behind
+        assert (rec.stats.batches, rec.stats.queued) == (2, 2)
+        raw = sqlite3.connect(path)
+        assert raw.execute("SELECT count(*) FROM pending").fetchone()[0] == 2
+        assert raw.execute("SELECT count(*) FROM attempts").fetchone()[0] == 0
+        # the run row is always current; a reader applies the queue before it reads
+        assert raw.execute("SELECT status FROM runs").fetchone()[0] == "running"
+        with open_store(path, create=False) as reader:
+            assert reader.get_run(j.run_id).counts == {"succeeded": 2, "running": 1}
+        assert raw.execute("SELECT count(*) FROM pending").fetchone()[0] == 0
+        rec.record_sync(flat(TaskChanged("t2", TaskState.SUCCEEDED, 1, 2.0), finished(j.run_id)))
+        j.close()
+        assert raw.execute("SELECT count(*) FROM pending").fetchone()[0] == 0
+        assert raw.execute("SELECT count(*), min(state) FROM attempts").fetchone() == (3, "succeeded")

@@ -4,7 +4,9 @@ A writer process records a 400-task run in batches of 8 task completions
 (each batch one transaction). Reader threads in this process and ``tek runs
 --json`` processes read the journal the whole time. Every read must succeed
 and must see a whole number of batches: the succeeded count is a multiple of
-8 and the attempts match the tasks.
+8 and the attempts match the tasks. In the "queued" variant every batch is
+committed to ``pending`` and the readers apply the queue (write transactions
+of their own) beside the writer.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import threading
 from pathlib import Path
 
 import anyio
+import pytest
 
 from core.store import open_store
 
@@ -31,11 +34,11 @@ from core.plan import Plan, Task
 from core.store import open_store
 from tests.core.journal_helpers import finished, started
 
-db, n, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+db, n, batch, inline_max = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 plan = Plan(tuple(Task(id=f"t{i}", agent="noop") for i in range(n)))
 store = open_store(db)
 store.begin_run("R", plan)
-rec = JournalRecorder(store, "R", plan)
+rec = JournalRecorder(store, "R", plan, inline_max=inline_max)
 rec.record_sync([started("R", n)])
 print("ready", flush=True)
 for k in range(0, n, batch):
@@ -58,7 +61,8 @@ def _check(succeeded: int, running: int, attempts: int | None = None) -> None:
         assert attempts == succeeded
 
 
-async def test_readers_beside_a_writer(tmp_path: Path) -> None:
+@pytest.mark.parametrize("inline_max", [256, 0], ids=["applied", "queued"])
+async def test_readers_beside_a_writer(tmp_path: Path, inline_max: int) -> None:
     db = tmp_path / "j.db"
     errors: list[BaseException] = []
     seen: list[int] = []
@@ -91,7 +95,7 @@ async def test_readers_beside_a_writer(tmp_path: Path) -> None:
         _check(ok, run["counts"].get("running", 0))
         return ok
 
-    cmd = [sys.executable, "-c", WRITER, str(db), str(TASKS), str(BATCH)]
+    cmd = [sys.executable, "-c", WRITER, str(db), str(TASKS), str(BATCH), str(inline_max)]
     with anyio.fail_after(90):
         async with await anyio.open_process(cmd, cwd=REPO) as writer:
             assert writer.stdout is not None and writer.stdin is not None
