@@ -61,8 +61,11 @@ def apply_control(run: Run, command: Control) -> None:
             raise ControlError(f"run {run.run_id} is being cancelled")
         run.set_user_paused(isinstance(command, Pause))
     elif isinstance(command, CancelRun):
-        run.mark_cancelled()
-        run.stop("run cancelled")
+        if run.open_tasks == 0 and run.options.stay_open:
+            run.request_close()  # every task ended already: the run just closes
+        else:
+            run.mark_cancelled()
+            run.stop("run cancelled")
     elif isinstance(command, ResizePool):
         pool = run.pools.get(command.pool)
         if pool is None:

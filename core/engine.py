@@ -388,6 +388,7 @@ class Run:
         if self.status is RunStatus.PENDING:
             self.status = RunStatus.PAUSED if self._user_paused else RunStatus.RUNNING
         self._batch.append(RunStarted(self.run_id, str(self.plan.path or ""), len(self.recs), now))
+        self._check_memory()  # before the first dispatch: memory may be short already
         self._update_admission()
         for rec in self.recs:
             if rec.state is _PENDING and rec.waiting == 0:
@@ -695,18 +696,21 @@ class Run:
     async def _tick(self) -> None:
         while True:
             await anyio.sleep(TICK_S)
-            floor = self.options.memory_floor_mb
-            if floor > 0:
-                avail = available_memory_mb()
-                low = (f"available memory {avail} MiB below floor {floor} MiB"
-                       if avail < floor else "")
-                if low != self._memory_low:
-                    self._memory_low = low
-                    self._update_admission()
-                    self._poke()
+            self._check_memory()
             if any(p.dirty for p in self.pools.values()):
                 self._pools_due = True
                 self._poke()
+
+    def _check_memory(self) -> None:
+        floor = self.options.memory_floor_mb
+        if floor <= 0:
+            return
+        avail = available_memory_mb()
+        low = f"available memory {avail} MiB below floor {floor} MiB" if avail < floor else ""
+        if low != self._memory_low:
+            self._memory_low = low
+            self._update_admission()
+            self._poke()
 
     def _update_admission(self) -> None:
         if self._stopping:
