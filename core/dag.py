@@ -24,9 +24,9 @@ the engine do not pay for it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -44,23 +44,53 @@ class DagIndex:
     Attributes:
         ids: task ids in plan order.
         pos: id -> position (the first task, should ids repeat).
-        preds: per position, positions of its dependencies (file order).
-        succs: per position, positions of the tasks waiting for it.
-        edges: number of edges (distinct dep -> task pairs, no self-loops).
-        generations: Kahn layers of positions, each sorted in plan order;
-            tasks on or behind a cycle are in none of them.
+        preds: per position, positions of its dependencies (file order, no
+            repeats, no self-loops, missing ids left out).
+        edges: number of edges.
+        generations: layers of positions (each task one layer after its
+            deepest dependency), each in plan order; tasks on or behind a
+            cycle are in none of them.
         cycles: cycles found, each a list of positions in edge order with the
-            first repeated at the end (one per cycle found by peeling).
+            first repeated at the end (up to ``max_cycles``, disjoint).
+        level: per position, its generation (-1 on or behind a cycle).
     """
 
     ids: list[str]
     pos: dict[str, int]
     preds: list[list[int]]
-    succs: list[list[int]]
     edges: int
     generations: list[list[int]]
+    level: list[int]
     cycles: list[list[int]]
+    _succs: list[list[int]] | None = None
     unit_remaining: list[float] | None = None
+
+    @property
+    def succs(self) -> list[list[int]]:
+        """Per position, the positions waiting for it (built on first use)."""
+        if self._succs is None:
+            self._succs = _invert(self.preds)
+        return self._succs
+
+
+_NONE: list[int] = []
+
+
+def _invert(preds: list[list[int]]) -> list[list[int]]:
+    succs: list[list[int]] = [[] for _ in preds]
+    for i, ps in enumerate(preds):
+        for p in ps:
+            succs[p].append(i)
+    return succs
+
+
+def _clean(found: Sequence[int | None], i: int) -> list[int]:
+    """Drop missing ids (None), self-loops and repeats, keeping file order."""
+    kept: list[int] = []
+    for j in found:
+        if j is not None and j != i and j not in kept:
+            kept.append(j)
+    return kept
 
 
 def create_index(plan: Plan, *, max_cycles: int = 10) -> DagIndex:
@@ -77,30 +107,53 @@ def create_index(plan: Plan, *, max_cycles: int = 10) -> DagIndex:
     if isinstance(cached, DagIndex):
         return cached
     ids = [t.id for t in plan.tasks]
-    pos: dict[str, int] = {}
-    for i, task_id in enumerate(ids):
-        pos.setdefault(task_id, i)
     n = len(ids)
-    preds: list[list[int]] = [[] for _ in range(n)]
-    succs: list[list[int]] = [[] for _ in range(n)]
-    edges = 0
+    # Reversed so that the first task wins should ids repeat (the reader
+    # reports duplicates; here the first one is the one others depend on).
+    pos = dict(zip(reversed(ids), range(n - 1, -1, -1), strict=True))
     get = pos.get
+    preds: list[list[int]] = [_NONE] * n
+    level = [0] * n
+    level_of = level.__getitem__
+    edges = 0
+    backward = True
     for i, task in enumerate(plan.tasks):
-        if not task.deps:
+        deps = task.deps
+        if not deps:
             continue
-        mine = preds[i]
-        for dep in task.deps:
-            j = get(dep)
-            # Self-loops and repeated deps are reported by the reader; here
-            # they would only make a task wait for itself or count twice.
-            if j is None or j == i or j in mine:
+        found = list(map(get, deps))
+        if None in found or i in found or (len(found) > 1 and len(set(found)) < len(found)):
+            # Missing ids, self-loops and repeats are the reader's to report;
+            # here they would only make a task wait for itself or count twice.
+            mine = _clean(found, i)
+            if not mine:
                 continue
-            mine.append(j)
-            succs[j].append(i)
-            edges += 1
-    generations, leftover = _kahn(preds, succs, range(n))
-    cycles = _peel_cycles(preds, succs, leftover, max_cycles)
-    index = DagIndex(ids, pos, preds, succs, edges, generations, cycles)
+        else:
+            mine = cast("list[int]", found)
+        preds[i] = mine
+        edges += len(mine)
+        # While every dependency so far comes earlier in the file, plan order
+        # is a topological order: layers fall out of one pass, no Kahn needed.
+        if backward:
+            if max(mine) > i:
+                backward = False
+            else:
+                level[i] = 1 + max(map(level_of, mine))
+    cycles: list[list[int]] = []
+    succs = None
+    if backward:
+        generations: list[list[int]] = [[] for _ in range(max(level, default=-1) + 1)]
+        for i, lv in enumerate(level):
+            generations[lv].append(i)
+    else:
+        succs = _invert(preds)
+        generations, leftover = _kahn(preds, succs, range(n))
+        cycles = _peel_cycles(preds, succs, leftover, max_cycles)
+        level = [-1] * n
+        for g, gen in enumerate(generations):
+            for i in gen:
+                level[i] = g
+    index = DagIndex(ids, pos, preds, edges, generations, level, cycles, succs)
     plan.__dict__[_INDEX_KEY] = index
     return index
 
@@ -155,6 +208,9 @@ def _peel_cycles(
             node = next(p for p in preds[node] if p in alive)
         back = walk[seen[node] :]
         cycle = back[::-1]
+        # Start at the task that comes first in the file: stable, easy to find.
+        first = cycle.index(min(cycle))
+        cycle = cycle[first:] + cycle[:first]
         cycle.append(cycle[0])
         cycles.append(cycle)
         # Drop the cycle and re-layer the rest: what only waited on it frees up.
@@ -250,23 +306,35 @@ def critical_path(plan: Plan, durations: Mapping[str, float] | None = None) -> l
         Empty for an empty plan.
     """
     index = create_index(plan)
+    if not index.generations:
+        return []
+    preds = index.preds
+    if durations is None:
+        # Unit weights: the chain length of a task is its generation, so walk
+        # back from the first task of the last generation through parents one
+        # generation up; no pass over the whole plan.
+        level = index.level
+        node = index.generations[-1][0]
+        path = [node]
+        for g in range(len(index.generations) - 2, -1, -1):
+            node = next(p for p in preds[node] if level[p] == g)
+            path.append(node)
+        return [index.ids[i] for i in reversed(path)]
     weight = _weights(index, durations)
-    n = len(index.ids)
-    dist = [0.0] * n
-    via = [-1] * n
+    dist = [0.0] * len(index.ids)
+    via = [-1] * len(index.ids)
     for gen in index.generations:
         for i in gen:
-            best, arg = 0.0, -1
-            for p in index.preds[i]:
-                if arg == -1 or dist[p] > best or (dist[p] == best and p < arg):
-                    best, arg = dist[p], p
-            dist[i] = best + weight[i]
-            via[i] = arg
-    ordered = [i for gen in index.generations for i in gen]
-    if not ordered:
-        return []
-    end = min(ordered, key=lambda i: (-dist[i], i))
-    path: list[int] = []
+            ps = preds[i]
+            if ps:
+                # max() keeps the first of equals: ties go to the first listed dep.
+                arg = max(ps, key=dist.__getitem__)
+                dist[i] = dist[arg] + weight[i]
+                via[i] = arg
+            else:
+                dist[i] = weight[i]
+    end = max((i for gen in index.generations for i in gen), key=lambda i: (dist[i], -i))
+    path = []
     while end != -1:
         path.append(end)
         end = via[end]
@@ -293,12 +361,17 @@ def remaining_path_lengths(
     else:
         weight = _weights(index, durations)
         rem = [0.0] * len(index.ids)
+        rem_of = rem.__getitem__
+        succs = index.succs
         for gen in reversed(index.generations):
             for i in gen:
-                rem[i] = weight[i] + max((rem[s] for s in index.succs[i]), default=0.0)
+                after = succs[i]
+                rem[i] = weight[i] + max(map(rem_of, after)) if after else weight[i]
         if durations is None:
             index.unit_remaining = rem
     ids = index.ids
+    if not index.cycles:
+        return dict(zip(ids, rem, strict=True))
     return {ids[i]: rem[i] for gen in index.generations for i in gen}
 
 

@@ -30,7 +30,8 @@ import re
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import chain, repeat
+from operator import contains
 from pathlib import Path
 from typing import Any
 
@@ -253,29 +254,25 @@ def _deps(
 ) -> Iterable[tuple[str, ...]]:
     if s is None or not (s != "").any():
         return repeat(())
-    out: list[tuple[str, ...]] = [()] * len(ids)
+    out = [tuple(text.replace(";", " ").split()) if text else () for text in s.to_list()]
     known = set(ids)
+    bad: list[tuple[int, str]] = []
+    # Two passes in C over every dependency; only a plan with a problem pays
+    # for the row-by-row pass that finds where it is.
+    if not known.issuperset(chain.from_iterable(out)) or any(map(contains, out, ids)):
+        bad = [(i, d) for i, ds in enumerate(out) if ds for d in ds
+               if d not in known or d == ids[i]]
     suggest = None
-    suggested = 0
-    values = s.to_list()
-    for i, text in enumerate(values):
-        if not text:
+    for n, (i, dep) in enumerate(bad):
+        if dep == ids[i]:
+            problems.add(lines[i], "deps", "task depends on itself", dep)
             continue
-        deps = tuple(text.replace(";", " ").split())
-        out[i] = deps
-        for dep in deps:
-            if dep in known and dep != ids[i]:
-                continue
-            if dep == ids[i]:
-                problems.add(lines[i], "deps", "task depends on itself", dep)
-                continue
-            hint = ""
-            if suggested < _MAX_SUGGEST:
-                suggest = suggest or _suggester(ids)
-                suggested += 1
-                near = suggest(dep)
-                hint = f'; did you mean "{near}"?' if near else ""
-            problems.add(lines[i], "deps", f"no task has this id{hint}", dep)
+        hint = ""
+        if n < _MAX_SUGGEST:
+            suggest = suggest or _suggester(ids)
+            near = suggest(dep)
+            hint = f'; did you mean "{near}"?' if near else ""
+        problems.add(lines[i], "deps", f"no task has this id{hint}", dep)
     return out
 
 
@@ -336,8 +333,9 @@ def _env(
             key, eq, value = entry.partition("=")
             key = key.strip()
             if not eq or not _ENV_KEY.match(key):
-                why = "expected KEY=VALUE" if not eq else "bad variable name"
-                problems.add(lines[i], "env", f"{why} in KEY=VALUE;KEY2=VALUE2", entry.strip())
+                why = ("expected KEY=VALUE, entries separated by ;" if not eq
+                       else "bad variable name: letters, digits and _, not starting with a digit")
+                problems.add(lines[i], "env", why, entry.strip())
                 continue
             pairs.append((key, value.strip()))
         out.append(tuple(pairs))
@@ -348,10 +346,15 @@ def _split_column(s: pl.Series | None) -> Iterable[tuple[str, ...]]:
     """A ``;``-separated column as tuples, empty parts dropped."""
     if s is None or not (s != "").any():
         return repeat(())
-    return [
-        tuple(p for p in (part.strip() for part in text.split(";")) if p) if text else ()
-        for text in s.to_list()
-    ]
+    # Tag sets repeat a lot: convert each distinct text once and share the tuple.
+    memo: dict[str, tuple[str, ...]] = {}
+    out: list[tuple[str, ...]] = []
+    for text in s.to_list():
+        parts = memo.get(text)
+        if parts is None:
+            parts = memo[text] = tuple(filter(None, map(str.strip, text.split(";"))))
+        out.append(parts)
+    return out
 
 
 def _meta(meta: list[tuple[str, pl.Series]], n: int) -> Iterable[tuple[tuple[str, str], ...]]:
