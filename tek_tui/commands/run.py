@@ -41,7 +41,7 @@ def register(sub: Any) -> None:
         description="Run a plan's tasks in dependency order. Exit codes: 0 all succeeded, "
         "1 a task failed, 2 bad input, 130 interrupted.",
     )
-    p.add_argument("plan", help="plan file (CSV)")
+    p.add_argument("plan", nargs="?", help="plan file (CSV); optional with --resume")
     p.add_argument("-j", "--jobs", metavar="N",
                    help="tasks at once: every pool's size, and the CPU capacity unless --cpus")
     p.add_argument("--pool", metavar="NAME=SIZE", action="append", default=[],
@@ -58,6 +58,9 @@ def register(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the order tasks would start in")
     p.add_argument("--json", action="store_true", help="print one JSON summary at the end")
     p.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    from tek_tui.commands.runs import add_journal_args  # journal flags (issue 4)
+
+    add_journal_args(p)
     p.set_defaults(func=_run)
 
 
@@ -116,12 +119,13 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
 
 def _run(args: argparse.Namespace) -> int:
     from core.plan_io import read_plan
+    from tek_tui.commands.runs import plan_path_for, run_journaled
 
     options = options_from_args(args)  # flags first: a typo fails before the plan is read
-    plan = read_plan(args.plan)
+    plan = read_plan(plan_path_for(args))
     if args.dry_run:
         return dry_run(plan, as_json=args.json)
-    return execute(plan, options, args)
+    return run_journaled(plan, options, args)  # journal on unless --no-journal
 
 
 def dry_run(plan: Plan, *, as_json: bool = False) -> int:
