@@ -131,8 +131,17 @@ class WorkerProcess:
         Raises:
             WorkerDiedError: the worker could not start.
         """
+        early: list[str] = []  # what it printed before ready (an import error)
         while not self.ready:
-            message = await self._read()
+            try:
+                message = await self._read()
+            except WorkerDiedError as exc:
+                if early and not exc.details:
+                    exc.details = early[-40:]
+                    exc.args = (f"{exc}: {early[-1].strip()}",)
+                raise
+            if message.get("type") == "log":
+                early.append(str(message.get("line", "")))
             self.ready = message.get("type") == "ready"
 
     async def request(

@@ -128,14 +128,16 @@ def run_train(args: dict[str, Any], ctx: OpContext) -> dict[str, float]:
             final.update(
                 {f"val_{k}": v for k, v in metrics(model, val_ds, device, batch * 8).items()}
             )
+        # Key order is display order: the live view shows what fits.
         ctx.progress(
             epoch=epoch,
             epochs=epochs,
+            loss=round(final["train_loss"], 6),
+            **{k: round(v, 6) for k, v in final.items() if k != "train_loss"},
+            samples_per_s=round(rate, 1),
             step=step,
             steps=steps_per_epoch * epochs,
-            samples_per_s=round(rate, 1),
             lr=opt.param_groups[0]["lr"],
-            **{k: round(v, 6) for k, v in final.items()},
             fraction=epoch / epochs,
         )
         ctx.log(f"epoch {epoch}/{epochs} " + " ".join(f"{k}={v:.4f}" for k, v in final.items()))

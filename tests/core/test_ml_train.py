@@ -26,7 +26,7 @@ def agent() -> Iterator[MlAgent]:
 async def test_mlp_on_moons_learns(agent: MlAgent, tmp_path: Path) -> None:
     outcome, attempt = await run_op(agent, "train model=mlp data=moons n=800 epochs=12 lr=0.01 seed=1 save=moons", tmp_path)
     assert outcome.ok, outcome.reason
-    losses = [p["train_loss"] for p in attempt.progress]
+    losses = [p["loss"] for p in attempt.progress]
     assert len(losses) == 12 and losses[-1] < losses[0] * 0.5
     assert outcome.metrics["val_accuracy"] >= 0.95
     last = attempt.progress[-1]

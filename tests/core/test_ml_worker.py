@@ -99,3 +99,19 @@ async def test_op_error_keeps_the_worker(agent: MlAgent, tmp_path: Path) -> None
     outcome, attempt = await run_op(agent, "evaluate model=ghost data=moons", tmp_path)
     assert not outcome.ok and agent.pool.idle == 1
     assert any(line.startswith("error: no model named 'ghost'") for line in attempt.lines)
+
+
+async def test_worker_that_cannot_start_fails_clearly(tmp_path: Path) -> None:
+    fake = tmp_path / "python"
+    fake.write_text(
+        '#!/bin/sh\necho \'{"type": "log", "line": "ImportError: no module named torch"}\'\nexit 1\n'
+    )
+    fake.chmod(0o755)
+    agent = MlAgent(WorkerPool(python=str(fake)))
+    try:
+        outcome, attempt = await run_op(agent, "dataset kind=moons out=x.csv", tmp_path)
+    finally:
+        agent.pool.close()
+    assert not outcome.ok and outcome.exit_code == 1
+    assert outcome.reason.endswith("exited with code 1: ImportError: no module named torch")
+    assert "ImportError: no module named torch" in attempt.lines
