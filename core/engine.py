@@ -388,6 +388,7 @@ class Run:
         if self.status is RunStatus.PENDING:
             self.status = RunStatus.PAUSED if self._user_paused else RunStatus.RUNNING
         self._batch.append(RunStarted(self.run_id, str(self.plan.path or ""), len(self.recs), now))
+        self._admission = (False, "")  # announce a pause set before Start
         self._check_memory()  # before the first dispatch: memory may be short already
         self._update_admission()
         for rec in self.recs:

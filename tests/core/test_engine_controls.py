@@ -1,0 +1,208 @@
+"""Each run control, as a protocol message through the client, and its errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.engine import Run, RunOptions, create_run
+from core.errors import ControlError
+from core.events import (
+    AdmissionChanged,
+    CancelRun,
+    CancelTask,
+    Pause,
+    ResizePool,
+    Resume,
+    RetryTask,
+    RunStatus,
+    SkipTask,
+    Start,
+    TaskChanged,
+    TaskState,
+    from_json,
+    to_json,
+)
+from core.plan import Task
+from tests.core.engine_helpers import EventLog, new_probe, noop, plan_of, run_collect
+
+OPTS = RunOptions(jobs=4, memory_floor_mb=0)
+
+
+def probe(tid: str, command: str = "", **kw: object) -> Task:
+    return Task(tid, agent="probe", command=command, **kw)  # type: ignore[arg-type]
+
+
+def is_state(events: EventLog, tid: str, state: TaskState) -> bool:
+    return any(isinstance(e, TaskChanged) and e.task_id == tid and e.state is state for e in events)
+
+
+def running(run: Run, tid: str) -> bool:
+    return any(t.id == tid and t.state is TaskState.RUNNING for t in run.snapshot().tasks)
+
+
+async def send(run: Run, control: object) -> None:
+    """Send a control the way a remote front end would: through JSON."""
+    await run.client().control(from_json(to_json(control)))  # type: ignore[arg-type]
+
+
+async def test_start_pause_resume() -> None:
+    p = new_probe(OPTS, 4)
+    run = create_run(plan_of(probe("a"), probe("b", deps=("a",))),
+                     RunOptions(jobs=2, memory_floor_mb=0, wait_for_start=True))
+
+    async def drive(run: Run, events: EventLog) -> None:
+        assert run.snapshot().status is RunStatus.PENDING
+        await send(run, Pause())
+        await send(run, Start())
+        await events.wait_for(lambda: any(isinstance(e, AdmissionChanged) for e in events))
+        snap = run.snapshot()
+        assert snap.status is RunStatus.PAUSED and snap.admission_reason == "paused by user"
+        assert p.starts == []  # nothing dispatched while paused
+        with pytest.raises(ControlError, match="already started"):
+            await send(run, Start())
+        await send(run, Resume())
+
+    summary, events = await run_collect(run, drive)
+    assert summary.status is RunStatus.SUCCEEDED and len(p.starts) == 2
+    adm = [e for e in events if isinstance(e, AdmissionChanged)]
+    assert [a.paused for a in adm] == [True, False]
+
+
+async def test_cancel_running_and_waiting_tasks() -> None:
+    new_probe(OPTS, 4)
+    tasks = [probe("long", "30"), probe("down", deps=("long",)),
+             probe("gate", "30"), probe("waits", deps=("gate",)), probe("after", deps=("waits",))]
+
+    async def drive(run: Run, events: EventLog) -> None:
+        await events.wait_for(lambda: running(run, "long") and running(run, "gate"))
+        await send(run, CancelTask("long"))
+        await send(run, CancelTask("waits"))  # pending: never starts
+        await events.wait_for(lambda: is_state(events, "long", TaskState.CANCELLED))
+        await send(run, CancelTask("gate"))
+
+    summary, _ = await run_collect(create_run(plan_of(*tasks), OPTS), drive)
+    st = {k: (v.state, v.reason) for k, v in summary.tasks.items()}
+    assert st["long"] == (TaskState.CANCELLED, "cancelled by user")
+    assert st["down"] == (TaskState.SKIPPED, "upstream long cancelled")
+    assert st["waits"] == (TaskState.CANCELLED, "cancelled by user")
+    assert st["after"] == (TaskState.SKIPPED, "upstream waits cancelled")
+    assert summary.tasks["waits"].attempts == 0
+
+
+async def test_retry_failed_task_reenables_skipped_downstream() -> None:
+    p = new_probe(OPTS, 4)
+    tasks = [probe("a", "0:1"), probe("b", deps=("a",)), probe("c", deps=("a", "b")),
+             probe("keepalive", "30")]
+
+    async def drive(run: Run, events: EventLog) -> None:
+        await events.wait_for(lambda: is_state(events, "c", TaskState.SKIPPED))
+        await send(run, RetryTask("a"))
+        await events.wait_for(lambda: is_state(events, "c", TaskState.SUCCEEDED))
+        await send(run, CancelTask("keepalive"))
+
+    summary, _ = await run_collect(create_run(plan_of(*tasks), OPTS), drive)
+    assert [summary.tasks[t].state for t in "abc"] == [TaskState.SUCCEEDED] * 3
+    assert summary.tasks["a"].attempts == 2
+    assert [s for s in p.starts if s[0] != "keepalive"] == [("a", 1), ("a", 2), ("b", 1), ("c", 1)]
+
+
+async def test_stay_open_allows_retry_after_everything_ended() -> None:
+    new_probe(OPTS, 4)
+    opts = RunOptions(jobs=2, memory_floor_mb=0, stay_open=True)
+
+    async def drive(run: Run, events: EventLog) -> None:
+        await events.wait_for(lambda: is_state(events, "a", TaskState.FAILED))
+        await send(run, RetryTask("a"))
+        await events.wait_for(lambda: is_state(events, "a", TaskState.SUCCEEDED))
+        await send(run, CancelRun())  # closes: every task ended
+
+    summary, _ = await run_collect(create_run(plan_of(probe("a", "0:1")), opts), drive)
+    assert summary.status is RunStatus.SUCCEEDED
+
+
+async def test_skip_pending_task_lets_downstream_run() -> None:
+    p = new_probe(OPTS, 4)
+    tasks = [probe("a", "0.2"), probe("b", deps=("a",)), probe("c", deps=("b",))]
+
+    async def drive(run: Run, events: EventLog) -> None:
+        await events.wait_for(lambda: running(run, "a"))
+        await send(run, SkipTask("b"))
+
+    summary, _ = await run_collect(create_run(plan_of(*tasks), OPTS), drive)
+    assert summary.tasks["b"].state is TaskState.SKIPPED
+    assert summary.tasks["b"].reason == "skipped by user"
+    assert summary.tasks["c"].state is TaskState.SUCCEEDED
+    assert [s[0] for s in p.starts] == ["a", "c"]
+    assert summary.status is RunStatus.SUCCEEDED
+
+
+async def test_cancel_run() -> None:
+    new_probe(OPTS, 4)
+    tasks = [probe("a", "30"), probe("b", "30"), probe("c", deps=("a",))]
+
+    async def drive(run: Run, events: EventLog) -> None:
+        await events.wait_for(lambda: running(run, "a") and running(run, "b"))
+        await send(run, CancelRun())
+
+    summary, _ = await run_collect(create_run(plan_of(*tasks), OPTS), drive)
+    assert summary.status is RunStatus.CANCELLED
+    assert {r.state for r in summary.tasks.values()} == {TaskState.CANCELLED}
+
+
+async def test_resize_pool() -> None:
+    opts = RunOptions(jobs=1, memory_floor_mb=0)
+    p = new_probe(opts, 1)
+    p.cpus = 1e9
+    tasks = [probe(f"t{i}", "0.05", cpus=0) for i in range(8)]
+
+    async def drive(run: Run, events: EventLog) -> None:
+        await events.wait_for(lambda: running(run, "t0"))
+        assert p.max_busy["probe"] <= 1
+        await send(run, ResizePool("probe", 3))
+
+    summary, _ = await run_collect(create_run(plan_of(*tasks), opts), drive)
+    assert summary.status is RunStatus.SUCCEEDED
+    assert p.max_busy["probe"] == 3
+
+
+async def test_resize_to_zero_holds_dispatch() -> None:
+    run = create_run(plan_of(noop("a", "0.01"), noop("b", "0.01", deps=("a",))),
+                     RunOptions(jobs=1, memory_floor_mb=0))
+
+    async def drive(run: Run, events: EventLog) -> None:
+        await events.wait_for(lambda: running(run, "a"))
+        await send(run, ResizePool("noop", 0))
+        await events.wait_for(lambda: is_state(events, "a", TaskState.SUCCEEDED))
+        assert [t.state for t in run.snapshot().tasks][1] is TaskState.READY
+        await send(run, ResizePool("noop", 1))
+
+    summary, _ = await run_collect(run, drive)
+    assert summary.status is RunStatus.SUCCEEDED
+
+
+async def test_control_errors() -> None:
+    new_probe(OPTS, 4)
+    tasks = [probe("done"), probe("long", "30"), probe("later", deps=("long",))]
+
+    async def drive(run: Run, events: EventLog) -> None:
+        await events.wait_for(lambda: running(run, "long") and is_state(
+            events, "done", TaskState.SUCCEEDED))
+        for control, match in [
+            (CancelTask("nope"), "unknown task 'nope'"),
+            (RetryTask("nope"), "unknown task 'nope'"),
+            (SkipTask("nope"), "unknown task 'nope'"),
+            (ResizePool("nope", 2), "unknown pool 'nope'"),
+            (ResizePool("probe", -1), "0 or more"),
+            (RetryTask("done"), "only a failed or cancelled task"),
+            (SkipTask("long"), "is running; cancel it instead"),
+            (CancelTask("done"), "already succeeded"),
+            (Start(), "already started"),
+        ]:
+            with pytest.raises(ControlError, match=match):
+                await send(run, control)
+        await send(run, CancelRun())
+
+    run = create_run(plan_of(*tasks), OPTS)
+    await run_collect(run, drive)
+    with pytest.raises(ControlError, match="has finished"):
+        await send(run, Pause())
