@@ -20,7 +20,7 @@ import anyio
 from core.agents.base import Agent, AttemptContext, Outcome
 from core.agents.registry import get_agent, register_agent
 from core.engine import Run, RunOptions, RunSummary, create_run
-from core.events import Event
+from core.events import Event, OutputLines
 from core.plan import Plan, Task
 
 
@@ -120,17 +120,41 @@ def noop(tid: str, delay: str = "", **kw: Any) -> Task:
     return Task(tid, agent="noop", command=delay, **kw)
 
 
+class EventLog(list[Event]):
+    """Events a subscriber got, with a way to wait for one that matters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._changed = anyio.Event()
+
+    def add(self, ev: Event) -> None:
+        self.append(ev)
+        self._changed.set()
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Wait (at most 10 s) until ``predicate()`` holds after some event."""
+        with anyio.fail_after(10):
+            while not predicate():
+                await self._changed.wait()
+                self._changed = anyio.Event()
+
+
 async def run_collect(
     run: Run,
-    during: Callable[[Run, list[Event]], Any] | None = None,
-) -> tuple[RunSummary, list[Event]]:
-    """Run with one subscriber that keeps every event; ``during`` runs beside it."""
-    events: list[Event] = []
+    during: Callable[[Run, EventLog], Any] | None = None,
+    keep_output: bool = True,
+) -> tuple[RunSummary, EventLog]:
+    """Run with one subscriber that keeps every event; ``during`` runs beside it.
+
+    ``keep_output=False`` reads but does not keep ``OutputLines`` (floods).
+    """
+    events = EventLog()
     stream = run.client().events()
 
     async def consume() -> None:
         async for ev in stream:
-            events.append(ev)
+            if keep_output or not isinstance(ev, OutputLines):
+                events.add(ev)
 
     with anyio.fail_after(30):
         async with anyio.create_task_group() as tg:
@@ -143,17 +167,10 @@ async def run_collect(
 
 async def run_plan(
     tasks: Sequence[Task], options: RunOptions | None = None, **kw: Any
-) -> tuple[RunSummary, list[Event]]:
+) -> tuple[RunSummary, EventLog]:
     """Build and run a plan of ``tasks``."""
     run = create_run(plan_of(*tasks), options or RunOptions(jobs=4, memory_floor_mb=0), **kw)
     return await run_collect(run)
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait until ``predicate()`` holds (checked every few ms), bounded."""
-    with anyio.fail_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.005)
 
 
 def state_of(run: Run, task_id: str) -> str:

@@ -1,0 +1,152 @@
+"""The shell agent through the engine: output, exit codes, process-group kills, floods."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import psutil
+
+from core.engine import Run, RunOptions, create_run
+from core.events import CancelTask, OutputLines, RunStatus, TaskChanged, TaskState
+from tests.core.engine_helpers import EventLog, plan_of, run_collect, shell
+
+OPTS = RunOptions(jobs=4, memory_floor_mb=0, grace_s=0.3)
+
+
+def log_of(run: Run, tid: str, attempt: int = 1) -> Path:
+    return Path(os.environ["TEK_HOME"]) / "runs" / run.run_id / f"{tid}.{attempt}.log"
+
+
+def survivors(run_id: str) -> list[int]:
+    """Processes still carrying this run's id in their environment."""
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.environ().get("TEK_RUN_ID") == run_id:
+                found.append(proc.pid)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def group_gone(pgid: int) -> bool:
+    """No live process left in the group (zombies waiting for a reaper are dead)."""
+    for proc in psutil.process_iter(["pid", "status"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                return False
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return True
+
+
+def pids(events: EventLog, tid: str) -> list[int]:
+    return [e.pid for e in events if isinstance(e, TaskChanged) and e.task_id == tid and e.pid]
+
+
+async def test_output_exit_code_and_log() -> None:
+    py = sys.executable
+    run = create_run(plan_of(
+        shell("ok", "echo one; echo two >&2; printf 'no newline'"),
+        shell("bad", f"{py} -c 'import sys; print(\"dying\"); sys.exit(7)'"),
+        shell("sig", "kill -9 $$"),
+    ), OPTS)  # fmt: skip
+    summary, events = await run_collect(run)
+    assert log_of(run, "ok").read_text() == "one\ntwo\nno newline\n"
+    lines = [ln for e in events if isinstance(e, OutputLines) and e.task_id == "ok" for ln in e.lines]
+    assert lines == ["one", "two", "no newline"]
+    assert (summary.tasks["bad"].exit_code, summary.tasks["bad"].reason) == (7, "exit code 7")
+    assert log_of(run, "bad").read_text() == "dying\n"
+    assert summary.tasks["sig"].exit_code == -9
+    assert summary.tasks["sig"].reason == "killed by SIGKILL"
+    assert summary.status is RunStatus.FAILED
+
+
+async def test_missing_cwd_fails_cleanly(tmp_path: Path) -> None:
+    run = create_run(plan_of(shell("t", "true", cwd=str(tmp_path / "nope"))), OPTS)
+    summary, _ = await run_collect(run)
+    assert summary.tasks["t"].state is TaskState.FAILED
+    assert "could not start" in summary.tasks["t"].reason
+
+
+async def test_timeout_kills_the_whole_tree() -> None:
+    run = create_run(plan_of(shell("t", "sleep 100 & sleep 100; wait", timeout_s=0.3)), OPTS)
+    t0 = time.monotonic()
+    summary, events = await run_collect(run)
+    assert time.monotonic() - t0 < 5
+    assert summary.tasks["t"].reason == "timed out after 0.3s"
+    (pgid,) = set(pids(events, "t"))
+    assert group_gone(pgid)
+    assert survivors(run.run_id) == []
+
+
+async def test_cancel_escalates_to_sigkill_after_grace() -> None:
+    run = create_run(plan_of(shell("t", "trap '' TERM; sleep 100 & sleep 100; wait")), OPTS)
+
+    async def drive(run: Run, events: EventLog) -> None:
+        await events.wait_for(lambda: bool(pids(events, "t")))
+        await anyio.sleep(0.1)  # let sh install its trap before the signal comes
+        t0 = time.monotonic()
+        await run.client().control(CancelTask("t"))
+        await events.wait_for(lambda: any(
+            isinstance(e, TaskChanged) and e.state is TaskState.CANCELLED for e in events))
+        assert 0.25 <= time.monotonic() - t0 < 3  # SIGTERM ignored: SIGKILL after 0.3 s
+
+    summary, events = await run_collect(run, drive)
+    assert summary.tasks["t"].reason == "cancelled by user"
+    assert group_gone(pids(events, "t")[0])
+    assert survivors(run.run_id) == []
+
+
+async def test_background_process_holding_output_is_killed() -> None:
+    run = create_run(plan_of(shell("t", "sleep 100 & echo done")), OPTS)
+    t0 = time.monotonic()
+    summary, _ = await run_collect(run)
+    assert time.monotonic() - t0 < 3
+    assert summary.tasks["t"].state is TaskState.SUCCEEDED
+    text = log_of(run, "t").read_text()
+    assert text.startswith("done\n") and "background processes kept the output open" in text
+    assert survivors(run.run_id) == []
+
+
+async def test_long_line_without_newline_is_cut() -> None:
+    py = sys.executable
+    cmd = f"{py} -c 'import sys; sys.stdout.write(\"x\" * 3_000_000)'"
+    run = create_run(plan_of(shell("t", cmd)), OPTS)
+    summary, events = await run_collect(run)
+    assert summary.tasks["t"].state is TaskState.SUCCEEDED
+    assert log_of(run, "t").stat().st_size == 3_000_000 + len(log_of(run, "t").read_text().splitlines())
+    live = [ln for e in events if isinstance(e, OutputLines) for ln in e.lines]
+    assert live and max(len(ln) for ln in live) <= 2000
+
+
+async def test_output_flood_keeps_memory_flat_and_log_complete() -> None:
+    """200 MB of output: engine RSS grows < 50 MB; the log has every byte.
+
+    A second subscriber never reads at all: it must not hold the flood either.
+    """
+    size = 200_000_000
+    line = "0123456789" * 9 + "012345678"  # 99 chars + newline = 100 bytes
+    cmd = f"yes {line} | head -c {size}"
+    run = create_run(plan_of(shell("flood", cmd)), OPTS)
+    stalled = run.client().events()  # subscribed, never read
+    me = psutil.Process()
+    base = me.memory_info().rss
+    peak = base
+
+    async def sample(run: Run, events: EventLog) -> None:
+        nonlocal peak
+        while not run.snapshot().status.is_finished:
+            peak = max(peak, me.memory_info().rss)
+            await anyio.sleep(0.02)
+
+    with anyio.fail_after(120):
+        summary, events = await run_collect(run, sample, keep_output=False)
+    assert summary.tasks["flood"].state is TaskState.SUCCEEDED
+    assert log_of(run, "flood").stat().st_size == size
+    assert (peak - base) < 50 * 2**20, f"RSS grew {(peak - base) / 2**20:.1f} MiB"
+    del stalled
