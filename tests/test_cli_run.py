@@ -1,0 +1,156 @@
+"""``tek run`` end to end in a subprocess: output modes, flags, exit codes, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import psutil
+import pytest
+from anyio.abc import Process
+
+TEK = [sys.executable, "-m", "tek_tui.cli"]
+
+
+def write_plan(path: Path, rows: list[str]) -> Path:
+    path.write_text("id,agent,command,deps,retries,timeout_s\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def tek(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*TEK, *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def plan(tmp_path: Path) -> Path:
+    return write_plan(tmp_path / "p.csv", [
+        "a,shell,echo hello,,,",
+        "b,shell,echo boom; exit 3,a,,",
+        "c,noop,,a,,",
+        "d,shell,echo never,b,,",
+    ])  # fmt: skip
+
+
+def test_plain_lines_and_exit_code_1(plan: Path) -> None:
+    r = tek("run", str(plan))
+    assert r.returncode == 1, r.stderr
+    lines = r.stdout.splitlines()
+    assert any(ln.endswith("start a (attempt 1)") for ln in lines)
+    assert any(ln.endswith("FAIL  b: exit code 3") for ln in lines)
+    assert "         | boom" in lines
+    assert any(ln.endswith("skip  d: upstream b failed") for ln in lines)
+    assert "failed: 2 succeeded, 1 failed, 1 skipped" in lines[-1]
+    assert all(ln[2] == ":" and ln[5] == ":" for ln in lines if not ln.startswith(" "))
+
+
+def test_json_summary(plan: Path) -> None:
+    r = tek("run", "--json", "-j", "2", str(plan))
+    assert r.returncode == 1
+    data = json.loads(r.stdout)
+    assert data["status"] == "failed" and data["run_id"]
+    assert data["counts"]["succeeded"] == 2 and data["counts"]["skipped"] == 1
+    assert isinstance(data["wall_s"], float)
+    assert data["tasks"]["b"] == {**data["tasks"]["b"], "state": "failed", "attempts": 1,
+                                  "exit_code": 3}
+    assert set(data["tasks"]["a"]) >= {"state", "attempts", "exit_code", "duration_s"}
+
+
+def test_success_is_exit_0(tmp_path: Path) -> None:
+    p = write_plan(tmp_path / "ok.csv", ["a,shell,true,,,", "b,noop,,a,,"])
+    assert tek("run", "--fail-fast", "--cpus", "2", "--gpus", "0", "--memory-mb", "512",
+               "--pool", "shell=1", str(p)).returncode == 0
+
+
+def test_dry_run_prints_start_order(plan: Path) -> None:
+    r = tek("run", "--dry-run", str(plan))
+    assert r.returncode == 0
+    assert [ln.split()[1] for ln in r.stdout.splitlines()] == ["a", "b", "c", "d"]
+    assert json.loads(tek("run", "--dry-run", "--json", str(plan)).stdout) == {
+        "order": ["a", "b", "c", "d"]}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["-j", "0"], "tek: -j 0: must be at least 1"),
+    (["-j", "x"], "tek: -j x: must be a whole number"),
+    (["--pool", "shell"], "tek: --pool shell: expected NAME=SIZE"),
+    (["--pool", "shell=x"], "tek: --pool shell=x: SIZE must be a whole number"),
+    (["--pool", "gpu=2"], "tek: --pool gpu: no task uses this pool"),
+    (["--cpus", "-1"], "tek: --cpus -1: must be at least"),
+    (["--memory-mb", "lots"], "tek: --memory-mb lots: must be a whole number"),
+])  # fmt: skip
+def test_bad_flag_is_one_line_exit_2(plan: Path, args: list[str], message: str) -> None:
+    r = tek("run", *args, str(plan))
+    assert r.returncode == 2
+    assert r.stderr.startswith(message) and len(r.stderr.splitlines()) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_plan_is_exit_2(tmp_path: Path) -> None:
+    r = tek("run", str(tmp_path / "missing.csv"))
+    assert r.returncode == 2 and r.stderr.startswith("tek: ") and "Traceback" not in r.stderr
+
+
+def survivors(home: str) -> list[int]:
+    """Live processes started by tek runs of this test (they inherit $TEK_HOME)."""
+    out = []
+    me = os.getpid()
+    for proc in psutil.process_iter(["pid", "status"]):
+        try:
+            if proc.pid != me and proc.info["status"] != psutil.STATUS_ZOMBIE and (
+                proc.environ().get("TEK_HOME") == home and proc.environ().get("TEK_TASK_ID")
+            ):
+                out.append(proc.pid)
+        except (psutil.Error, OSError):
+            continue
+    return out
+
+
+async def started(proc: Process, count: int) -> None:
+    """Read tek's plain output until ``count`` tasks have started."""
+    assert proc.stdout is not None
+    seen, buf = 0, b""
+    with anyio.fail_after(20):
+        while seen < count:
+            buf += await proc.stdout.receive()
+            seen = buf.count(b" start ")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+async def test_signal_stops_tasks_and_exits_130(tmp_path: Path, sig: signal.Signals) -> None:
+    p = write_plan(tmp_path / "s.csv", [
+        "a,shell,sleep 100 & sleep 100; wait,,,",
+        "b,shell,sleep 100,,,",
+        "c,shell,echo later,a,,",
+    ])  # fmt: skip
+    home = os.environ["TEK_HOME"]
+    async with await anyio.open_process([*TEK, "run", "--grace", "2", str(p)]) as proc:
+        await started(proc, 2)
+        proc.send_signal(sig)
+        with anyio.fail_after(15):
+            code = await proc.wait()
+        assert proc.stderr is not None
+        err = (await proc.stderr.receive()).decode()
+    assert code == 130, err
+    assert f"tek: {sig.name}: stopping tasks" in err
+    assert survivors(home) == []
+
+
+async def test_second_interrupt_kills_at_once(tmp_path: Path) -> None:
+    p = write_plan(tmp_path / "s.csv", ["a,shell,trap '' TERM; while :; do sleep 0.05; done,,,"])
+    home = os.environ["TEK_HOME"]
+    async with await anyio.open_process([*TEK, "run", "--grace", "60", str(p)]) as proc:
+        await started(proc, 1)
+        proc.send_signal(signal.SIGINT)
+        with anyio.move_on_after(0.5):
+            await proc.wait()
+        assert proc.returncode is None  # the task ignores SIGTERM: tek waits out the grace
+        proc.send_signal(signal.SIGINT)
+        with anyio.fail_after(10):
+            code = await proc.wait()
+    assert code == 130
+    assert survivors(home) == []
