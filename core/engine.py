@@ -289,6 +289,7 @@ class Run:
         self._started_ts: float | None = None
         self._finished_ts: float | None = None
         self._ran = False
+        self._record_error: Exception | None = None
         self._base_env = dict(os.environ)
         self._base_dir = plan.base_dir.resolve()
         self.dropped_lines = 0
@@ -354,6 +355,10 @@ class Run:
 
         Cancelling the caller cancels every attempt; their process groups are
         killed before this returns (or re-raises).
+
+        Raises:
+            Exception: what the recorder raised (e.g. StoreError), after the
+                run was stopped and every task ended.
         """
         if self._ran:
             raise RuntimeError("a Run runs once")
@@ -380,6 +385,8 @@ class Run:
             gc.unfreeze()
             with anyio.CancelScope(shield=True), anyio.move_on_after(30):
                 await self._flush()
+        if self._record_error is not None:
+            raise self._record_error
         return summary
 
     def _begin(self) -> None:
@@ -799,8 +806,14 @@ class Run:
         if not batch:
             return
         self._batch = []
-        if self.recorder is not None:
-            await self.recorder.record(batch)
+        if self.recorder is not None and self._record_error is None:
+            try:
+                await self.recorder.record(batch)
+            except Exception as exc:
+                # Nothing may run unrecorded: stop everything, then raise it
+                # from run() once every process is gone.
+                self._record_error = exc
+                self.stop(f"journal write failed: {exc}")
         self.broadcaster.publish(batch)
 
     def _finish(self) -> RunSummary:

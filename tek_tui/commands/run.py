@@ -169,12 +169,27 @@ def execute(
 
     run = create_run(plan, options, run_id=run_id, recorder=recorder, completed=completed,
                      attempts_so_far=attempts_so_far)
-    summary, interrupted = anyio.run(_drive, run, args)
+    try:
+        summary, interrupted = anyio.run(_drive, run, args)
+    except BaseExceptionGroup as group:
+        # Task groups wrap errors; a TekError (journal) must reach the CLI
+        # bare, to be printed as one line with exit code 2.
+        tek_errors, _ = group.split(TekError)
+        if tek_errors is None:
+            raise
+        raise _first_leaf(tek_errors) from None
     if args.json:
         print(json.dumps(summary.to_json()))
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if summary.status.value == "succeeded" else EXIT_FAILED
+
+
+def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
 
 
 async def _drive(run: Any, args: argparse.Namespace) -> tuple[RunSummary, bool]:

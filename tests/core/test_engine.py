@@ -24,13 +24,13 @@ from core.events import (
 )
 from core.plan import Plan, Task
 from tests.core.engine_helpers import (
+    EventLog,
     new_probe,
     noop,
     plan_of,
     run_collect,
     run_plan,
     shell,
-    until,
 )
 
 OPTS = RunOptions(jobs=4, memory_floor_mb=0)
@@ -185,7 +185,7 @@ async def test_recorder_sees_each_batch_before_subscribers() -> None:
     seen_before: list[bool] = []
     run = create_run(plan_of(noop("a"), noop("b", "0.01", deps=("a",))), OPTS, recorder=Rec())
 
-    async def check(run: object, events: list[Event]) -> None:
+    async def check(run: object, events: EventLog) -> None:
         stream = run.client().events()  # type: ignore[attr-defined]
         async for ev in stream:
             seen_before.append(any(ev is r for r in recorded))
@@ -204,16 +204,16 @@ async def test_memory_floor_pauses_admission(monkeypatch: pytest.MonkeyPatch) ->
     opts = RunOptions(jobs=2, memory_floor_mb=512, wait_for_start=True)
     run = create_run(plan_of(noop("a", "0.01"), noop("b")), opts)
 
-    async def drive(run: engine.Run, events: list[Event]) -> None:
+    async def drive(run: engine.Run, events: EventLog) -> None:
         from core.events import Start
 
         # Low memory before start: the first tick pauses admission...
         await run.control(Start())
-        await until(lambda: any(isinstance(e, AdmissionChanged) and e.paused for e in events))
+        await events.wait_for(lambda: any(isinstance(e, AdmissionChanged) and e.paused for e in events))
         snap = run.snapshot()
         assert snap.admission_paused and "below floor 512 MiB" in snap.admission_reason
         avail["mb"] = 4096
-        await until(lambda: any(isinstance(e, AdmissionChanged) and not e.paused for e in events))
+        await events.wait_for(lambda: any(isinstance(e, AdmissionChanged) and not e.paused for e in events))
 
     summary, events = await run_collect(run, drive)
     assert summary.status is RunStatus.SUCCEEDED
@@ -253,3 +253,24 @@ async def test_cancelling_the_caller_ends_everything() -> None:
     snap = run.snapshot()
     assert snap.status is RunStatus.CANCELLED
     assert {t.state for t in snap.tasks} == {TaskState.CANCELLED}
+
+
+async def test_recorder_failure_stops_the_run_and_is_raised() -> None:
+    from core.errors import StoreError
+
+    class Broken:
+        calls = 0
+
+        async def record(self, events: list[Event]) -> None:
+            Broken.calls += 1
+            if Broken.calls == 2:
+                raise StoreError("disk full")
+
+    run = create_run(plan_of(noop("a", "0.05"), noop("b", "30"), noop("c", deps=("b",))),
+                     OPTS, recorder=Broken())
+    with anyio.fail_after(10), pytest.raises(StoreError, match="disk full"):
+        await run.run()
+    states = {t.id: (t.state, t.reason) for t in run.snapshot().tasks}
+    assert states["a"][0] is TaskState.SUCCEEDED
+    assert states["b"] == (TaskState.CANCELLED, "journal write failed: disk full")
+    assert states["c"] == (TaskState.CANCELLED, "journal write failed: disk full")
