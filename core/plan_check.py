@@ -63,7 +63,7 @@ class Problems:
 
     def add(self, line: int, column: str, message: str, value: str | None = None) -> None:
         """Record one problem; ``value`` (when given) is shown in parentheses."""
-        text = f"{self.file}:{line}: {column}: {message}"
+        text = f"{self.file}:{line}: {show(column)}: {message}"
         if value is not None:
             text += f" ({show(value)})"
         self.items.append((line, _COLUMN_ORDER.get(column, -1), text))
@@ -305,7 +305,8 @@ def _numbers(
     ok = given & ~bad
     if not whole:
         for i in _where(ok & ~floats.is_finite()):
-            problems.add(lines[i], column, "must be finite", s[i])
+            nan = math.isnan(floats[i])
+            problems.add(lines[i], column, "not a number" if nan else "must be finite", s[i])
             bad[i] = True
     if not signed:
         limit_bad = ok & (values <= 0 if column == "timeout_s" else values < 0)
