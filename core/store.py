@@ -14,8 +14,8 @@ runs inside one read transaction, so a reader sees whole batches only.
 A ``Store`` may be used from several threads (the recorder writes from a
 worker thread); a lock serialises its one connection.
 
-Pending batches: a batch of state changes becomes rows for ``attempts`` and
-``tasks`` (:class:`BatchRows`). A small batch is applied at once; a big one
+Pending batches: a batch of task changes becomes rows of ``attempts`` and
+``tasks`` (``core.store_batch``). A small batch is applied at once; a big one
 (thousands of noop tasks finishing in one scheduler turn) is committed as one
 packed row of ``pending`` instead, which is durable just the same but costs one
 INSERT instead of thousands, and is applied later, in order, by
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import marshal
 import os
 import secrets
 import socket
@@ -39,162 +38,38 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import StoreError
 from core.paths import default_store_path
 from core.resume import row_hash
+from core.store_batch import RawChange, apply_batch, pack, unpack
+from core.store_records import (
+    ATTEMPT_COLS,
+    RUN_COLS,
+    AttemptRecord,
+    RunRecord,
+    TaskRecord,
+    attempt_from_row,
+    process_alive,
+    run_from_row,
+)
 from core.store_schema import connect
+
+__all__ = [
+    "AttemptRecord",
+    "RunRecord",
+    "Store",
+    "TaskRecord",
+    "new_run_id",
+    "open_store",
+    "plan_hash",
+    "process_alive",
+]
 
 if TYPE_CHECKING:
     from core.plan import Plan
-
-#: Run statuses a live process keeps writing; any other status is final.
-LIVE_STATUSES = frozenset({"pending", "running", "paused", "cancelling"})
-
-
-@dataclass(frozen=True, slots=True)
-class RunRecord:
-    """One run as the journal knows it.
-
-    ``status`` is what the run last wrote; :attr:`effective_status` says
-    ``interrupted`` for a run whose process is gone without finishing.
-    """
-
-    id: str
-    plan_path: str
-    plan_hash: str
-    options: Mapping[str, Any]
-    task_count: int
-    status: str
-    created_ts: float
-    started_ts: float | None
-    ended_ts: float | None
-    resumes: int
-    pid: int | None
-    host: str
-    counts: Mapping[str, int] = field(default_factory=dict)
-
-    @property
-    def is_live(self) -> bool:
-        """True while the process that writes this run is still running it."""
-        return self.status in LIVE_STATUSES and process_alive(self.pid, self.host, self.created_ts)
-
-    @property
-    def effective_status(self) -> str:
-        """``status``, or ``interrupted`` when the writer died before finishing."""
-        if self.status in LIVE_STATUSES and not self.is_live:
-            return "interrupted"
-        return self.status
-
-    @property
-    def duration_s(self) -> float | None:
-        """Seconds from start to end (to now for a live run)."""
-        if self.started_ts is None:
-            return None
-        end = self.ended_ts if self.ended_ts is not None else (time.time() if self.is_live else None)
-        return None if end is None else max(0.0, end - self.started_ts)
-
-
-@dataclass(frozen=True, slots=True)
-class TaskRecord:
-    """One task of a run: its latest state and how many attempts it had."""
-
-    task_id: str
-    idx: int
-    row_hash: str
-    state: str
-    attempts: int
-    exit_code: int | None
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptRecord:
-    """One attempt of one task; ``ended_ts`` is None while it runs."""
-
-    task_id: str
-    attempt: int
-    state: str
-    started_ts: float
-    ended_ts: float | None
-    exit_code: int | None
-    reason: str
-    log_path: str
-    pid: int | None
-    cpus: float | None
-    gpus: tuple[int, ...]
-    memory_mb: int | None
-    metrics: Mapping[str, float]
-
-    @property
-    def duration_s(self) -> float | None:
-        """Seconds the attempt ran, None while it runs."""
-        return None if self.ended_ts is None else max(0.0, self.ended_ts - self.started_ts)
-
-
-#: Rows one batch of events turns into (``core.journal`` builds them).
-BatchRows = tuple[list[Any], list[Any], list[Any]]
-
-_CLOSE_SQL = (
-    "UPDATE attempts SET state = ?, ended_ts = ?, exit_code = ?, reason = ?, metrics = ?"
-    " WHERE task_id = ? AND run_id = ? AND ended_ts IS NULL"
-)
-_INSERT_SQL = (
-    "INSERT INTO attempts (run_id, task_id, attempt, state, started_ts, ended_ts, exit_code,"
-    " reason, log_path, pid, cpus, gpus, memory_mb, metrics)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (run_id, task_id, attempt) DO UPDATE SET state = excluded.state,"
-    " ended_ts = excluded.ended_ts, exit_code = excluded.exit_code, reason = excluded.reason,"
-    " pid = coalesce(excluded.pid, pid), gpus = excluded.gpus, metrics = excluded.metrics"
-)
-_TASK_SQL = (
-    "UPDATE tasks SET state = ?, attempts = max(attempts, ?), exit_code = ?, reason = ?"
-    " WHERE task_id = ? AND run_id = ?"
-)
-
-
-def apply_rows(conn: sqlite3.Connection, run_id: str, log_dir: str, rows: BatchRows) -> None:
-    """Apply one batch's rows (inside the caller's write transaction).
-
-    ``rows`` is ``(closes, inserts, task_rows)`` in the compact form
-    ``core.journal`` builds (no run id, no log path: added here). Closes go
-    first: they end attempts opened by earlier batches and must not end the
-    ones this batch opens.
-    """
-    closes, inserts, task_rows = rows
-    if closes:
-        conn.executemany(_CLOSE_SQL, [(*c, run_id) for c in closes])
-    if inserts:
-        conn.executemany(
-            _INSERT_SQL,
-            [
-                (run_id, tid, att, state, t0, t1, code, why,
-                 f"{log_dir}{tid.replace('/', '__')}.{att}.log", pid, cpus, gpus, mem, metrics)
-                for tid, att, state, t0, t1, code, why, pid, cpus, gpus, mem, metrics in inserts
-            ],
-        )  # fmt: skip
-    if task_rows:
-        conn.executemany(_TASK_SQL, [(*t, run_id) for t in task_rows])
-
-
-def _pack(rows: BatchRows) -> bytes:
-    # marshal: ten times faster than JSON for these plain lists, so a queued
-    # batch costs the run almost nothing. marshal must not read corrupt data,
-    # so every packed batch carries a digest checked before it is unpacked.
-    data = marshal.dumps(rows, 4)
-    return hashlib.blake2b(data, digest_size=16).digest() + data
-
-
-def _unpack(blob: bytes) -> BatchRows:
-    digest, data = blob[:16], blob[16:]
-    if hashlib.blake2b(data, digest_size=16).digest() != digest:
-        raise StoreError("a queued batch in the journal is corrupt (digest mismatch)")
-    rows: BatchRows = marshal.loads(data)
-    return rows
-
 
 def new_run_id() -> str:
     """A fresh run id: sortable by time, unique (``20261124-123015-3fa2``)."""
@@ -210,25 +85,6 @@ def plan_hash(plan: Plan) -> str:
         for task in plan.tasks:
             h.update(row_hash(task).encode())
     return h.hexdigest()
-
-
-def process_alive(pid: int | None, host: str, since_ts: float) -> bool:
-    """True when ``pid`` on this host is alive and older than ``since_ts``.
-
-    A process on another host counts as alive (tek cannot tell). The start
-    time check keeps a recycled pid from passing for the run's writer.
-    """
-    if pid is None:
-        return False
-    if host and host != socket.gethostname():
-        return True
-    try:
-        import psutil
-
-        created = float(psutil.Process(pid).create_time())
-    except Exception:  # NoSuchProcess, AccessDenied, zombie: not our live writer
-        return False
-    return created <= since_ts + 1.0
 
 
 class Store:
@@ -283,16 +139,17 @@ class Store:
         self,
         run_id: str,
         log_dir: str,
-        rows: BatchRows,
+        raw: list[RawChange],
         run_updates: list[tuple[str, tuple[Any, ...]]],
         inline_max: int,
     ) -> bool:
         """Commit one batch in one transaction; True when it was applied at once.
 
-        A batch with more than ``inline_max`` rows, or any batch of a run that
-        already has pending rows, is queued in ``pending`` instead.
+        A batch of more than ``inline_max`` task changes, or any batch of a
+        run that already has queued ones, is queued in ``pending`` instead.
+        The run-row updates are applied at once either way.
         """
-        size = len(rows[0]) + len(rows[1]) + len(rows[2])
+        size = len(raw)
         with self.write() as conn:
             queued = self._has_pending.get(run_id)
             if queued is None:
@@ -301,11 +158,11 @@ class Store:
                 ).fetchone() is not None
             inline = not queued and size <= inline_max
             if inline:
-                apply_rows(conn, run_id, log_dir, rows)
+                apply_batch(conn, run_id, log_dir, raw)
             elif size:
                 conn.execute(
                     "INSERT INTO pending (run_id, log_dir, rows) VALUES (?, ?, ?)",
-                    (run_id, log_dir, _pack(rows)),
+                    (run_id, log_dir, pack(raw)),
                 )
                 queued = True
             for sql, params in run_updates:
@@ -328,7 +185,7 @@ class Store:
             f"SELECT run_id, log_dir, rows FROM pending {where} ORDER BY seq", params
         ).fetchall()
         for run, log_dir, data in rows:
-            apply_rows(conn, run, log_dir, _unpack(data))
+            apply_batch(conn, run, log_dir, unpack(data))
         if rows:
             conn.execute(f"DELETE FROM pending {where}", params)
         for run in {r[0] for r in rows}:
@@ -356,8 +213,9 @@ class Store:
                 ),
             )
             conn.executemany(
-                "INSERT INTO tasks (run_id, task_id, idx, row_hash, state) VALUES (?, ?, ?, ?, 'pending')",
-                [(run_id, t.id, i, row_hash(t)) for i, t in enumerate(plan.tasks)],
+                "INSERT INTO tasks (run_id, task_id, idx, row_hash, state, cpus, memory_mb)"
+                " VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+                [(run_id, t.id, i, row_hash(t), t.cpus, t.memory_mb) for i, t in enumerate(plan.tasks)],
             )
 
     def reopen_run(
@@ -387,10 +245,11 @@ class Store:
                 [(run_id, tid) for tid in known if tid not in ids],
             )
             conn.executemany(
-                "INSERT INTO tasks (run_id, task_id, idx, row_hash, state) VALUES (?, ?, ?, ?, 'pending')"
+                "INSERT INTO tasks (run_id, task_id, idx, row_hash, state, cpus, memory_mb)"
+                " VALUES (?, ?, ?, ?, 'pending', ?, ?)"
                 " ON CONFLICT (run_id, task_id) DO UPDATE SET idx = excluded.idx,"
-                " row_hash = excluded.row_hash",
-                [(run_id, t.id, i, row_hash(t)) for i, t in enumerate(plan.tasks)],
+                " row_hash = excluded.row_hash, cpus = excluded.cpus, memory_mb = excluded.memory_mb",
+                [(run_id, t.id, i, row_hash(t), t.cpus, t.memory_mb) for i, t in enumerate(plan.tasks)],
             )
             conn.executemany(
                 "UPDATE tasks SET state = 'pending', exit_code = NULL, reason = ''"
@@ -422,10 +281,10 @@ class Store:
         self.apply_pending()
         with self.read() as conn:
             rows = conn.execute(
-                f"SELECT {_RUN_COLS} FROM runs {where} ORDER BY created_ts DESC, id DESC{lim}", params
+                f"SELECT {RUN_COLS} FROM runs {where} ORDER BY created_ts DESC, id DESC{lim}", params
             ).fetchall()
             counts = _counts(conn, [r[0] for r in rows])
-        return [_run(r, counts.get(r[0], {})) for r in rows]
+        return [run_from_row(r, counts.get(r[0], {})) for r in rows]
 
     def resolve_run(self, ref: str, plan_path: str | None = None) -> str:
         """Turn ``last``, a run id or a unique prefix of one into a run id.
@@ -472,7 +331,7 @@ class Store:
         """A run, its tasks in plan order and their attempts, from one snapshot."""
         self.apply_pending(run_id)
         with self.read() as conn:
-            row = conn.execute(f"SELECT {_RUN_COLS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+            row = conn.execute(f"SELECT {RUN_COLS} FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise StoreError(f"{self.path}: no run {run_id!r} in the journal")
             counts = _counts(conn, [run_id])
@@ -485,23 +344,23 @@ class Store:
                 )
             ]
             attempts = [
-                _attempt(r)
+                attempt_from_row(r)
                 for r in conn.execute(
-                    f"SELECT {_ATTEMPT_COLS} FROM attempts WHERE run_id = ?"
+                    f"SELECT {ATTEMPT_COLS} FROM attempts WHERE run_id = ?"
                     " ORDER BY task_id, attempt",
                     (run_id,),
                 )
             ]
-        return _run(row, counts.get(run_id, {})), tasks, attempts
+        return run_from_row(row, counts.get(run_id, {})), tasks, attempts
 
     def attempts(self, run_id: str, task_id: str) -> list[AttemptRecord]:
         """Attempts of one task, first to last."""
         self.apply_pending(run_id)
         with self.read() as conn:
             return [
-                _attempt(r)
+                attempt_from_row(r)
                 for r in conn.execute(
-                    f"SELECT {_ATTEMPT_COLS} FROM attempts WHERE run_id = ? AND task_id = ?"
+                    f"SELECT {ATTEMPT_COLS} FROM attempts WHERE run_id = ? AND task_id = ?"
                     " ORDER BY attempt",
                     (run_id, task_id),
                 )
@@ -523,16 +382,6 @@ def open_store(path: Path | str | None = None, *, create: bool = True, sync: str
     return Store(connect(p, create=create, sync=sync), p)
 
 
-_RUN_COLS = (
-    "id, plan_path, plan_hash, options, task_count, status, created_ts, started_ts,"
-    " ended_ts, resumes, pid, host"
-)
-_ATTEMPT_COLS = (
-    "task_id, attempt, state, started_ts, ended_ts, exit_code, reason, log_path, pid,"
-    " cpus, gpus, memory_mb, metrics"
-)
-
-
 def _plan_path(plan: Plan) -> str:
     return str(plan.path.resolve()) if plan.path is not None else ""
 
@@ -549,19 +398,3 @@ def _counts(conn: sqlite3.Connection, run_ids: list[str]) -> dict[str, dict[str,
     ):
         out.setdefault(run_id, {})[state] = n
     return out
-
-
-def _run(row: tuple[Any, ...], counts: Mapping[str, int]) -> RunRecord:
-    (rid, path, phash, options, count, status, created, started, ended, resumes, pid, host) = row
-    return RunRecord(
-        rid, path, phash, json.loads(options or "{}"), count, status, created, started, ended,
-        resumes, pid, host or "", dict(counts),
-    )  # fmt: skip
-
-
-def _attempt(row: tuple[Any, ...]) -> AttemptRecord:
-    (task_id, attempt, state, started, ended, code, reason, log, pid, cpus, gpus, mem, metrics) = row
-    return AttemptRecord(
-        task_id, attempt, state, started, ended, code, reason, log, pid, cpus,
-        tuple(int(g) for g in gpus.split(",") if g), mem, json.loads(metrics or "{}"),
-    )  # fmt: skip

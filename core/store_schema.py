@@ -15,7 +15,7 @@ A tek journal is an SQLite file marked with ``PRAGMA application_id``
 Version 1 holds runs, tasks and attempts. Version 2 adds what resume and
 ``tek logs --follow`` need beyond that: the writing process (``pid``,
 ``host``) so a reader can tell a live run from a crashed one, the resources
-given to each attempt and its metrics, an index for "last run of this plan",
+given to each task and attempt and the attempt's metrics, an index for "last run of this plan",
 and ``pending``: big batches of task and attempt rows committed as one packed
 row each and applied to ``tasks``/``attempts`` later, in order (see
 ``core.store``, "Pending batches").
@@ -90,6 +90,8 @@ ALTER TABLE attempts ADD COLUMN cpus REAL;
 ALTER TABLE attempts ADD COLUMN gpus TEXT NOT NULL DEFAULT '';
 ALTER TABLE attempts ADD COLUMN memory_mb INTEGER;
 ALTER TABLE attempts ADD COLUMN metrics TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE tasks ADD COLUMN cpus REAL;
+ALTER TABLE tasks ADD COLUMN memory_mb INTEGER;
 CREATE INDEX runs_by_plan ON runs (plan_path, created_ts);
 CREATE INDEX runs_by_time ON runs (created_ts);
 CREATE TABLE pending (

@@ -28,12 +28,12 @@ def _record_runs(store_path: Path | None = None) -> None:
     with open_store(store_path) as store:
         plan = chain_plan(3)
         store.begin_run(RUN_A, plan, {"jobs": 4})
-        rec = JournalRecorder(store, RUN_A, plan)
+        rec = JournalRecorder(store, RUN_A)
         rec.record_sync(flat(started(RUN_A, 3), ran("t0"), ran("t1", ok=False)))
         rec.record_sync([TaskChanged("t2", TaskState.SKIPPED, 0, 103.0, reason="upstream t1 failed")])
         rec.record_sync([finished(RUN_A, RunStatus.FAILED)])
         store.begin_run(RUN_B, plan)
-        rec = JournalRecorder(store, RUN_B, plan)
+        rec = JournalRecorder(store, RUN_B)
         rec.record_sync(flat(started(RUN_B, 3), ran("t0"), ran("t1"), ran("t2"), finished(RUN_B)))
     for rid, tid in ((RUN_A, "t0"), (RUN_A, "t1"), (RUN_B, "t2")):
         path = run_log_path(rid, tid, 1)
@@ -145,7 +145,7 @@ async def test_logs_follow_tails_a_live_run_until_it_ends(tmp_path: Path, tek_ho
     plan = chain_plan(1)
     store = open_store(db)
     store.begin_run(RUN_A, plan)
-    rec = JournalRecorder(store, RUN_A, plan)
+    rec = JournalRecorder(store, RUN_A)
     rec.record_sync([started(RUN_A, 1), TaskChanged("t0", TaskState.RUNNING, 1, 1.0)])
     log1 = run_log_path(RUN_A, "t0", 1)
     log1.parent.mkdir(parents=True)
@@ -181,7 +181,7 @@ def test_logs_follow_stops_when_the_writer_died(tmp_path: Path, capsys: pytest.C
     plan = chain_plan(1)
     with open_store(db) as store:
         store.begin_run(RUN_A, plan)
-        JournalRecorder(store, RUN_A, plan).record_sync([started(RUN_A, 1), TaskChanged("t0", TaskState.RUNNING, 1, 1.0)])
+        JournalRecorder(store, RUN_A).record_sync([started(RUN_A, 1), TaskChanged("t0", TaskState.RUNNING, 1, 1.0)])
         store._conn.execute("UPDATE runs SET pid = 2147483000")
     log = run_log_path(RUN_A, "t0", 1)
     log.parent.mkdir(parents=True)

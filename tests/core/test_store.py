@@ -65,7 +65,7 @@ def test_migration_from_v1_keeps_runs_and_adds_columns(tmp_path: Path) -> None:
         (att,) = attempts
         assert (att.log_path, att.metrics, att.gpus, att.duration_s) == ("/l/a.1.log", {}, (), 2.0)
         # v2's columns are there and writable
-        rec = JournalRecorder(store, "r1", chain_plan(1))
+        rec = JournalRecorder(store, "r1")
         rec.record_sync([TaskChanged("a", TaskState.RUNNING, 2, 10.0, pid=7, gpus=(1,))])
         assert store.attempts("r1", "a")[1].gpus == (1,)
     conn = sqlite3.connect(path)
@@ -121,7 +121,7 @@ def _journal(store: Store, plan_n: int = 3) -> tuple[str, JournalRecorder]:
     run_id = new_run_id()
     plan = chain_plan(plan_n)
     store.begin_run(run_id, plan, {"jobs": 2})
-    return run_id, JournalRecorder(store, run_id, plan)
+    return run_id, JournalRecorder(store, run_id)
 
 
 def test_events_make_runs_tasks_and_attempts(tmp_path: Path, tek_home: Path) -> None:
@@ -195,7 +195,7 @@ def test_batching_does_not_change_what_is_recorded(cuts: list[int], seed: int) -
     for batches, inline_max in (([[e] for e in events], 256), (split, 256), (split, 0), (split, 3)):
         with tempfile.TemporaryDirectory() as tmp, open_store(Path(tmp) / "j.db") as store:
             store.begin_run("R", diamond_plan())
-            rec = JournalRecorder(store, "R", diamond_plan(), inline_max=inline_max)
+            rec = JournalRecorder(store, "R", inline_max=inline_max)
             for batch in batches:
                 rec.record_sync(batch)
             results.append(_all_rows(store, "R"))
@@ -264,7 +264,7 @@ def test_big_batches_are_queued_then_applied_in_order(tmp_path: Path) -> None:
     plan = chain_plan(3)
     with open_store(path) as store:
         j = create_journal(plan, store=store)
-        rec = JournalRecorder(store, j.run_id, plan, inline_max=2)
+        rec = JournalRecorder(store, j.run_id, inline_max=2)
         rec.record_sync(flat(started(j.run_id, 3), ran("t0"), ran("t1")))  # 4 rows: queued
         rec.record_sync([TaskChanged("t2", TaskState.RUNNING, 1, 1.0)])  # small, but queued behind
         assert (rec.stats.batches, rec.stats.queued) == (2, 2)

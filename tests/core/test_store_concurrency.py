@@ -38,7 +38,7 @@ db, n, batch, inline_max = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(
 plan = Plan(tuple(Task(id=f"t{i}", agent="noop") for i in range(n)))
 store = open_store(db)
 store.begin_run("R", plan)
-rec = JournalRecorder(store, "R", plan, inline_max=inline_max)
+rec = JournalRecorder(store, "R", inline_max=inline_max)
 rec.record_sync([started("R", n)])
 print("ready", flush=True)
 for k in range(0, n, batch):
