@@ -28,48 +28,41 @@ Retry controls until ``CancelRun`` (the console's use).
 from __future__ import annotations
 
 import gc
-import os
-import random
-import secrets
 import time
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.lowlevel
 
 from core.agents.base import Agent, AttemptContext, Outcome
 from core.agents.registry import get_agent, known_agents
-from core.broadcast import Broadcaster, InProcessClient
+from core.broadcast import InProcessClient
 from core.errors import PlanError
 from core.events import (
-    AdmissionChanged,
     Control,
-    Event,
     OutputDropped,
     OutputLines,
     PoolChanged,
-    PoolInfo,
     Progress,
-    RunFinished,
-    RunSnapshot,
     RunStarted,
     RunStatus,
     TaskChanged,
-    TaskInfo,
     TaskState,
 )
 from core.logsink import AttemptLog
 from core.paths import run_log_path
 from core.process import GRACE_S
-from core.scheduler import Pool, Resources, TaskRec, link
+from core.run_options import RunOptions, RunSummary, TaskResult, new_run_id
+from core.run_state import RunState
+from core.scheduler import TaskRec
 
 if TYPE_CHECKING:
     from core.client import RunClient
     from core.plan import Plan
     from core.recorder import Recorder
+
+__all__ = ["Run", "RunOptions", "RunSummary", "TaskResult", "create_run", "new_run_id"]
 
 #: Inline (no-wait) tasks finished per scheduler turn before events are flushed.
 INLINE_BUDGET = 4096
@@ -77,12 +70,9 @@ INLINE_BUDGET = 4096
 SKIP_AHEAD = 32
 #: Seconds between pool/memory samples (PoolChanged is sent at most this often).
 TICK_S = 0.25
-MAX_BACKOFF_S = 600.0
-_NO_METRICS: Mapping[str, float] = MappingProxyType({})
 _MIB = 1 << 20
-
-_S = TaskState
-_RUNNING, _READY, _PENDING, _RETRYING = _S.RUNNING, _S.READY, _S.PENDING, _S.RETRYING
+_RUNNING, _READY, _PENDING, _RETRYING = (
+    TaskState.RUNNING, TaskState.READY, TaskState.PENDING, TaskState.RETRYING)
 
 
 def available_memory_mb() -> int:
@@ -90,82 +80,6 @@ def available_memory_mb() -> int:
     import psutil
 
     return int(psutil.virtual_memory().available // _MIB)
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How to run a plan (the ``tek run`` flags).
-
-    Attributes:
-        jobs: default size of every pool, and the CPU capacity when ``cpus`` is None.
-        pool_sizes: size of named pools (``--pool NAME=SIZE``).
-        cpus: CPU capacity; None = ``jobs`` or the machine's logical CPUs.
-        gpus: GPU capacity; None = NVML's count when a task needs a GPU, else 0.
-        memory_mb: memory capacity in MiB; None = the machine's total memory.
-        fail_fast: after the first failure cancel the rest instead of going on.
-        memory_floor_mb: admission pauses while available memory is below this.
-        wait_for_start: stay PENDING until a ``Start`` control (the console).
-        grace_s: seconds between SIGTERM and SIGKILL of a stopped task's group.
-        stay_open: keep the run open when every task has ended, so a Retry can
-            still come, until ``CancelRun`` (added field; the console's use).
-    """
-
-    jobs: int | None = None
-    pool_sizes: Mapping[str, int] = field(default_factory=dict)
-    cpus: float | None = None
-    gpus: int | None = None
-    memory_mb: int | None = None
-    fail_fast: bool = False
-    memory_floor_mb: int = 256
-    wait_for_start: bool = False
-    grace_s: float = 5.0
-    stay_open: bool = False
-
-
-@dataclass(frozen=True)
-class TaskResult:
-    """How one task ended."""
-
-    state: TaskState
-    attempts: int
-    exit_code: int | None
-    duration_s: float | None
-    reason: str
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """What ``Run.run`` returns (and ``tek run --json`` prints)."""
-
-    run_id: str
-    status: RunStatus
-    counts: dict[str, int]
-    wall_s: float
-    tasks: dict[str, TaskResult]
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {
-            "run_id": self.run_id,
-            "status": self.status.value,
-            "counts": self.counts,
-            "wall_s": round(self.wall_s, 6),
-            "tasks": {
-                tid: {
-                    "state": r.state.value,
-                    "attempts": r.attempts,
-                    "exit_code": r.exit_code,
-                    "duration_s": None if r.duration_s is None else round(r.duration_s, 6),
-                    "reason": r.reason,
-                }
-                for tid, r in self.tasks.items()
-            },
-        }
-
-
-def new_run_id() -> str:
-    """A sortable run id: UTC time plus 4 random hex digits (``20261124-123045-ab12``)."""
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
 
 
 def create_run(
@@ -223,119 +137,12 @@ def create_run(
             gc.enable()
 
 
-class Run:
+class Run(RunState):
     """One execution of a plan. Build with :func:`create_run`."""
-
-    def __init__(
-        self,
-        plan: Plan,
-        options: RunOptions,
-        agents: Mapping[str, Agent],
-        run_id: str,
-        recorder: Recorder | None,
-        completed: Collection[str],
-        attempts_so_far: Mapping[str, int],
-    ) -> None:
-        self.plan = plan
-        self.options = options
-        self.run_id = run_id
-        self.recorder = recorder
-        self.broadcaster = Broadcaster()
-        self._agents = dict(agents)
-        self._inline = {n: getattr(a, "run_inline", None) for n, a in agents.items()}
-        done = set(completed)
-        dependents, rpl, order = link(plan.tasks, done)
-        jobs = options.jobs or os.cpu_count() or 1
-        self.pools: dict[str, Pool] = {}
-        for name in dict.fromkeys(t.pool_name for t in plan.tasks):
-            self.pools[name] = Pool(name, options.pool_sizes.get(name, jobs))
-        self.resources = Resources(*self._capacities(plan, options))
-        pools = self.pools
-        recs = [TaskRec(i, t, rpl[i], pools[t.pool or t.agent]) for i, t in enumerate(plan.tasks)]
-        self.recs = recs
-        self._by_id: dict[str, TaskRec] = {r.task.id: r for r in recs}
-        for n, i in enumerate(order):
-            recs[i].topo = n
-        by_id = self._by_id
-        for rec, deps_of in zip(recs, dependents, strict=True):
-            rec.dependents = [recs[j] for j in deps_of]
-            if rec.task.deps:
-                rec.deps = [by_id[d] for d in rec.task.deps]
-                rec.waiting = len(rec.deps)
-        for tid in done:
-            rec = by_id[tid]
-            rec.state = TaskState.SUCCEEDED
-            for d in rec.dependents:
-                d.waiting -= 1
-        for tid, n in attempts_so_far.items():
-            if tid in by_id:
-                by_id[tid].attempt = n
-        self._open = sum(1 for r in self.recs if not r.state.is_terminal)
-        self._live = 0  # attempt and backoff tasks in flight
-        self._batch: list[Event] = []
-        self._readied: list[TaskRec] = []
-        self._logs: dict[AttemptLog, tuple[str, int]] = {}
-        self._wake = anyio.Event()
-        self._start_evt = anyio.Event()
-        self._tg: anyio.abc.TaskGroup | None = None
-        self.status = RunStatus.PENDING
-        self._user_paused = False
-        self._memory_low = ""
-        self._admission: tuple[bool, str] = (False, "")
-        self._stopping = False  # no new attempts: CancelRun, fail-fast or interrupt
-        self._cancelled = False
-        self._close = False
-        self._pools_due = False
-        self._started_ts: float | None = None
-        self._finished_ts: float | None = None
-        self._ran = False
-        self._record_error: Exception | None = None
-        self._base_env = dict(os.environ)
-        self._base_dir = plan.base_dir.resolve()
-        self.dropped_lines = 0
-
-    @staticmethod
-    def _capacities(plan: Plan, options: RunOptions) -> tuple[float, int, int]:
-        cpus = options.cpus
-        if cpus is None:
-            cpus = float(options.jobs or os.cpu_count() or 1)
-        gpus = options.gpus
-        if gpus is None:
-            gpus = 0
-            if any(t.gpus for t in plan.tasks):
-                from core.gpu import gpu_count
-
-                gpus = gpu_count()
-        memory = options.memory_mb
-        if memory is None:
-            import psutil
-
-            memory = int(psutil.virtual_memory().total // _MIB)
-        return cpus, gpus, memory
-
-    # ------------------------------------------------------------ protocol
 
     def client(self) -> RunClient:
         """The in-process run protocol client."""
         return InProcessClient(self)
-
-    def snapshot(self) -> RunSnapshot:
-        """The whole state of the run now."""
-        tasks = tuple(
-            TaskInfo(
-                r.task.id, r.task.label, r.task.agent, r.task.pool_name, r.task.deps,
-                r.task.tags, r.task.command, r.state, r.attempt, r.started_ts,
-                r.finished_ts, r.exit_code, r.reason, r.pid, dict(r.progress), r.fraction,
-            )
-            for r in self.recs
-        )
-        pools = tuple(PoolInfo(p.name, p.size, p.busy, p.queued, p.finished)
-                      for p in self.pools.values())
-        paused, reason = self._admission
-        return RunSnapshot(
-            self.run_id, str(self.plan.path or ""), self.status, tasks, pools,
-            self._started_ts, self._finished_ts, paused, reason, self.dropped_lines,
-        )
 
     async def control(self, command: Control) -> None:
         """Apply one control (see :mod:`core.controls`).
@@ -347,8 +154,6 @@ class Run:
 
         apply_control(self, command)
         self._poke()
-
-    # ------------------------------------------------------------ running
 
     async def run(self) -> RunSummary:
         """Run to the end and return the summary.
@@ -414,12 +219,6 @@ class Run:
                 continue
             await self._wake.wait()
             self._wake = anyio.Event()
-
-    def _poke(self) -> None:
-        self._wake.set()
-
-    def _admitting(self) -> bool:
-        return not (self._stopping or self._user_paused or self._memory_low)
 
     def _dispatch(self) -> bool:
         """Start what fits; True when the inline budget ran out (more to do)."""
@@ -587,62 +386,10 @@ class Run:
             self.dropped_lines += dropped
             self._batch.append(OutputDropped(key[0], key[1], dropped))
 
-    # ------------------------------------------------------- transitions
-
-    def make_ready(self, rec: TaskRec) -> None:
-        """PENDING/RETRYING -> READY, queued in its pool.
-
-        The READY event is deferred to the flush and left out when the task
-        already started in the same turn: a third fewer events in a fast run,
-        and subscribers coalesce it away anyway.
-        """
-        rec.state = _READY
-        self._readied.append(rec)
-        rec.pool.push(rec)
-
-    def end_attempt(self, rec: TaskRec, outcome: Outcome, now: float | None = None,
-                    cancelled: bool = False) -> None:
-        """Record how an attempt ended and move the task and its downstream on."""
-        now = now or time.time()
-        task = rec.task
-        rec.finished_ts = now
-        rec.duration_s = now - rec.started_ts if rec.started_ts is not None else None
-        rec.exit_code = outcome.exit_code
-        rec.reason = outcome.reason
-        rec.pid = None
-        metrics = outcome.metrics or _NO_METRICS
-        if outcome.metrics:
-            rec.metrics = dict(outcome.metrics)
-        if outcome.ok:
-            rec.state = TaskState.SUCCEEDED
-            self._open -= 1
-            self._batch.append(TaskChanged(task.id, TaskState.SUCCEEDED, rec.attempt, now,
-                                           outcome.exit_code, "", None, (), metrics))
-            for d in rec.dependents:
-                if d.state is _PENDING:
-                    d.waiting -= 1
-                    if d.waiting == 0:
-                        self.make_ready(d)
-            return
-        if not cancelled and not self._stopping and rec.attempts_in_run <= task.retries:
-            rec.state = _RETRYING
-            self._batch.append(TaskChanged(task.id, _RETRYING, rec.attempt, now,
-                                           outcome.exit_code, outcome.reason, None, (), metrics))
-            delay = task.retry_backoff_s * 2 ** (rec.attempts_in_run - 1)
-            delay = min(MAX_BACKOFF_S, delay * random.uniform(0.8, 1.2))
-            self._live += 1
-            assert self._tg is not None
-            self._tg.start_soon(self._backoff, rec, delay)
-            return
-        state = TaskState.CANCELLED if cancelled else TaskState.FAILED
-        rec.state = state
-        self._open -= 1
-        self._batch.append(TaskChanged(task.id, state, rec.attempt, now, outcome.exit_code,
-                                       outcome.reason, None, (), metrics))
-        if state is TaskState.FAILED and self.options.fail_fast and not self._stopping:
-            self.stop(f"cancelled: --fail-fast after {task.id} failed")
-        else:
-            self.skip_downstream(rec, f"upstream {task.id} {state.value}")
+    def _schedule_retry(self, rec: TaskRec, delay: float) -> None:
+        self._live += 1
+        assert self._tg is not None
+        self._tg.start_soon(self._backoff, rec, delay)
 
     async def _backoff(self, rec: TaskRec, delay: float) -> None:
         try:
@@ -656,50 +403,6 @@ class Run:
         if rec.state is _RETRYING and not self._stopping:
             self.make_ready(rec)
         self._poke()
-
-    def end_now(self, rec: TaskRec, state: TaskState, reason: str, upstream: bool = False) -> None:
-        """End a task that is not running (PENDING, READY or RETRYING) right away."""
-        if rec.state is _READY:
-            rec.pool.forget(rec)
-        elif rec.state is _RETRYING and rec.scope is not None:
-            rec.scope.cancel()
-        rec.state = state
-        rec.reason = reason
-        rec.upstream_skip = upstream
-        rec.finished_ts = time.time()
-        self._open -= 1
-        self._batch.append(TaskChanged(rec.task.id, state, rec.attempt, rec.finished_ts,
-                                       rec.exit_code, reason))
-
-    def skip_downstream(self, rec: TaskRec, reason: str) -> None:
-        """Skip every not-yet-run task downstream of ``rec``."""
-        stack = list(rec.dependents)
-        while stack:
-            d = stack.pop()
-            if d.state is _PENDING:
-                self.end_now(d, TaskState.SKIPPED, reason, upstream=True)
-                stack.extend(d.dependents)
-
-    def stop(self, reason: str) -> None:
-        """Stop dispatching, end waiting tasks as cancelled, cancel running ones."""
-        self._stopping = True
-        for rec in self.recs:
-            state = rec.state
-            if state is _RUNNING:
-                if not rec.cancel_reason:
-                    rec.cancel_reason = reason
-                if rec.scope is not None:
-                    rec.scope.cancel()
-            elif not state.is_terminal:
-                self.end_now(rec, TaskState.CANCELLED, reason)
-        self._update_admission()
-        self._poke()
-
-    def task_rec(self, task_id: str) -> TaskRec | None:
-        """The record of a task, or None."""
-        return self._by_id.get(task_id)
-
-    # --------------------------------------------------- ticks and flush
 
     async def _tick(self) -> None:
         while True:
@@ -719,70 +422,6 @@ class Run:
             self._memory_low = low
             self._update_admission()
             self._poke()
-
-    def _update_admission(self) -> None:
-        if self._stopping:
-            state = (True, "run stopping")
-        elif self._user_paused:
-            state = (True, "paused by user")
-        elif self._memory_low:
-            state = (True, self._memory_low)
-        else:
-            state = (False, "")
-        if state != self._admission:
-            self._admission = state
-            if self._started_ts is not None:
-                self._batch.append(AdmissionChanged(state[0], state[1], time.time()))
-
-    def set_user_paused(self, paused: bool) -> None:
-        """Pause or resume dispatch for the user (the Pause/Resume controls)."""
-        self._user_paused = paused
-        if self.status in (RunStatus.RUNNING, RunStatus.PAUSED):
-            self.status = RunStatus.PAUSED if paused else RunStatus.RUNNING
-        self._update_admission()
-
-    def request_start(self) -> None:
-        """Let a ``wait_for_start`` run begin."""
-        self._start_evt.set()
-
-    def request_close(self) -> None:
-        """End a ``stay_open`` run whose tasks have all ended."""
-        self._close = True
-
-    def mark_cancelled(self) -> None:
-        """Note that the run as a whole was cancelled (status CANCELLED at the end)."""
-        self._cancelled = True
-        self._close = True
-        if not self.status.is_finished:
-            self.status = RunStatus.CANCELLING
-        self._start_evt.set()
-
-    @property
-    def stopping(self) -> bool:
-        """True once no new attempt may start (CancelRun, fail-fast, interrupt)."""
-        return self._stopping
-
-    def reopen(self, rec: TaskRec) -> None:
-        """Count a terminal task as open again (RetryTask)."""
-        self._open += 1
-
-    def emit(self, event: Event) -> None:
-        """Add an event to this turn's batch."""
-        self._batch.append(event)
-
-    @staticmethod
-    def now() -> float:
-        """Event time stamps: Unix seconds."""
-        return time.time()
-
-    @property
-    def open_tasks(self) -> int:
-        """Tasks not yet in a terminal state."""
-        return self._open
-
-    def mark_pools_due(self) -> None:
-        """Send PoolChanged for changed pools at the next flush."""
-        self._pools_due = True
 
     async def _flush(self) -> None:
         if self._readied:
@@ -815,34 +454,3 @@ class Run:
                 self._record_error = exc
                 self.stop(f"journal write failed: {exc}")
         self.broadcaster.publish(batch)
-
-    def _finish(self) -> RunSummary:
-        now = time.time()
-        self._finished_ts = now
-        for rec in self.recs:
-            if not rec.state.is_terminal:
-                if rec.state is _RUNNING:
-                    rec.state = _PENDING  # so end_now does not touch pool queues
-                self.end_now(rec, TaskState.CANCELLED, rec.cancel_reason or "run interrupted")
-        counts = {s.value: 0 for s in TaskState}
-        ok = True
-        for rec in self.recs:
-            counts[rec.state.value] += 1
-            if rec.state is not TaskState.SUCCEEDED and (
-                rec.state is not TaskState.SKIPPED or rec.upstream_skip
-            ):
-                ok = False
-        if self._cancelled:
-            self.status = RunStatus.CANCELLED
-        else:
-            self.status = RunStatus.SUCCEEDED if ok else RunStatus.FAILED
-        started = self._started_ts or now
-        for p in self.pools.values():
-            self._batch.append(PoolChanged(p.name, p.size, p.busy, p.queued, p.finished, now))
-        self._batch.append(RunFinished(self.run_id, self.status, counts, now - started, now))
-        tasks = {
-            r.task.id: TaskResult(r.state, r.attempt, r.exit_code, r.duration_s, r.reason)
-            for r in self.recs
-        }
-        return RunSummary(self.run_id, self.status, counts, now - started, tasks)
-

@@ -22,10 +22,19 @@ def log_of(run: Run, tid: str, attempt: int = 1) -> Path:
 
 
 def survivors(run_id: str) -> list[int]:
-    """Processes still carrying this run's id in their environment."""
+    """Live processes still carrying this run's id, after up to 2 s for SIGKILLs to land."""
+    deadline = time.monotonic() + 2
+    while (found := _with_run_id(run_id)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return found
+
+
+def _with_run_id(run_id: str) -> list[int]:
     found = []
-    for proc in psutil.process_iter(["pid"]):
+    for proc in psutil.process_iter(["pid", "status"]):
         try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
             if proc.environ().get("TEK_RUN_ID") == run_id:
                 found.append(proc.pid)
         except (psutil.Error, OSError):
@@ -34,14 +43,27 @@ def survivors(run_id: str) -> list[int]:
 
 
 def group_gone(pgid: int) -> bool:
-    """No live process left in the group (zombies waiting for a reaper are dead)."""
+    """No live process left in the group (zombies waiting for a reaper are dead).
+
+    SIGKILL is delivered asynchronously: a killed member may take a moment
+    to finish exiting, so this waits up to 2 s for the group to empty.
+    """
+    deadline = time.monotonic() + 2
+    while _group_alive(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
     for proc in psutil.process_iter(["pid", "status"]):
         try:
             if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
-                return False
+                return True
         except (ProcessLookupError, psutil.Error):
             continue
-    return True
+    return False
 
 
 def pids(events: EventLog, tid: str) -> list[int]:
