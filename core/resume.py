@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -36,11 +37,12 @@ if TYPE_CHECKING:
 #: Task fields a row hash covers: all but ``line``.
 _HASHED: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Task) if f.name != "line")
 _DEPS = _HASHED.index("deps")
+_FIELDS = operator.attrgetter(*_HASHED)
 
 
 def row_hash(task: Task) -> str:
     """A short stable hash of everything a task's row says (not its line)."""
-    values: list[object] = [getattr(task, name) for name in _HASHED]
+    values = list(_FIELDS(task))
     values[_DEPS] = tuple(sorted(task.deps))
     # repr of str, int, float and tuples is stable across CPython versions.
     return hashlib.blake2b(repr(values).encode(), digest_size=12).hexdigest()

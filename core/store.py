@@ -76,14 +76,14 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
 
-def plan_hash(plan: Plan) -> str:
+def plan_hash(plan: Plan, row_hashes: list[str] | None = None) -> str:
     """sha256 of the plan file's bytes, or of its rows for a plan built in code."""
     h = hashlib.sha256()
     if plan.path is not None and plan.path.is_file():
         h.update(plan.path.read_bytes())
     else:
-        for task in plan.tasks:
-            h.update(row_hash(task).encode())
+        for rh in row_hashes if row_hashes is not None else map(row_hash, plan.tasks):
+            h.update(rh.encode())
     return h.hexdigest()
 
 
@@ -195,6 +195,7 @@ class Store:
     def begin_run(self, run_id: str, plan: Plan, options: Mapping[str, Any] | None = None) -> None:
         """Record a new run and its tasks (all ``pending``) before it starts."""
         now = time.time()
+        rows, phash = _task_rows(run_id, plan)  # hashing happens before the write lock
         with self.write() as conn:
             if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
                 raise StoreError(f"{self.path}: run {run_id!r} is already in the journal")
@@ -204,7 +205,7 @@ class Store:
                 (
                     run_id,
                     _plan_path(plan),
-                    plan_hash(plan),
+                    phash,
                     json.dumps(dict(options or {}), default=str),
                     len(plan),
                     now,
@@ -215,7 +216,7 @@ class Store:
             conn.executemany(
                 "INSERT INTO tasks (run_id, task_id, idx, row_hash, state, cpus, memory_mb)"
                 " VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-                [(run_id, t.id, i, row_hash(t), t.cpus, t.memory_mb) for i, t in enumerate(plan.tasks)],
+                rows,
             )
 
     def reopen_run(
@@ -231,6 +232,7 @@ class Store:
             How many open attempts were closed as interrupted.
         """
         now = time.time()
+        rows, phash = _task_rows(run_id, plan)
         with self.write() as conn:
             self._apply_pending(conn, "WHERE run_id = ?", (run_id,))
             closed = conn.execute(
@@ -249,7 +251,7 @@ class Store:
                 " VALUES (?, ?, ?, ?, 'pending', ?, ?)"
                 " ON CONFLICT (run_id, task_id) DO UPDATE SET idx = excluded.idx,"
                 " row_hash = excluded.row_hash, cpus = excluded.cpus, memory_mb = excluded.memory_mb",
-                [(run_id, t.id, i, row_hash(t), t.cpus, t.memory_mb) for i, t in enumerate(plan.tasks)],
+                rows,
             )
             conn.executemany(
                 "UPDATE tasks SET state = 'pending', exit_code = NULL, reason = ''"
@@ -264,7 +266,7 @@ class Store:
                     os.getpid(),
                     socket.gethostname(),
                     _plan_path(plan),
-                    plan_hash(plan),
+                    phash,
                     len(plan),
                     json.dumps(dict(options or {}), default=str),
                     run_id,
@@ -380,6 +382,16 @@ def open_store(path: Path | str | None = None, *, create: bool = True, sync: str
     """
     p = Path(path).expanduser() if path is not None else default_store_path()
     return Store(connect(p, create=create, sync=sync), p)
+
+
+def _task_rows(run_id: str, plan: Plan) -> tuple[list[tuple[Any, ...]], str]:
+    """Rows of ``tasks`` for a plan (all pending) and the plan's hash."""
+    hashes = [row_hash(t) for t in plan.tasks]
+    rows = [
+        (run_id, t.id, i, h, t.cpus, t.memory_mb)
+        for i, (t, h) in enumerate(zip(plan.tasks, hashes, strict=True))
+    ]
+    return rows, plan_hash(plan, hashes)
 
 
 def _plan_path(plan: Plan) -> str:

@@ -19,7 +19,7 @@ import hashlib
 import json
 import marshal
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeAlias
 
 from core.errors import StoreError
@@ -48,14 +48,10 @@ _CLOSE_SQL = (
     "UPDATE attempts SET state = ?, ended_ts = ?, exit_code = ?, reason = ?, metrics = ?"
     " WHERE task_id = ? AND run_id = ? AND ended_ts IS NULL"
 )
-# cpus and memory_mb come from the task's row: what the plan asked for and
-# the engine granted (the engine clamps cpus to the capacity; events do not say).
 _INSERT_SQL = (
     "INSERT INTO attempts (run_id, task_id, attempt, state, started_ts, ended_ts, exit_code,"
     " reason, log_path, pid, gpus, metrics, cpus, memory_mb)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
-    " (SELECT cpus FROM tasks WHERE run_id = ?1 AND task_id = ?2),"
-    " (SELECT memory_mb FROM tasks WHERE run_id = ?1 AND task_id = ?2))"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (run_id, task_id, attempt) DO UPDATE SET state = excluded.state,"
     " ended_ts = excluded.ended_ts, exit_code = excluded.exit_code, reason = excluded.reason,"
     " pid = coalesce(excluded.pid, pid), gpus = excluded.gpus, metrics = excluded.metrics"
@@ -159,6 +155,28 @@ def apply_batch(conn: sqlite3.Connection, run_id: str, log_dir: str, raw: Sequen
     if closes:
         conn.executemany(_CLOSE_SQL, closes)
     if opened:
-        conn.executemany(_INSERT_SQL, opened.values())
+        res = _resources(conn, run_id, {k[0] for k in opened} if len(opened) < 64 else None)
+        none = (None, None)
+        conn.executemany(_INSERT_SQL, [(*row, *res.get(row[1], none)) for row in opened.values()])
     if task_rows:
         conn.executemany(_TASK_SQL, task_rows.values())
+
+
+def _resources(
+    conn: sqlite3.Connection, run_id: str, tasks: Iterable[str] | None
+) -> dict[str, tuple[float | None, int | None]]:
+    """cpus and memory_mb of tasks (all of the run's when ``tasks`` is None).
+
+    They come from the task rows: what the plan asked for and the attempt was
+    given (``TaskChanged`` does not repeat them).
+    """
+    if tasks is None:
+        rows = conn.execute("SELECT task_id, cpus, memory_mb FROM tasks WHERE run_id = ?", (run_id,))
+    else:
+        ids = list(tasks)
+        rows = conn.execute(
+            "SELECT task_id, cpus, memory_mb FROM tasks WHERE run_id = ?"
+            f" AND task_id IN ({','.join('?' * len(ids))})",
+            (run_id, *ids),
+        )
+    return {tid: (cpus, mem) for tid, cpus, mem in rows}
