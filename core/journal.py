@@ -20,7 +20,10 @@ milliseconds.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -111,6 +114,7 @@ class RunJournal:
         attempts_so_far: attempt numbering to continue from.
         decision: for a resume, what reruns and why; None for a new run.
         interrupted: attempts the crash left open, now closed as interrupted.
+        stopped: of those, how many still had processes running (stopped).
     """
 
     store: Store
@@ -120,6 +124,7 @@ class RunJournal:
     attempts_so_far: Mapping[str, int] = field(default_factory=dict)
     decision: ResumeDecision | None = None
     interrupted: int = 0
+    stopped: int = 0
 
     def close(self) -> None:
         """After the run: apply its queued batches, then close the journal."""
@@ -165,12 +170,52 @@ def create_journal(
         return RunJournal(store, rid, JournalRecorder(store, rid))
     plan_path = str(plan.path.resolve()) if plan.path is not None and resume == "last" else None
     rid = store.resolve_run(resume, plan_path=plan_path)
-    run, tasks, _ = store.read_run(rid)
+    run, tasks, attempts = store.read_run(rid)
     if run.is_live:
         raise StoreError(f"run {rid} is still running (pid {run.pid}); stop it before resuming")
     decision = decide_resume(plan, tasks, from_tasks)
+    left_open = {(a.task_id, a.attempt) for a in attempts if a.ended_ts is None}
+    stopped = stop_orphans(rid, left_open) if left_open and run.host == socket.gethostname() else 0
     closed = store.reopen_run(rid, plan, decision.rerun, options)
     return RunJournal(
         store, rid, JournalRecorder(store, rid), decision.completed,
-        decision.attempts_so_far, decision, closed,
+        decision.attempts_so_far, decision, closed, stopped,
     )  # fmt: skip
+
+
+def stop_orphans(run_id: str, attempts: set[tuple[str, int]], grace_s: float = 5.0) -> int:
+    """Stop task processes that outlived a crashed run, before it is resumed.
+
+    When tek is killed, its tasks' process groups live on (they are their own
+    sessions). Left alone they would race their own rerun. A process is
+    stopped only if its environment names this run and one of the attempts
+    the journal holds open (``TEK_RUN_ID``, ``TEK_TASK_ID``, ``TEK_ATTEMPT``),
+    so a recycled pid is never touched. Its whole group gets SIGTERM, then
+    SIGKILL after ``grace_s``.
+
+    Returns:
+        How many of those attempts still had processes.
+    """
+    import psutil
+
+    wanted = {(tid, str(n)) for tid, n in attempts}
+    found: dict[int, list[psutil.Process]] = {}
+    hit: set[tuple[str, str]] = set()
+    for proc in psutil.process_iter():
+        try:
+            env = proc.environ()
+            key = (env.get("TEK_TASK_ID", ""), env.get("TEK_ATTEMPT", ""))
+            if env.get("TEK_RUN_ID") == run_id and key in wanted:
+                found.setdefault(os.getpgid(proc.pid), []).append(proc)
+                hit.add(key)
+        except (psutil.Error, OSError):
+            continue  # gone, or not ours to read
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pgid in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, sig)
+        procs = [p for group in found.values() for p in group]
+        _, alive = psutil.wait_procs(procs, timeout=grace_s if sig == signal.SIGTERM else 5)
+        if not alive:
+            break
+    return len(hit)

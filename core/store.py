@@ -72,8 +72,8 @@ if TYPE_CHECKING:
     from core.plan import Plan
 
 def new_run_id() -> str:
-    """A fresh run id: sortable by time, unique (``20261124-123015-3fa2``)."""
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+    """A fresh run id: UTC time plus 4 random hex digits (``20261124-123015-3fa2``), like the engine's."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
 
 
 def plan_hash(plan: Plan, row_hashes: list[str] | None = None) -> str:

@@ -147,3 +147,53 @@ def test_sigkill_then_resume_loses_nothing_and_reruns_nothing_done(
     assert {a.task_id for a in attempts if a.state == "succeeded"} == {f"t{i}" for i in range(TASKS)}
     assert sum(a.state == "succeeded" for a in attempts) == TASKS
     assert os.path.isfile(by["t0", 1].log_path)
+
+
+def _procs_of(run_id: str) -> list[psutil.Process]:
+    out = []
+    for p in psutil.process_iter():
+        try:
+            if p.environ().get("TEK_RUN_ID") == run_id:
+                out.append(p)
+        except (psutil.Error, OSError):
+            continue
+    return out
+
+
+def test_resume_stops_tasks_that_outlived_the_crash(tmp_path: Path, tek_home: Path) -> None:
+    """An orphaned attempt would race its own rerun: resume stops its process group first."""
+    done = tmp_path / "done.txt"
+    slow = f'if [ "$TEK_ATTEMPT" = 1 ]; then sleep 60; fi; echo $TEK_TASK_ID >> {done}'
+    plan = tmp_path / "plan.csv"
+    quoted = slow.replace('"', '""')  # RFC 4180
+    plan.write_text(f'id,command,deps\nslow,"{quoted}",\nafter,echo $TEK_TASK_ID >> {done},slow\n')
+    proc = _start([str(plan)], tmp_path)
+    db = tek_home / "tek.db"
+    deadline = time.monotonic() + 30
+    while True:  # until the journal holds the running attempt's pid
+        assert time.monotonic() < deadline and proc.poll() is None
+        if db.exists():
+            with open_store(db, create=False) as store:
+                runs = store.list_runs()
+                atts = store.attempts(runs[0].id, "slow") if runs else []
+            if atts and atts[0].pid:
+                break
+        time.sleep(0.02)
+    run_id = runs[0].id
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert _procs_of(run_id), "the orphaned attempt should still be running"
+
+    t0 = time.monotonic()
+    final = subprocess.run(
+        [*TEK, "run", "--resume", "last", "--plain"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert final.returncode == 0, final.stderr
+    assert time.monotonic() - t0 < 30
+    assert "1 interrupted attempt(s) closed (1 still running: stopped)" in final.stderr
+    assert _lines(done) == ["slow", "after"]
+    assert not _procs_of(run_id)
+    with open_store(db, create=False) as store:
+        states = [(a.attempt, a.state) for a in store.attempts(run_id, "slow")]
+    assert states == [(1, "interrupted"), (2, "succeeded")]

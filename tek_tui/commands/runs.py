@@ -392,7 +392,7 @@ def run_journaled(plan: Any, options: Any, args: argparse.Namespace) -> int:
             print(
                 f"tek: resuming run {journal.run_id}: {len(d.rerun)} to run, "
                 f"{len(d.completed)} already succeeded, {journal.interrupted} interrupted "
-                "attempt(s) closed",
+                f"attempt(s) closed ({journal.stopped} still running: stopped)",
                 file=sys.stderr,
             )
         return execute(
