@@ -191,3 +191,95 @@ def test_logs_follow_stops_when_the_writer_died(tmp_path: Path, capsys: pytest.C
     assert (done.returncode, done.stdout, done.stderr) == (0, "partial\n", "")
     assert main(["runs", "--store", str(db)]) == 0
     assert "interrupted" in capsys.readouterr().out
+
+
+# ------------------------------------------------------- tek run + journal
+
+
+def _shell_plan(folder: Path, b_command: str = "echo b >> out.txt") -> Path:
+    plan = folder / "plan.csv"
+    plan.write_text(
+        "id,command,deps\n"
+        "a,echo a >> out.txt,\n"
+        f"b,{b_command},a\n"
+        "c,echo c >> out.txt,b\n"
+        "d,echo d >> out.txt,\n"
+    )
+    return plan
+
+
+def _attempts_by_task(tek_home: Path) -> dict[str, int]:
+    with open_store(tek_home / "tek.db", create=False) as store:
+        _, tasks, _ = store.read_run(store.resolve_run("last"))
+    return {t.task_id: t.attempts for t in tasks}
+
+
+def test_tek_run_journals_and_resume_reruns_changed_rows_and_downstream(
+    tmp_path: Path, tek_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = _shell_plan(tmp_path)
+    assert main(["run", str(plan), "--plain"]) == 0
+    assert _attempts_by_task(tek_home) == {"a": 1, "b": 1, "c": 1, "d": 1}
+    capsys.readouterr()
+
+    _shell_plan(tmp_path, "echo B >> out.txt")  # b's row changed
+    assert main(["run", str(plan), "--resume", "--plain"]) == 0
+    assert "2 to run, 2 already succeeded" in capsys.readouterr().err
+    assert (tmp_path / "out.txt").read_text().split()[4:] == ["B", "c"]
+    assert _attempts_by_task(tek_home) == {"a": 1, "b": 2, "c": 2, "d": 1}
+
+    assert main(["run", str(plan), "--from", "c", "--plain"]) == 0  # --from implies --resume last
+    assert (tmp_path / "out.txt").read_text().split()[6:] == ["c"]
+    assert _attempts_by_task(tek_home) == {"a": 1, "b": 2, "c": 3, "d": 1}
+    capsys.readouterr()
+    assert main(["runs", "--json"]) == 0
+    (run,) = json.loads(capsys.readouterr().out)
+    assert (run["status"], run["resumes"], run["counts"]) == ("succeeded", 2, {"succeeded": 4})
+    assert run["options"]["fail_fast"] is False
+
+
+def test_tek_run_no_journal_records_nothing(tmp_path: Path, tek_home: Path) -> None:
+    assert main(["run", str(_shell_plan(tmp_path)), "--no-journal", "--plain"]) == 0
+    assert not (tek_home / "tek.db").exists()
+
+
+def test_tek_run_store_flag(tmp_path: Path, tek_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "elsewhere.db"
+    assert main(["run", str(_shell_plan(tmp_path)), "--store", str(db), "--plain"]) == 0
+    assert db.exists() and not (tek_home / "tek.db").exists()
+    capsys.readouterr()
+    assert main(["show", "last", "--store", str(db), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["counts"] == {"succeeded": 4}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "{plan}", "--resume", "--no-journal"], "need the journal"),
+        (["run", "--plain"], "PLAN is required"),
+        (["run", "--resume", "last"], "nothing to resume"),
+        (["run", "{plan}", "--resume"], "no run of "),
+        (["run", "{plan}", "--resume", "nope"], "no run 'nope'"),
+        (["run", "{plan}", "--store", "{bad}"], "not an SQLite database"),
+    ],
+)
+def test_tek_run_journal_errors_are_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    plan = _shell_plan(tmp_path)
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"\x00garbage" * 100)
+    before = bad.read_bytes()
+    args = [a.format(plan=plan, bad=bad) for a in argv]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("tek: ") and message in err
+    assert bad.read_bytes() == before and not (tmp_path / "out.txt").exists()
+
+
+def test_tek_run_from_unknown_task(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = _shell_plan(tmp_path)
+    assert main(["run", str(plan), "--plain"]) == 0
+    capsys.readouterr()
+    assert main(["run", str(plan), "--from", "zz"]) == 2
+    assert "--from: no task 'zz'" in capsys.readouterr().err
