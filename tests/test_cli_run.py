@@ -154,3 +154,15 @@ async def test_second_interrupt_kills_at_once(tmp_path: Path) -> None:
             code = await proc.wait()
     assert code == 130
     assert survivors(home) == []
+
+
+def test_config_gives_defaults_and_flags_win(tmp_path: Path) -> None:
+    config = Path(os.environ["TEK_HOME"]) / "config.toml"
+    p = write_plan(tmp_path / "c.csv", ["a,shell,sleep 0.3,,,", "b,shell,sleep 0.3,,,"])
+    config.write_text('theme = "x"\nrun_jobs = 1\n')
+    data = json.loads(tek("run", "--json", str(p)).stdout)
+    assert data["wall_s"] >= 0.55  # one at a time
+    config.write_text("run_jobs = 0\n")
+    r = tek("run", str(p))
+    assert r.returncode == 2 and f"{config}: run_jobs = 0: must be at least 1" in r.stderr
+    assert tek("run", "-j", "2", str(p)).returncode == 0  # the flag wins over a bad config

@@ -5,7 +5,9 @@ Flow (one function per step, so the journal options can hook in):
 (:func:`options_from_args`), then :func:`execute` runs it with an optional
 recorder, run id and resume state, shows progress (rich live view on a TTY,
 plain timestamped lines otherwise, nothing but the summary with ``--json``)
-and turns the summary into the exit code.
+and turns the summary into the exit code. Flags not given default to
+``run_*`` keys of the user's config file (``run_jobs = 8``), then to the
+engine's defaults.
 
 Signals: the first SIGINT, SIGTERM or SIGHUP stops dispatching and cancels
 the run (running tasks get SIGTERM, then SIGKILL after ``--grace``), their
@@ -49,9 +51,9 @@ def register(sub: Any) -> None:
     p.add_argument("--cpus", metavar="N", help="CPU capacity (default: -j, else the machine's)")
     p.add_argument("--gpus", metavar="N", help="GPU capacity (default: NVML's count)")
     p.add_argument("--memory-mb", metavar="MIB", help="memory capacity (default: total memory)")
-    p.add_argument("--memory-floor-mb", metavar="MIB", default="256",
+    p.add_argument("--memory-floor-mb", metavar="MIB",
                    help="pause admission while available memory is below this (default 256)")
-    p.add_argument("--grace", metavar="SECONDS", default="5",
+    p.add_argument("--grace", metavar="SECONDS",
                    help="SIGTERM to SIGKILL grace for stopped tasks (default 5)")
     p.add_argument("--fail-fast", action="store_true",
                    help="cancel everything after the first failure (default: keep going)")
@@ -97,24 +99,67 @@ def parse_pool_sizes(specs: list[str]) -> dict[str, int]:
     return sizes
 
 
+#: Config keys (flat, in ``config.toml``) giving defaults for flags not given.
+CONFIG_KEYS = {
+    "jobs": "run_jobs", "cpus": "run_cpus", "gpus": "run_gpus", "memory_mb": "run_memory_mb",
+    "memory_floor_mb": "run_memory_floor_mb", "grace": "run_grace_s",
+}  # fmt: skip
+
+
 def options_from_args(args: argparse.Namespace) -> RunOptions:
     """The engine options the flags ask for (every value checked).
 
+    A flag not given takes its value from the user's config file
+    (``run_jobs = 8``, ``run_cpus``, ``run_gpus``, ``run_memory_mb``,
+    ``run_memory_floor_mb``, ``run_grace_s``), else the engine's default.
+
     Raises:
-        TekError: a flag has a bad value.
+        TekError: a flag or config value is bad.
     """
     from core.engine import RunOptions
 
+    config = _run_config()
+
+    def pick(flag: str, attr: str, kind: type, minimum: float) -> Any:
+        text = getattr(args, attr)
+        if text is not None:
+            return _number(flag, text, kind, minimum)
+        key = CONFIG_KEYS[attr]
+        if key in config:
+            from core.paths import config_path
+
+            return _number(f"{config_path()}: {key} =", str(config[key]), kind, minimum)
+        return None
+
+    defaults = RunOptions()
+    floor = pick("--memory-floor-mb", "memory_floor_mb", int, 0)
+    grace = pick("--grace", "grace", float, 0)
     return RunOptions(
-        jobs=_number("-j", args.jobs, int, 1),
+        jobs=pick("-j", "jobs", int, 1),
         pool_sizes=parse_pool_sizes(args.pool),
-        cpus=_number("--cpus", args.cpus, float, 0.001),
-        gpus=_number("--gpus", args.gpus, int, 0),
-        memory_mb=_number("--memory-mb", args.memory_mb, int, 0),
-        memory_floor_mb=_number("--memory-floor-mb", args.memory_floor_mb, int, 0),
-        grace_s=_number("--grace", args.grace, float, 0),
+        cpus=pick("--cpus", "cpus", float, 0.001),
+        gpus=pick("--gpus", "gpus", int, 0),
+        memory_mb=pick("--memory-mb", "memory_mb", int, 0),
+        memory_floor_mb=defaults.memory_floor_mb if floor is None else floor,
+        grace_s=defaults.grace_s if grace is None else grace,
         fail_fast=args.fail_fast,
     )
+
+
+def _run_config() -> dict[str, Any]:
+    """The ``run_*`` keys of the user's config (none when it is missing or broken)."""
+    from core.paths import config_path
+
+    path = config_path()
+    if not path.is_file():
+        return {}
+    import tomllib
+
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}  # the console rewrites a broken file; never stop a run for it
+    return {k: v for k, v in data.items() if k in CONFIG_KEYS.values()}
 
 
 def _run(args: argparse.Namespace) -> int:
