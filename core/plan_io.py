@@ -447,6 +447,27 @@ def plan_to_csv(plan: Plan) -> str:
     return buf.getvalue()
 
 
+def validate_plan(plan: Plan) -> list[str]:
+    """Every problem of a plan built or edited in code (empty when it is valid).
+
+    The plan is checked exactly as a file would be: exported, then read back.
+    Lines in the messages are those of the exported file (task ``k`` of
+    ``plan.tasks`` is on line ``k + 2``), named after ``plan.path`` when set.
+
+    Args:
+        plan: the plan.
+
+    Returns:
+        One ``FILE:LINE: column: message (value)`` line per problem.
+    """
+    name = str(plan.path) if plan.path is not None else "<plan>"
+    try:
+        read_plan_text(plan_to_csv(plan), name)
+    except PlanError as exc:
+        return exc.problems
+    return []
+
+
 def write_plan(plan: Plan, path: str | Path) -> None:
     """Write the plan to ``path`` atomically (a reader never sees half a file).
 

@@ -20,6 +20,7 @@ from core.plan_io import (
     read_plan,
     read_plan_bytes,
     read_plan_text,
+    validate_plan,
     write_plan,
 )
 from tests.conftest import REPO
@@ -311,6 +312,17 @@ def test_export_round_trip_keeps_meta_and_empty_fields(tmp_path: Path) -> None:
 def test_export_writes_defaults_as_empty_cells() -> None:
     plan = Plan((Task("a", cpus=1.0, timeout_s=None), Task("b", deps=("a",), cpus=0.5, timeout_s=2.0)))
     assert plan_to_csv(plan) == "id,agent,command,deps,cpus,timeout_s\na,shell,,,,\nb,shell,,a,0.5,2\n"
+
+
+def test_validate_plan_built_in_code() -> None:
+    good = Plan((Task("a", agent="noop"), Task("b", command="make", deps=("a",))))
+    assert validate_plan(good) == []
+    bad = Plan((Task("a", command="x", deps=("b",)), Task("b", command="y", deps=("a",)),
+                Task("c", agent="noop", cpus=-1)))
+    assert validate_plan(bad) == [
+        "<plan>:2: deps: dependency cycle: a (line 2) -> b (line 3) -> a",
+        "<plan>:4: cpus: must not be negative (-1)",
+    ]
 
 
 def test_write_plan_to_a_missing_folder_is_a_plan_error(tmp_path: Path) -> None:
