@@ -88,6 +88,7 @@ class TekApp(App[int]):
         self.clock = clock
         self.sampler = sampler
         self.search_dirs = list(search_dirs) if search_dirs is not None else None
+        self._store: Any = None
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         """tek's ``tek-*`` colours, so every stylesheet can use them in any theme."""
@@ -123,23 +124,39 @@ class TekApp(App[int]):
     @work(exclusive=True, group="plan", description="load plan", exit_on_error=False)
     async def open_plan(self, path: Path) -> None:
         """Read and validate ``path`` off the UI thread, then run it; errors go to the picker."""
+        from core.engine import RunOptions, create_run
         from core.plan_io import read_plan
 
         try:
             plan = await anyio.to_thread.run_sync(read_plan, path)
-            from core.engine import RunOptions, create_run
-
-            options = RunOptions(wait_for_start=True) if self.jobs is None else RunOptions(
-                jobs=self.jobs, wait_for_start=True
-            )
-            run = create_run(plan, options, recorder=_journal())
-        except PlanError as exc:
-            self._show_problems(exc.problems)
-            return
+            options = RunOptions(jobs=self.jobs, wait_for_start=True, stay_open=True)
+            run_id, recorder = self._journal(plan, options)
+            run = create_run(plan, options, run_id=run_id, recorder=recorder)
         except TekError as exc:
-            self._show_problems(str(exc).splitlines())
+            problems = exc.problems if isinstance(exc, PlanError) else str(exc).splitlines()
+            self._show_problems(problems)
             return
         self.show_run(run.client(), run.run, title=path.stem)
+
+    def _journal(self, plan: Any, options: Any) -> tuple[str | None, Any]:
+        """Journal the run when the journal can be opened, else run without one."""
+        try:
+            from core.journal import create_journal
+            from core.store import open_store
+
+            store = open_store()
+            journal = create_journal(
+                plan, store=store, options={"jobs": options.jobs, "console": True}
+            )
+        except (ImportError, TekError) as exc:
+            self.notify(f"running without a journal: {exc}", severity="warning")
+            return None, None
+        self._store = store
+        return journal.run_id, journal.recorder
+
+    def on_unmount(self) -> None:
+        if self._store is not None:
+            self._store.close()
 
     def _show_problems(self, problems: list[str]) -> None:
         screen = self.screen
@@ -196,16 +213,3 @@ class TekApp(App[int]):
             await self.run_action(action, node)
 
         return run
-
-
-def _journal() -> Any:
-    """The journal recorder when ``core.store`` provides one, else None."""
-    try:
-        from core import store
-    except ImportError:
-        return None
-    opener = getattr(store, "open_recorder", None)
-    try:
-        return opener() if callable(opener) else None
-    except TekError:
-        return None

@@ -263,6 +263,7 @@ class MainScreen(Screen[None]):
             plan=self._title or plan,
             status=state.status,
             counts=state.counts,
+            done=state.status is RunStatus.RUNNING and not state.active,
             elapsed=elapsed,
             admission=state.admission_reason if state.admission_paused else "",
             dropped=state.dropped_lines,

@@ -176,5 +176,11 @@ class RunState:
 
     @property
     def active(self) -> bool:
-        """True while the run has started and not finished."""
-        return self.status in (RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.CANCELLING)
+        """True while the run has started, not finished, and has tasks left to end.
+
+        A console run stays open after its last task (for retries); quitting
+        it then needs no confirmation.
+        """
+        if self.status not in (RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.CANCELLING):
+            return False
+        return any(n > 0 for state, n in self.counts.items() if not state.is_terminal)

@@ -23,6 +23,7 @@ class RunBar(Static):
         elapsed: float | None,
         admission: str = "",
         dropped: int = 0,
+        done: bool = False,
     ) -> None:
         """Redraw from the run's figures.
 
@@ -33,12 +34,15 @@ class RunBar(Static):
             elapsed: seconds since start, or None before it.
             admission: why dispatch is paused, or empty.
             dropped: live output lines dropped for this console.
+            done: every task has ended but the run stays open for retries.
         """
         variables = self.app.theme_variables
         text = Text.assemble(("tek ▸ ", "bold"), (plan, "bold"), " · ")
         label = status.value
         if status is RunStatus.PENDING:
             label = "waiting for start (s)"
+        elif done:
+            label = "all tasks ended (r retries, q closes)"
         text.append(label, style="bold reverse" if status is RunStatus.PAUSED else "bold")
         for state in TaskState:
             n = counts.get(state, 0)

@@ -194,3 +194,37 @@ async def ready(pilot):  # type: ignore[no-untyped-def]
     screen = app.screen
     await until(pilot, lambda: not screen.state._dirty.tasks and screen.table.row_count > 0)
     return screen
+
+
+class FakeGpu:
+    """No NVIDIA GPU, as on CI."""
+
+    available = False
+    reason = "no NVIDIA GPU (NVML not found)"
+
+    def sample(self) -> list:  # type: ignore[type-arg]
+        return []
+
+
+class FakeTelemetry:
+    """A deterministic ``core.telemetry.TelemetrySource``: fixed figures, no real PIDs."""
+
+    def __init__(self) -> None:
+        self.gpu = FakeGpu()
+        self.calls = 0
+
+    def sample_system(self):  # type: ignore[no-untyped-def]
+        from core.telemetry import SystemSample
+
+        self.calls += 1
+        return SystemSample(
+            ts=T0 + 65, cpu_percent=(37.5, 81.0, 12.0, 55.0),
+            memory_total=16 * 2**30, memory_available=9 * 2**30, memory_percent=43.8,
+            load_avg=(1.5, 1.2, 0.9),
+        )
+
+    def sample_processes(self, pids):  # type: ignore[no-untyped-def]
+        from core.telemetry import ProcSample
+
+        return {task_id: ProcSample(pid=pid, cpu_percent=98.0, rss=512 * 2**20, processes=3)
+                for task_id, pid in pids.items()}
