@@ -201,7 +201,7 @@ class Store:
                 raise StoreError(f"{self.path}: run {run_id!r} is already in the journal")
             conn.execute(
                 "INSERT INTO runs (id, plan_path, plan_hash, options, task_count, status,"
-                " created_ts, pid, host) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                " created_ts, pid, pid_ts, host) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
                 (
                     run_id,
                     _plan_path(plan),
@@ -210,6 +210,7 @@ class Store:
                     len(plan),
                     now,
                     os.getpid(),
+                    now,
                     socket.gethostname(),
                 ),
             )
@@ -260,10 +261,11 @@ class Store:
             )
             conn.execute(
                 "UPDATE runs SET status = 'pending', ended_ts = NULL, resumes = resumes + 1,"
-                " pid = ?, host = ?, plan_path = ?, plan_hash = ?, task_count = ?,"
+                " pid = ?, pid_ts = ?, host = ?, plan_path = ?, plan_hash = ?, task_count = ?,"
                 " options = ? WHERE id = ?",
                 (
                     os.getpid(),
+                    now,
                     socket.gethostname(),
                     _plan_path(plan),
                     phash,

@@ -38,12 +38,13 @@ class RunRecord:
     resumes: int
     pid: int | None
     host: str
+    pid_ts: float | None = None
     counts: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def is_live(self) -> bool:
         """True while the process that writes this run is still running it."""
-        return self.status in LIVE_STATUSES and process_alive(self.pid, self.host, self.created_ts)
+        return self.status in LIVE_STATUSES and process_alive(self.pid, self.host, self.pid_ts or self.created_ts)
 
     @property
     def effective_status(self) -> str:
@@ -119,7 +120,7 @@ def process_alive(pid: int | None, host: str, since_ts: float) -> bool:
 
 RUN_COLS = (
     "id, plan_path, plan_hash, options, task_count, status, created_ts, started_ts,"
-    " ended_ts, resumes, pid, host"
+    " ended_ts, resumes, pid, host, pid_ts"
 )
 ATTEMPT_COLS = (
     "task_id, attempt, state, started_ts, ended_ts, exit_code, reason, log_path, pid,"
@@ -128,10 +129,10 @@ ATTEMPT_COLS = (
 
 
 def run_from_row(row: tuple[Any, ...], counts: Mapping[str, int]) -> RunRecord:
-    (rid, path, phash, options, count, status, created, started, ended, resumes, pid, host) = row
+    (rid, path, phash, options, count, status, created, started, ended, resumes, pid, host, pid_ts) = row
     return RunRecord(
         rid, path, phash, json.loads(options or "{}"), count, status, created, started, ended,
-        resumes, pid, host or "", dict(counts),
+        resumes, pid, host or "", pid_ts, dict(counts),
     )  # fmt: skip
 
 

@@ -14,7 +14,7 @@ A tek journal is an SQLite file marked with ``PRAGMA application_id``
 
 Version 1 holds runs, tasks and attempts. Version 2 adds what resume and
 ``tek logs --follow`` need beyond that: the writing process (``pid``,
-``host``) so a reader can tell a live run from a crashed one, the resources
+``pid_ts`` when it took the run, ``host``) so a reader can tell a live run from a crashed one, the resources
 given to each task and attempt and the attempt's metrics, an index for "last run of this plan",
 and ``pending``: big batches of task and attempt rows committed as one packed
 row each and applied to ``tasks``/``attempts`` later, in order (see
@@ -84,6 +84,7 @@ CREATE TABLE attempts (
 
 _V2 = """
 ALTER TABLE runs ADD COLUMN pid INTEGER;
+ALTER TABLE runs ADD COLUMN pid_ts REAL;
 ALTER TABLE runs ADD COLUMN host TEXT NOT NULL DEFAULT '';
 ALTER TABLE attempts ADD COLUMN pid INTEGER;
 ALTER TABLE attempts ADD COLUMN cpus REAL;

@@ -118,7 +118,8 @@ def _crashed_run(store: Store) -> tuple[str, Plan]:
     j.recorder.record_sync(
         flat(started(j.run_id, 5), ran("a"), ran("b"), ran("e", ok=False), TaskChanged("c", TaskState.RUNNING, 1, 200.0))
     )
-    store._conn.execute("UPDATE runs SET pid = 2147483000")  # the writer is gone
+    # the writer is gone, and the run began long before this process did
+    store._conn.execute("UPDATE runs SET pid = 2147483000, created_ts = 1000, pid_ts = 1000")
     return j.run_id, plan
 
 
@@ -130,7 +131,7 @@ def test_create_journal_resumes_a_crashed_run(tmp_path: Path) -> None:
         assert j.completed == {"a", "b"} and j.decision is not None and j.decision.rerun == {"c", "d", "e"}
         assert j.attempts_so_far == {"a": 1, "b": 1, "c": 1, "e": 1}
         run, tasks, attempts = store.read_run(run_id)
-        assert run.resumes == 1 and run.is_live  # this process owns it now
+        assert run.resumes == 1 and run.is_live  # this (younger) process owns it now
         assert {a.task_id: a.state for a in attempts}["c"] == "interrupted"
         assert all(a.ended_ts is not None for a in attempts)
         assert {t.task_id: t.state for t in tasks} == {
