@@ -136,8 +136,8 @@ async def test_bad_data_is_one_clear_reason(agent: MlAgent, tmp_path: Path) -> N
 
 
 async def test_infer_writes_csv_with_the_label_type(agent: MlAgent, tmp_path: Path) -> None:
-    await run_op(agent, "train model=mlp data=blobs classes=3 n=300 epochs=5 seed=1 save=b", tmp_path)
-    outcome, _ = await run_op(agent, "infer model=b data=blobs classes=3 n=50 data_seed=0 out=p.csv", tmp_path)
+    await run_op(agent, "train model=mlp data=blobs classes=3 dims=2 n=300 epochs=5 seed=1 save=b", tmp_path)
+    outcome, _ = await run_op(agent, "infer model=b data=blobs classes=3 dims=2 n=50 data_seed=0 out=p.csv", tmp_path)
     assert outcome.ok and outcome.metrics["rows"] == 50
     pred = pl.read_csv(tmp_path / "p.csv")
     assert pred.columns == ["x0", "x1", "prediction", "prob_0", "prob_1", "prob_2"]
