@@ -60,7 +60,7 @@ def register(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the order tasks would start in")
     p.add_argument("--json", action="store_true", help="print one JSON summary at the end")
     p.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
-    from tek_tui.commands.runs import add_journal_args  # journal flags (issue 4)
+    from tek_tui.commands.run_journal import add_journal_args  # journal flags (issue 4)
 
     add_journal_args(p)
     p.set_defaults(func=_run)
@@ -164,7 +164,7 @@ def _run_config() -> dict[str, Any]:
 
 def _run(args: argparse.Namespace) -> int:
     from core.plan_io import read_plan
-    from tek_tui.commands.runs import plan_path_for, run_journaled
+    from tek_tui.commands.run_journal import plan_path_for, run_journaled
 
     options = options_from_args(args)  # flags first: a typo fails before the plan is read
     plan = read_plan(plan_path_for(args))

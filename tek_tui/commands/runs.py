@@ -35,20 +35,20 @@ _TERMINAL = {"succeeded", "failed", "cancelled", "skipped"}
 def register(sub: Any) -> None:
     """Add the ``runs``, ``show`` and ``logs`` subcommands."""
     p = sub.add_parser("runs", help="list recorded runs, newest first")
-    _store_arg(p)
+    store_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON array")
     p.add_argument("-n", "--limit", type=int, default=20, metavar="N", help="show N runs (0: all)")
     p.add_argument("--plan", metavar="PLAN", help="only runs of this plan file")
     p.set_defaults(func=_runs)
 
     p = sub.add_parser("show", help="one run, task by task")
-    _store_arg(p)
+    store_arg(p)
     p.add_argument("run", metavar="RUN", help="run id, unique prefix, or 'last'")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_show)
 
     p = sub.add_parser("logs", help="print (or follow) a task's log")
-    _store_arg(p)
+    store_arg(p)
     p.add_argument("run", metavar="RUN", help="run id, unique prefix, or 'last'")
     p.add_argument("task", metavar="TASK", help="task id")
     p.add_argument("--attempt", type=int, metavar="N", help="attempt number (default: the last)")
@@ -56,11 +56,18 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_logs)
 
 
-def _store_arg(p: argparse.ArgumentParser) -> None:
+def store_arg(p: argparse.ArgumentParser) -> None:
+    """Add ``--store PATH`` (every command that reads or writes runs has it)."""
     p.add_argument("--store", metavar="PATH", help="journal file (default: $TEK_HOME/tek.db)")
 
 
-def _open(args: argparse.Namespace) -> Store | None:
+def open_journal(args: argparse.Namespace) -> Store | None:
+    """Open the journal for reading; None when the default one does not exist yet.
+
+    Raises:
+        StoreError: ``--store`` names a missing file, or the file is not a
+            usable tek journal (the file is left untouched).
+    """
     from core.errors import StoreError
     from core.paths import default_store_path
     from core.store import open_store
@@ -77,7 +84,7 @@ def _open(args: argparse.Namespace) -> Store | None:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    store = _open(args)
+    store = open_journal(args)
     if store is None:
         print("[]" if args.json else "no runs yet")
         return 0
@@ -123,7 +130,7 @@ def _run_json(r: RunRecord) -> dict[str, Any]:
 def _show(args: argparse.Namespace) -> int:
     from core.errors import StoreError
 
-    store = _open(args)
+    store = open_journal(args)
     if store is None:
         raise StoreError("no runs yet: the journal is empty")
     with store:
@@ -176,7 +183,7 @@ def _task_json(t: TaskRecord, attempts: list[AttemptRecord]) -> dict[str, Any]:
 def _logs(args: argparse.Namespace) -> int:
     from core.errors import StoreError
 
-    store = _open(args)
+    store = open_journal(args)
     if store is None:
         raise StoreError("no runs yet: the journal is empty")
     with store:
@@ -304,100 +311,3 @@ def _short_path(p: str) -> str:
         return str(Path(p).relative_to(Path.cwd()))
     except ValueError:
         return p
-
-
-# ------------------------------------------------------- tek run's journal
-
-
-def add_journal_args(p: argparse.ArgumentParser) -> None:
-    """Add ``tek run``'s journal flags: ``--store``, ``--no-journal``, ``--resume``, ``--from``."""
-    _store_arg(p)
-    p.add_argument("--no-journal", action="store_true", help="do not record this run")
-    p.add_argument(
-        "--resume", nargs="?", const="last", metavar="RUN_ID|last",
-        help="rerun what did not succeed in an earlier run (default: the last run of PLAN; "
-        "PLAN may be left out: the run's own plan file is read)",
-    )  # fmt: skip
-    p.add_argument(
-        "--from", dest="from_tasks", action="append", default=[], metavar="TASK",
-        help="with --resume (implied: last): rerun TASK and everything downstream of it",
-    )  # fmt: skip
-
-
-def plan_path_for(args: argparse.Namespace) -> str:
-    """The plan file ``tek run`` should read: PLAN, or the resumed run's own.
-
-    ``tek run --resume plan.csv`` is read as PLAN plus ``--resume last``
-    (argparse would otherwise take the file for the run id).
-
-    Raises:
-        TekError: no PLAN and nothing to resume, or the run has no plan file.
-    """
-    from core.errors import StoreError, TekError
-
-    if args.plan is None and args.resume and args.resume != "last" and Path(args.resume).is_file():
-        args.plan, args.resume = args.resume, "last"
-    if args.plan is not None:
-        return str(args.plan)
-    if not args.resume:
-        raise TekError("tek run: PLAN is required (or --resume [RUN_ID|last] to rerun a run's plan)")
-    if args.no_journal:
-        raise TekError("--resume needs the journal: drop --no-journal")
-    store = _open(args)
-    if store is None:
-        raise StoreError("nothing to resume: the journal is empty")
-    with store:
-        run = store.get_run(store.resolve_run(args.resume))
-    if not run.plan_path:
-        raise StoreError(f"run {run.id} has no plan file to read; give PLAN")
-    args.resume = run.id
-    return run.plan_path
-
-
-def run_journaled(plan: Any, options: Any, args: argparse.Namespace) -> int:
-    """Run ``plan`` through ``tek run``'s ``execute`` with the journal on.
-
-    A new run is recorded before it starts; ``--resume`` reopens the earlier
-    run (same id, attempt numbers go on), closes the attempts its crash left
-    open as ``interrupted`` and hands the engine the tasks that already
-    succeeded. Queued batches are applied once the run is over.
-
-    Raises:
-        TekError: bad journal, unknown run or ``--from`` task, run still live.
-    """
-    import dataclasses
-
-    from core.errors import TekError
-    from core.journal import create_journal
-    from core.store import open_store
-    from tek_tui.commands.run import execute
-
-    resume = args.resume or ("last" if args.from_tasks else None)
-    if args.no_journal:
-        if resume:
-            raise TekError("--resume and --from need the journal: drop --no-journal")
-        return execute(plan, options, args)
-    store = open_store(args.store)
-    try:
-        journal = create_journal(
-            plan, store=store, options=dataclasses.asdict(options), resume=resume,
-            from_tasks=args.from_tasks,
-        )  # fmt: skip
-    except BaseException:
-        store.close()
-        raise
-    try:
-        if journal.decision is not None:
-            d = journal.decision
-            print(
-                f"tek: resuming run {journal.run_id}: {len(d.rerun)} to run, "
-                f"{len(d.completed)} already succeeded, {journal.interrupted} interrupted "
-                f"attempt(s) closed ({journal.stopped} still running: stopped)",
-                file=sys.stderr,
-            )
-        return execute(
-            plan, options, args, recorder=journal.recorder, run_id=journal.run_id,
-            completed=journal.completed, attempts_so_far=journal.attempts_so_far,
-        )  # fmt: skip
-    finally:
-        journal.close()
