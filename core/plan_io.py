@@ -1,25 +1,13 @@
 """Reading and writing plan files (CSV), with every problem reported at once.
 
-This module owns the file: bytes and UTF-8, the BOM, line ends, RFC 4180
-quoting, the header, and the line each row starts on. ``core.plan_check``
-converts and checks the rows; ``core.dag`` finds cycles. A bad file raises
-:class:`~core.errors.PlanError` whose ``problems`` lists every problem, one line
-each: ``FILE:LINE: column: message (value)``, LINE as a text editor shows it
-(header = 1, quoted fields spanning lines counted). A file whose only problems
-are cycles raises :class:`~core.errors.CycleError`.
-
-How a file is read (polars alone gives no line numbers, and stops at the first
-ragged row):
-
-- The text is decoded strictly; bytes that are not UTF-8 are reported per line
-  with their byte offset, and nothing else is checked (the rest would be noise).
-- A text without any ``"`` is the fast path: one record per physical line, field
-  counts checked with a single comma count when they are all right.
-- A text with quotes is scanned once with the ``csv`` module (C) for record
-  start lines and field counts.
-- polars then reads every column as text. When the scan found malformed
-  quoting, or polars disagrees with it, the rows come from the ``csv`` module
-  instead, so that all other problems are still reported.
+This module is the API (``read_plan``, ``read_plan_text``, ``read_plan_bytes``,
+``plan_to_csv``, ``write_plan``, ``validate_plan``) and owns the header.
+``core.plan_csv`` turns bytes into text columns with line numbers,
+``core.plan_check`` converts and checks the rows, ``core.dag`` finds cycles. A
+bad file raises :class:`~core.errors.PlanError` whose ``problems`` lists every
+problem, one line each: ``FILE:LINE: column: message (value)``, LINE as a text
+editor shows it (header = 1, quoted fields spanning lines counted). A file
+whose only problems are cycles raises :class:`~core.errors.CycleError`.
 
 Decisions: CRLF becomes LF everywhere, inside quoted values too (a shell
 command must not end in ``\\r``); a row with no text in any field (blank line,
@@ -49,6 +37,7 @@ from core.dag import create_index
 from core.errors import CycleError, PlanError
 from core.plan import COLUMNS, META_PREFIX, Plan, Task
 from core.plan_check import Problems, Sheet, build_tasks
+from core.plan_csv import decode, read_frame, read_header
 
 _ALWAYS = ("id", "agent", "command", "deps")
 _KNOWN_HINT = ", ".join(COLUMNS) + f", or {META_PREFIX}* for your own"
@@ -96,7 +85,7 @@ def read_plan(path: str | Path, *, stats: ImportStats | None = None) -> Plan:
         raise PlanError(f"{path}: cannot read: {exc.strerror or exc}") from None
     started = time.perf_counter()
     problems = Problems(str(path))
-    text = _decode(data, problems)
+    text = decode(data, problems)
     del data  # a million-task file: do not hold bytes and text at once
     return _read(text, problems, p.absolute(), stats, started)
 
@@ -107,7 +96,7 @@ def read_plan_bytes(
     """Read a plan from raw bytes (as :func:`read_plan`, ``path`` only names it)."""
     started = time.perf_counter()
     problems = Problems(str(path))
-    return _read(_decode(data, problems), problems, _plan_path_for(path), stats, started)
+    return _read(decode(data, problems), problems, _plan_path_for(path), stats, started)
 
 
 def read_plan_text(
@@ -128,37 +117,6 @@ def read_plan_text(
 
 def _plan_path_for(path: str | Path) -> Path | None:
     return None if str(path).startswith("<") else Path(path).absolute()
-
-
-def _decode(data: bytes, problems: Problems) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        _report_encoding(data, problems)
-        raise PlanError(problems.lines()) from None
-
-
-def _report_encoding(data: bytes, problems: Problems) -> None:
-    """One problem per line holding bytes that are not UTF-8, with the byte offset."""
-    first = data.split(b"\n", 1)[0].decode("utf-8", "replace").lstrip("\ufeff")
-    names = [n.strip() for n in first.split(",")]
-    offset = 0
-    for number, raw in enumerate(data.split(b"\n"), 1):
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            prefix = raw[: exc.start].decode("utf-8", "replace")
-            field, quoted = 0, False
-            for ch in prefix:
-                if ch == '"':
-                    quoted = not quoted
-                elif ch == "," and not quoted:
-                    field += 1
-            column = "header" if number == 1 else names[field] if field < len(names) else "row"
-            bad = raw[exc.start : exc.end]
-            problems.add(number, column, f"bytes are not UTF-8 at byte offset {offset + exc.start}",
-                         repr(bad))
-        offset += len(raw) + 1
 
 
 @contextmanager
@@ -201,12 +159,12 @@ def _read_text(
         problems.add(1, "header", "empty file: expected a header line such as id,agent,command,deps")
         raise PlanError(problems.lines())
     quoted = '"' in text
-    names = [n.strip() for n in _header(text, quoted, problems)]
+    names = [n.strip() for n in read_header(text, quoted, problems)]
     layout = _check_header(names, problems)
     if layout is None:
         raise PlanError(problems.lines())
     known, meta = layout
-    frame, lines = _frame(text, quoted, len(names), problems)
+    frame, lines = read_frame(text, quoted, len(names), problems)
     del text
     parsed = time.perf_counter()
 
@@ -245,17 +203,6 @@ def _read_text(
     return plan
 
 
-def _header(text: str, quoted: bool, problems: Problems) -> list[str]:
-    if not quoted:
-        return text.split("\n", 1)[0].split(",")
-    try:
-        with _big_fields():
-            return next(csv.reader(io.StringIO(text), strict=True))
-    except csv.Error as exc:
-        problems.add(1, "header", f"cannot read the header: {exc}")
-        return []
-
-
 def _check_header(
     names: list[str], problems: Problems
 ) -> tuple[dict[str, int], list[tuple[str, int]]] | None:
@@ -288,106 +235,6 @@ def _check_header(
             problems.add(1, "id", "missing id column", ",".join(names))
         return None
     return known, meta
-
-
-@contextmanager
-def _big_fields() -> Iterator[None]:
-    """Lift the csv module's 128 KiB field limit for one scan (long scripts are fine)."""
-    old = csv.field_size_limit(2**31 - 1)
-    try:
-        yield
-    finally:
-        csv.field_size_limit(old)
-
-
-_CSV_MESSAGES = {
-    "unexpected end of data": "unterminated quoted field (it starts on this line)",
-    "',' expected after '\"'": "a closing quote must be followed by a comma or the line end",
-}
-
-
-def _scan(
-    text: str, ncols: int, problems: Problems | None, keep: bool
-) -> tuple[list[int], list[int], int, list[list[str]]]:
-    """Walk the records after the header with the csv module.
-
-    Returns:
-        (field count per record, start line per record, malformed records,
-        the records padded/cut to ``ncols`` when ``keep``).
-    """
-    lens: list[int] = []
-    starts: list[int] = []
-    rows: list[list[str]] = []
-    bad = 0
-    with _big_fields():
-        reader = csv.reader(io.StringIO(text), strict=True)
-        end = 0
-        first = True
-        while True:
-            start = end + 1
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                bad += 1
-                end = reader.line_num
-                if problems is not None:
-                    problems.add(start, "row", _CSV_MESSAGES.get(str(exc), f"cannot read: {exc}"))
-                continue
-            end = reader.line_num
-            if first:
-                first = False
-                continue
-            lens.append(len(row))
-            starts.append(start)
-            if keep:
-                rows.append((row + [""] * ncols)[:ncols])
-    return lens, starts, bad, rows
-
-
-def _frame(
-    text: str, quoted: bool, ncols: int, problems: Problems
-) -> tuple[pl.DataFrame, list[int]]:
-    """All rows after the header as text columns ``c0..``, and each row's start line."""
-    names = [f"c{k}" for k in range(ncols)]
-    lens: list[int] | None
-    if quoted:
-        lens, lines, bad, _ = _scan(text, ncols, None, keep=False)
-    else:
-        physical = text.split("\n")
-        if physical[-1] == "":
-            physical.pop()
-        commas = ncols - 1
-        body = len(physical) - 1
-        exact = text.count(",") == commas * (body + 1)
-        # Equal totals and no blank lines mean every row has exactly ncols fields.
-        lens = None if exact else [p.count(",") + 1 if p.strip() else 0 for p in physical[1:]]
-        lines = list(range(2, body + 2))
-        del physical
-        bad = 0
-    frame = None
-    if not bad:
-        try:
-            frame = pl.read_csv(
-                text.encode(), has_header=True, new_columns=names, infer_schema=False,
-                empty_string_is_null=False, truncate_ragged_lines=True,
-            )
-        except Exception:  # polars rejects some quoting the csv module accepts
-            frame = None
-        if frame is not None and frame.shape != (len(lines), ncols):
-            frame = None
-    if frame is None:
-        lens, lines, bad, rows = _scan(text, ncols, problems, keep=True)
-        frame = pl.DataFrame(
-            {name: [r[k] for r in rows] for k, name in enumerate(names)},
-            schema={name: pl.String for name in names},
-        )
-    if lens is not None:
-        for count, line in zip(lens, lines, strict=True):
-            if count and count != ncols:
-                problems.add(line, "row", f"row has {count} fields, header has {ncols}")
-    return frame, lines
 
 
 def _num(value: float | int | None, default: float | int | None) -> str:
