@@ -133,7 +133,9 @@ def _show(args: argparse.Namespace) -> int:
         f"  sha256        {meta.get('sha256', '')}",
     ]
     for key, value in sorted(meta.get("metrics", {}).items()):
-        lines.append(f"  {key:<13} {value:.6g}" if isinstance(value, int | float) else f"  {key} {value}")
+        lines.append(
+            f"  {key:<13} {value:.6g}" if isinstance(value, int | float) else f"  {key} {value}"
+        )
     print("\n".join(lines))
     return 0
 
@@ -153,7 +155,11 @@ def _export(args: argparse.Namespace) -> int:
     written = convert.export(mv, args.format, out, args.opset)
     size = written.stat().st_size
     if args.json:
-        print(json.dumps({"model": mv.ref, "format": args.format, "path": str(written), "bytes": size}))
+        print(
+            json.dumps(
+                {"model": mv.ref, "format": args.format, "path": str(written), "bytes": size}
+            )
+        )
     else:
         print(f"exported {mv.ref} as {args.format} to {written} ({size} bytes)")
     return 0

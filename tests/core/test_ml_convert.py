@@ -44,7 +44,9 @@ def _onnx_matches_torch(path: Path, mv: registry.ModelVersion, x: torch.Tensor) 
         ("train model=cnn data=shapes n=64 epochs=1 seed=1 save=net", "shapes"),
     ],
 )
-async def test_onnx_export_runs_in_onnxruntime_like_torch(agent: MlAgent, tmp_path: Path, train: str, sample: str) -> None:
+async def test_onnx_export_runs_in_onnxruntime_like_torch(
+    agent: MlAgent, tmp_path: Path, train: str, sample: str
+) -> None:
     outcome, _ = await run_op(agent, train, tmp_path)
     assert outcome.ok, outcome.reason
     outcome, _ = await run_op(agent, "convert model=net to=onnx out=net.onnx", tmp_path)
@@ -80,18 +82,25 @@ async def test_pickled_code_is_never_run(agent: MlAgent, tmp_path: Path) -> None
     assert not marker.exists()
     with pytest.raises(RegistryError, match="weights do not fit"):
         torch.save({"nope": torch.zeros(1)}, tmp_path / "wrong.pt")
-        convert._fit(models.build(dict(registry.resolve("base").meta["architecture"])),
-                     convert.read_state_dict(tmp_path / "wrong.pt"), "wrong.pt")
+        convert._fit(
+            models.build(dict(registry.resolve("base").meta["architecture"])),
+            convert.read_state_dict(tmp_path / "wrong.pt"),
+            "wrong.pt",
+        )
 
 
 def test_onnx_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now raises ImportError
     model = models.build({"kind": "linear", "input_shape": [2], "out_features": 1})
-    with pytest.raises(RegistryError, match=r"needs the onnx extra: pip install 'task-exec-kit\[onnx\]'"):
+    with pytest.raises(
+        RegistryError, match=r"needs the onnx extra: pip install 'task-exec-kit\[onnx\]'"
+    ):
         convert.export_onnx(model, [2], tmp_path / "m.onnx")
 
 
-async def test_tek_models_export(agent: MlAgent, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_tek_models_export(
+    agent: MlAgent, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     await run_op(agent, "train model=mlp data=moons n=200 epochs=1 seed=1 save=cli", tmp_path)
     out = tmp_path / "cli.onnx"
     assert main(["models", "export", "cli", "-f", "onnx", "-o", str(out), "--json"]) == 0

@@ -74,9 +74,7 @@ async def test_sample_pipeline_runs_end_to_end() -> None:
                 spans[ev.task_id].append(ev.ts)
     assert len(spans) == 3 and max(s[0] for s in spans.values()) < min(s[1] for s in spans.values())
     epochs = [ev for ev in events if isinstance(ev, Progress) and ev.task_id == "train_mlp_wide"]
-    assert epochs and {"epoch", "loss", "val_accuracy", "samples_per_s"} <= set(
-        epochs[-1].values
-    )
+    assert epochs and {"epoch", "loss", "val_accuracy", "samples_per_s"} <= set(epochs[-1].values)
     assert epochs[-1].fraction == 1.0
     finished = {
         ev.task_id: ev

@@ -68,7 +68,10 @@ class TestOps:
 
     def test_agent_validate_is_the_op_check(self, tmp_path: Path) -> None:
         agent = MlAgent()
-        assert agent.validate(Task(id="a", agent="ml", command="train model=mlp data=moons"), tmp_path) == []
+        assert (
+            agent.validate(Task(id="a", agent="ml", command="train model=mlp data=moons"), tmp_path)
+            == []
+        )
         bad = agent.validate(Task(id="a", agent="ml", command="train model=mlp"), tmp_path)
         assert bad == ["train: missing required key data="]
 
@@ -104,10 +107,14 @@ class TestDevices:
             choose_device("mps", (), 0, False)
 
 
-def _fake_version(name: str, metrics: dict[str, float], payload: bytes = b"weights") -> registry.ModelVersion:
+def _fake_version(
+    name: str, metrics: dict[str, float], payload: bytes = b"weights"
+) -> registry.ModelVersion:
     with registry.open_staging() as staging:
         (staging / registry.WEIGHTS_FILE).write_bytes(payload)
-        return registry.publish(name, staging, registry.new_meta(metrics=metrics, architecture={"kind": "mlp"}))
+        return registry.publish(
+            name, staging, registry.new_meta(metrics=metrics, architecture={"kind": "mlp"})
+        )
 
 
 class TestRegistry:
@@ -156,7 +163,9 @@ class TestRegistry:
     def test_select_best_copies_the_winner_with_lineage(self) -> None:
         _fake_version("small", {"eval_accuracy": 0.8, "eval_loss": 0.3}, b"s")
         _fake_version("big", {"eval_accuracy": 0.9, "eval_loss": 0.4}, b"b")
-        winner, best = registry.select_best(["small", "big"], "eval_accuracy", "auto", "best", {"run_id": "r", "task_id": "sel"})
+        winner, best = registry.select_best(
+            ["small", "big"], "eval_accuracy", "auto", "best", {"run_id": "r", "task_id": "sel"}
+        )
         assert winner.ref == "big@1" and best.ref == "best@1"
         assert best.meta["parent"] == "big@1" and best.meta["task_id"] == "sel"
         assert best.weights_path.read_bytes() == b"b"
@@ -187,8 +196,12 @@ class TestModelsCommand:
         assert main(["models", "rm", "a@1", "--json"]) == 0
         assert json.loads(capsys.readouterr().out) == ["a@1"]
 
-    @pytest.mark.parametrize("argv", [["show", "../x"], ["show", "nope"], ["rm", "a@9"], ["export", "nope"]])
-    def test_bad_input_is_one_line_and_exit_2(self, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    @pytest.mark.parametrize(
+        "argv", [["show", "../x"], ["show", "nope"], ["rm", "a@9"], ["export", "nope"]]
+    )
+    def test_bad_input_is_one_line_and_exit_2(
+        self, argv: list[str], capsys: pytest.CaptureFixture[str]
+    ) -> None:
         _fake_version("a", {})
         assert main(["models", *argv]) == 2
         err = capsys.readouterr().err.strip().splitlines()
@@ -197,7 +210,10 @@ class TestModelsCommand:
 
 @pytest.mark.parametrize(
     "modules",
-    ["core.agents.ml, core.ml.ops, core.ml.registry, core.ml.pool, core.ml.worker", "tek_tui.commands.models"],
+    [
+        "core.agents.ml, core.ml.ops, core.ml.registry, core.ml.pool, core.ml.worker",
+        "tek_tui.commands.models",
+    ],
 )
 def test_engine_side_modules_do_not_import_torch(modules: str) -> None:
     code = f"import sys, {modules}; print('torch' in sys.modules)"

@@ -24,7 +24,9 @@ def agent() -> Iterator[MlAgent]:
 
 
 async def test_mlp_on_moons_learns(agent: MlAgent, tmp_path: Path) -> None:
-    outcome, attempt = await run_op(agent, "train model=mlp data=moons n=800 epochs=12 lr=0.01 seed=1 save=moons", tmp_path)
+    outcome, attempt = await run_op(
+        agent, "train model=mlp data=moons n=800 epochs=12 lr=0.01 seed=1 save=moons", tmp_path
+    )
     assert outcome.ok, outcome.reason
     losses = [p["loss"] for p in attempt.progress]
     assert len(losses) == 12 and losses[-1] < losses[0] * 0.5
@@ -45,18 +47,24 @@ async def test_logistic_on_blobs_with_sgd_and_schedule(agent: MlAgent, tmp_path:
 
 
 async def test_regression_and_early_stopping(agent: MlAgent, tmp_path: Path) -> None:
-    command = "train model=mlp data=regression n=400 epochs=300 patience=3 min_delta=0.01 seed=0 save=reg"
+    command = (
+        "train model=mlp data=regression n=400 epochs=300 patience=3 min_delta=0.01 seed=0 save=reg"
+    )
     outcome, attempt = await run_op(agent, command, tmp_path)
     assert outcome.ok, outcome.reason
     assert outcome.metrics["epochs_run"] < 300
     assert any("early stop" in line for line in attempt.lines)
     assert registry.resolve("reg").meta["task"] == "regression"
-    outcome, _ = await run_op(agent, "evaluate model=reg data=regression n=300 data_seed=9", tmp_path)
+    outcome, _ = await run_op(
+        agent, "evaluate model=reg data=regression n=300 data_seed=9", tmp_path
+    )
     assert outcome.ok and outcome.metrics["eval_r2"] > 0.8
 
 
 async def test_small_cnn_on_shapes(agent: MlAgent, tmp_path: Path) -> None:
-    command = "train model=cnn data=shapes n=600 size=16 noise=0.1 epochs=6 lr=0.005 seed=3 save=cnn"
+    command = (
+        "train model=cnn data=shapes n=600 size=16 noise=0.1 epochs=6 lr=0.005 seed=3 save=cnn"
+    )
     outcome, _ = await run_op(agent, command, tmp_path)
     assert outcome.ok, outcome.reason
     assert outcome.metrics["val_accuracy"] >= 0.6
@@ -70,24 +78,33 @@ async def test_same_seed_gives_identical_weights(agent: MlAgent, tmp_path: Path)
         assert outcome.ok, outcome.reason
     shas = [registry.resolve(f"s@{v}").meta["sha256"] for v in (1, 2, 3)]
     assert shas[0] == shas[1] != shas[2]
-    assert registry.resolve("s@1").weights_path.read_bytes() == registry.resolve("s@2").weights_path.read_bytes()
+    assert (
+        registry.resolve("s@1").weights_path.read_bytes()
+        == registry.resolve("s@2").weights_path.read_bytes()
+    )
 
 
 async def test_registry_round_trip_and_lineage(agent: MlAgent, tmp_path: Path) -> None:
     await run_op(agent, "train model=mlp data=moons n=300 epochs=2 seed=1 save=m", tmp_path)
-    outcome, attempt = await run_op(agent, "train model=mlp data=moons n=300 epochs=2 seed=2 save=m", tmp_path, task_id="train2")
+    outcome, attempt = await run_op(
+        agent, "train model=mlp data=moons n=300 epochs=2 seed=2 save=m", tmp_path, task_id="train2"
+    )
     assert outcome.metrics["version"] == 2
     meta = registry.resolve("m").meta
     assert meta["version"] == 2 and meta["run_id"] == "run-test" and meta["task_id"] == "train2"
     assert meta["architecture"]["kind"] == "mlp" and meta["torch_version"].startswith("2.")
     assert meta["input_shape"] == [None, 2] and meta["output_shape"] == [None, 2]
     assert meta["sha256"] == registry.sha256_file(registry.resolve("m").weights_path)
-    outcome, _ = await run_op(agent, "evaluate model=m@1 data=moons n=300 data_seed=4", tmp_path, task_id="ev")
+    outcome, _ = await run_op(
+        agent, "evaluate model=m@1 data=moons n=300 data_seed=4", tmp_path, task_id="ev"
+    )
     assert outcome.ok and outcome.metrics["eval_accuracy"] > 0.7
     evaluated = registry.resolve("m@1").meta
     assert evaluated["metrics"]["eval_accuracy"] == outcome.metrics["eval_accuracy"]
     assert evaluated["evaluations"][0]["task_id"] == "ev"
-    outcome, _ = await run_op(agent, "select candidates=m@1;m@2 metric=val_accuracy save=best", tmp_path)
+    outcome, _ = await run_op(
+        agent, "select candidates=m@1;m@2 metric=val_accuracy save=best", tmp_path
+    )
     assert outcome.ok and registry.resolve("best").meta["parent"] in ("m@1", "m@2")
 
 
@@ -101,17 +118,23 @@ async def test_corrupt_weights_fail_the_task_clearly(agent: MlAgent, tmp_path: P
 
 
 async def test_table_data_train_and_infer(agent: MlAgent, tmp_path: Path) -> None:
-    outcome, _ = await run_op(agent, "dataset kind=moons n=400 data_seed=1 out=data/train.csv", tmp_path)
+    outcome, _ = await run_op(
+        agent, "dataset kind=moons n=400 data_seed=1 out=data/train.csv", tmp_path
+    )
     assert outcome.ok and outcome.metrics["rows"] == 400
     frame = pl.read_csv(tmp_path / "data/train.csv")
-    frame = frame.with_columns(kind=pl.when(pl.col("label") == 1).then(pl.lit("inner")).otherwise(pl.lit("outer")))
+    frame = frame.with_columns(
+        kind=pl.when(pl.col("label") == 1).then(pl.lit("inner")).otherwise(pl.lit("outer"))
+    )
     frame.drop("label").write_parquet(tmp_path / "data/named.parquet")
     command = "train model=mlp data=data/named.parquet target=kind features=x0;x1 epochs=8 seed=1 save=named"
     outcome, _ = await run_op(agent, command, tmp_path)
     assert outcome.ok, outcome.reason
     assert registry.resolve("named").meta["classes"] == ["inner", "outer"]
     frame.drop("label", "kind").write_csv(tmp_path / "data/unlabelled.csv")
-    outcome, _ = await run_op(agent, "infer model=named data=data/unlabelled.csv out=$TEK_RUN_DIR/pred.parquet", tmp_path)
+    outcome, _ = await run_op(
+        agent, "infer model=named data=data/unlabelled.csv out=$TEK_RUN_DIR/pred.parquet", tmp_path
+    )
     assert outcome.ok, outcome.reason
     pred = pl.read_parquet(models_dir().parent / "runs/run-test/pred.parquet")
     assert pred.columns == ["x0", "x1", "prediction", "prob_inner", "prob_outer"]
@@ -136,8 +159,12 @@ async def test_bad_data_is_one_clear_reason(agent: MlAgent, tmp_path: Path) -> N
 
 
 async def test_infer_writes_csv_with_the_label_type(agent: MlAgent, tmp_path: Path) -> None:
-    await run_op(agent, "train model=mlp data=blobs classes=3 dims=2 n=300 epochs=5 seed=1 save=b", tmp_path)
-    outcome, _ = await run_op(agent, "infer model=b data=blobs classes=3 dims=2 n=50 data_seed=0 out=p.csv", tmp_path)
+    await run_op(
+        agent, "train model=mlp data=blobs classes=3 dims=2 n=300 epochs=5 seed=1 save=b", tmp_path
+    )
+    outcome, _ = await run_op(
+        agent, "infer model=b data=blobs classes=3 dims=2 n=50 data_seed=0 out=p.csv", tmp_path
+    )
     assert outcome.ok and outcome.metrics["rows"] == 50
     pred = pl.read_csv(tmp_path / "p.csv")
     assert pred.columns == ["x0", "x1", "prediction", "prob_0", "prob_1", "prob_2"]
