@@ -355,3 +355,28 @@ def test_nightly_plan_shape() -> None:
 def test_broken_sample_plans_fail(path: Path) -> None:
     with pytest.raises(PlanError):
         read_plan(path)
+
+
+# --- the fast task constructor ---------------------------------------------------------
+
+
+def test_imported_tasks_are_real_frozen_tasks() -> None:
+    import dataclasses
+
+    task = read_plan_text("id,agent,command,tags\na,shell,make,x;y\n").tasks[0]
+    assert type(task) is Task
+    assert task == Task("a", command="make", tags=("x", "y"))
+    assert hash(task) == hash(Task("a", command="make", tags=("x", "y")))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        task.id = "b"  # type: ignore[misc]
+
+
+def test_task_factory_falls_back_when_fields_move(monkeypatch: pytest.MonkeyPatch) -> None:
+    import core.plan_check as plan_check
+
+    swapped = ("agent", "id", *plan_check._TASK_ARGS[2:])
+    monkeypatch.setattr(plan_check, "_TASK_ARGS", swapped)
+    build = plan_check._task_factory()
+    assert build.__name__ == "by_keyword"
+    values = ["shell", "a", "make", (), "", "", 1.0, 0, 0, 0, 0, 1.0, None, (), "", (), (), 2]
+    assert build(*values) == Task("a", command="make")
