@@ -111,27 +111,47 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (``BEGIN IMMEDIATE`` … ``COMMIT``), under the lock."""
-        with self._lock:
+        """One write transaction (``BEGIN IMMEDIATE`` … ``COMMIT``), under the lock.
+
+        Raises:
+            StoreError: SQLite failed (a corrupt page, a full disk, a lock
+                held past the busy timeout); the transaction is rolled back.
+        """
+        with self._lock, self._errors():
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
-        """One short read transaction: every query inside sees the same state."""
-        with self._lock:
+        """One short read transaction: every query inside sees the same state.
+
+        Raises:
+            StoreError: SQLite failed (e.g. a corrupt page).
+        """
+        with self._lock, self._errors():
             conn = self._conn
             conn.execute("BEGIN")
             try:
                 yield conn
             finally:
-                conn.execute("COMMIT")
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        # SQLite errors past opening (a page corrupt deep in the file, a full
+        # disk) become tek's one-line error, never a traceback.
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: journal error: {exc}") from exc
 
     # ----------------------------------------------------------------- writes
 
@@ -173,9 +193,8 @@ class Store:
     def apply_pending(self, run_id: str | None = None) -> int:
         """Apply queued batches (of one run, or all) in order; returns how many."""
         where, params = ("WHERE run_id = ?", (run_id,)) if run_id else ("", ())
-        with self._lock:
-            probe = self._conn.execute(f"SELECT 1 FROM pending {where} LIMIT 1", params)
-            if probe.fetchone() is None:
+        with self.read() as conn:
+            if conn.execute(f"SELECT 1 FROM pending {where} LIMIT 1", params).fetchone() is None:
                 return 0
         with self.write() as conn:
             return self._apply_pending(conn, where, params)

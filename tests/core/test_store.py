@@ -280,3 +280,19 @@ def test_big_batches_are_queued_then_applied_in_order(tmp_path: Path) -> None:
         j.close()
         assert raw.execute("SELECT count(*) FROM pending").fetchone()[0] == 0
         assert raw.execute("SELECT count(*), min(state) FROM attempts").fetchone() == (3, "succeeded")
+
+
+def test_a_page_corrupt_deep_in_the_file_is_a_store_error(tmp_path: Path) -> None:
+    """Past a good header and first page, SQLite errors still come out as StoreError."""
+    path = tmp_path / "j.db"
+    with open_store(path) as store:
+        create_journal(chain_plan(3000), store=store)
+    data = bytearray(path.read_bytes())
+    page = 4096
+    assert len(data) > 8 * page
+    data[3 * page : len(data) - page] = os.urandom(len(data) - 4 * page)
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="journal error|not a usable tek journal") as info:  # noqa: SIM117
+        with open_store(path, create=False) as store:
+            store.read_run(store.resolve_run("last"))
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
