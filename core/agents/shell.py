@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
 
 from core.agents.base import Agent, AttemptContext, LogSink, Outcome
-from core.process import GRACE_S, spawn_async
+from core.process import GRACE_S, Child, spawn_async
 
 if TYPE_CHECKING:
     from core.plan import Task
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 MAX_LINE_BYTES = 1 << 20
 #: How long output may stay open after the main process exited.
 DRAIN_S = 0.5
+#: A pipe quiet this long makes the reader check whether the leader exited.
+POLL_S = 0.25
 _CHUNK = 1 << 16
 
 
@@ -54,17 +57,14 @@ class ShellAgent(Agent):
         ctx.set_pid(child.pid)
         reader = _Reader(child.out_fd, ctx.log)
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(reader.pump)
-                code = await child.wait()
-                with anyio.move_on_after(DRAIN_S):
-                    await reader.done.wait()
-                if not reader.done.is_set():
-                    ctx.log.write_line(
-                        "[tek] background processes kept the output open after the task "
-                        "exited; killing them"
-                    )
-                    child.signal_group(signal.SIGKILL)
+            if not await reader.pump(child):
+                ctx.log.write_line(
+                    "[tek] background processes kept the output open after the task "
+                    "exited; killing them"
+                )
+                child.signal_group(signal.SIGKILL)
+                reader.drain()
+            code = await child.wait()
         except BaseException:
             await child.terminate(GRACE_S.get())
             reader.drain()
@@ -96,7 +96,6 @@ class _Reader:
         self.fd = fd
         self.log = log
         self.partial = b""
-        self.done = anyio.Event()
 
     def _feed(self, data: bytes) -> None:
         chunk = self.partial + data if self.partial else data
@@ -115,20 +114,31 @@ class _Reader:
             self.log.write_line(self.partial.decode("utf-8", "replace"))
             self.partial = b""
 
-    async def pump(self) -> None:
-        """Read until end of file."""
-        try:
-            while True:
+    async def pump(self, child: Child) -> bool:
+        """Read until end of file; False when the leader exited ``DRAIN_S`` ago
+        and something still holds the pipe open.
+
+        One coroutine, no task group: the common case (output, then end of
+        file as the process exits) costs one wait per chunk. The leader is
+        only checked when the pipe has been quiet for ``POLL_S``.
+        """
+        exited_at: float | None = None
+        while True:
+            with anyio.move_on_after(POLL_S):
                 await anyio.wait_readable(self.fd)
                 try:
                     data = os.read(self.fd, _CHUNK)
                 except BlockingIOError:
                     continue
                 if not data:
-                    break
+                    return True
                 self._feed(data)
-        finally:
-            self.done.set()
+                continue
+            if exited_at is None:
+                if child.exited():
+                    exited_at = time.monotonic()
+            elif time.monotonic() - exited_at >= DRAIN_S:
+                return False
 
     def drain(self) -> None:
         """Read what is left right now, without waiting (after a kill)."""
