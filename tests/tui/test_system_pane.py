@@ -172,3 +172,28 @@ def test_gauges() -> None:
     assert bar(0.25, 2) == "▌ "
     assert bar(2.0, 3) == "███"
     assert bar(0.0, 3) == "   "
+
+
+@pytest.mark.parametrize("theme", ["tek-dark", "tek-light", "tek-contrast", "textual-dark"])
+async def test_every_theme_styles_all_three_widgets(theme: str) -> None:
+    """Every tek theme, and a Textual one (tek colours from defaults), styles the widgets."""
+    from core.events import PoolInfo, TaskInfo, TaskState
+    from tek_tui.widgets.dag_view import DagView
+    from tek_tui.widgets.pools_pane import PoolsPane
+
+    fake = FakeTelemetry(gpu=True)
+    async with run_host(lambda: SystemPane(fake, interval=0.01), (80, 24), theme=theme) as (app, pilot, _):
+        pane = app.query_one(SystemPane)
+        await wait_samples(pilot, pane, 2)
+        await app.screen.mount(dag := DagView(), pools := PoolsPane())
+        dag.set_tasks([TaskInfo("a", "a", "noop", "noop", ()), TaskInfo("b", "b", "noop", "noop", ("a",))])
+        dag.update_states({"a": TaskState.FAILED})
+        pools.update_pools([PoolInfo("noop", 2, 1)], True, "paused by user")
+        await pilot.pause()
+        assert app.theme == theme
+        failed = dag.get_component_rich_style("dag-view--failed")
+        assert failed.color is not None
+        assert pools.get_component_rich_style("pools-pane--paused").color is not None
+        assert pane.get_component_rich_style("system-pane--spark-high").color is not None
+        text = screen_text(app)
+        assert "GPU 0" in text and "✗ a" in text and "admission paused" in text
