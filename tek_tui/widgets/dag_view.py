@@ -126,6 +126,8 @@ class DagView(ScrollView, can_focus=True):
         self._hood_of: int | None = None
         self._selected: int | None = None
         self._compact = False
+        self._version = 0
+        self._bucket_cache: tuple[tuple[int, int], list[tuple[int, int, Counter[TaskState]]]] | None = None
 
     # ------------------------------------------------------------------ API
 
@@ -150,12 +152,13 @@ class DagView(ScrollView, can_focus=True):
         Args:
             tasks: every task of the plan, in plan order.
         """
+        keep = self.selected  # by id: the new plan numbers its tasks afresh
         self._index = build_index((t.id, t.deps) for t in tasks)
         self._labels = [t.name or t.id for t in tasks]
         self._counts = GenerationCounts(self._index)
         for task in tasks:
             self._counts.set(self._index.position[task.id], task.state)
-        keep = self.selected
+        self._version += 1
         self._selected = self._index.position.get(keep) if keep is not None else None
         self._relayout()
 
@@ -171,6 +174,7 @@ class DagView(ScrollView, can_focus=True):
             if node is not None and self._counts.set(node, state):
                 changed = True
         if changed:
+            self._version += 1
             self.refresh()
 
     def select(self, task_id: str | None) -> None:
@@ -218,7 +222,12 @@ class DagView(ScrollView, can_focus=True):
         return 2 + len(self._buckets()) + 1  # title, bars, blank, hood title
 
     def _buckets(self) -> list[tuple[int, int, Counter[TaskState]]]:
-        return self._counts.buckets(max(3, min(OVERVIEW_ROWS, self.size.height // 3)))
+        # Cached per (counts version, row budget): every overview line of a paint reads it.
+        rows = max(3, min(OVERVIEW_ROWS, self.size.height // 3))
+        key = (self._version, rows)
+        if self._bucket_cache is None or self._bucket_cache[0] != key:
+            self._bucket_cache = (key, self._counts.buckets(rows))
+        return self._bucket_cache[1]
 
     def _update_virtual_size(self) -> None:
         drawing = self.drawing

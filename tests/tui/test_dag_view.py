@@ -230,3 +230,17 @@ async def test_layout_not_recomputed_by_state_updates() -> None:
         await pilot.pause()
         assert view.drawing is drawing
         assert "✓ t9.9" in screen_text(app)
+
+
+async def test_new_plan_keeps_selection_by_id() -> None:
+    async with run_host(DagView, (80, 24)) as (app, pilot, _):
+        view = app.query_one(DagView)
+        view.set_tasks(info(layered(3, 3)))
+        view.select("t2.2")  # node 8
+        view.set_tasks(info(DIAMOND))  # only 4 nodes: the selection is gone, no crash
+        assert view.selected is None
+        view.select("b")
+        view.set_tasks(info([("x", []), *DIAMOND]))
+        assert view.selected == "b"
+        await pilot.pause()
+        assert "○ b" in screen_text(app)
