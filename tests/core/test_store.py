@@ -296,3 +296,18 @@ def test_a_page_corrupt_deep_in_the_file_is_a_store_error(tmp_path: Path) -> Non
         with open_store(path, create=False) as store:
             store.read_run(store.resolve_run("last"))
     assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_damaged_queued_batch_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    with open_store(path) as store:
+        j = create_journal(chain_plan(2), store=store)
+        JournalRecorder(store, j.run_id, inline_max=0).record_sync(flat(started(j.run_id, 2), ran("t0")))
+    raw = sqlite3.connect(path)
+    (blob,) = raw.execute("SELECT rows FROM pending").fetchone()
+    damaged = blob[:-3] + bytes(b ^ 0xFF for b in blob[-3:])
+    raw.execute("UPDATE pending SET rows = ?", (damaged,))
+    raw.commit()
+    raw.close()
+    with open_store(path, create=False) as store, pytest.raises(StoreError, match="damaged"):
+        store.read_run(j.run_id)
