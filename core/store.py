@@ -204,7 +204,11 @@ class Store:
             f"SELECT run_id, log_dir, rows FROM pending {where} ORDER BY seq", params
         ).fetchall()
         for run, log_dir, data in rows:
-            apply_batch(conn, run, log_dir, unpack(data))
+            try:
+                batch = unpack(data)
+            except StoreError as exc:
+                raise StoreError(f"{self.path}: run {run}: {exc}") from None
+            apply_batch(conn, run, log_dir, batch)
         if rows:
             conn.execute(f"DELETE FROM pending {where}", params)
         for run in {r[0] for r in rows}:

@@ -309,5 +309,5 @@ def test_a_damaged_queued_batch_is_a_store_error(tmp_path: Path) -> None:
     raw.execute("UPDATE pending SET rows = ?", (damaged,))
     raw.commit()
     raw.close()
-    with open_store(path, create=False) as store, pytest.raises(StoreError, match="damaged"):
+    with open_store(path, create=False) as store, pytest.raises(StoreError, match=f"{path}: run .*damaged"):
         store.read_run(j.run_id)
