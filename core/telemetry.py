@@ -140,12 +140,29 @@ class ProcessTreeSampler:
         out: dict[str, ProcSample] = {}
         seen: set[tuple[int, float]] = set()
         with self._lock:
+            if not pids:
+                self._procs.clear()
+                return out
+            # One scan of the process table for every tree: psutil's
+            # children(recursive=True) rescans it per root, 20 roots = 20 scans.
+            by_pid: dict[int, psutil.Process] = {}
+            kids: dict[int, list[int]] = {}
+            for listed in psutil.process_iter(["ppid"]):
+                by_pid[listed.pid] = listed
+                parent = listed.info.get("ppid")
+                if parent is not None and parent != listed.pid:
+                    kids.setdefault(parent, []).append(listed.pid)
             for task_id, pid in pids.items():
-                try:
-                    root = psutil.Process(pid)
-                    tree = [root, *root.children(recursive=True)]
-                except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                    continue
+                if pid not in by_pid:
+                    continue  # the task's root is gone
+                members = [pid]
+                in_tree = {pid}
+                for member in members:  # grows as we go: breadth-first over the tree
+                    for child in kids.get(member, ()):
+                        if child not in in_tree:
+                            in_tree.add(child)
+                            members.append(child)
+                tree = [by_pid[m] for m in members]
                 cpu = 0.0
                 rss = 0
                 alive = 0
