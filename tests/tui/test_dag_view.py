@@ -244,3 +244,18 @@ async def test_new_plan_keeps_selection_by_id() -> None:
         assert view.selected == "b"
         await pilot.pause()
         assert "○ b" in screen_text(app)
+
+
+async def test_empty_plan_and_unknown_ids_are_harmless() -> None:
+    async with run_host(DagView, (80, 24)) as (app, pilot, posted):
+        view = app.query_one(DagView)
+        view.set_tasks([])
+        view.update_states({"ghost": TaskState.RUNNING})
+        view.select("ghost")
+        await pilot.press("down", "right")
+        await pilot.pause()
+        assert view.selected is None and not view.overview and posted == []
+        view.set_tasks(info(DIAMOND))
+        view.update_states({"ghost": TaskState.RUNNING, "a": TaskState.RETRYING})
+        await pilot.pause()
+        assert "↻ a" in screen_text(app)
