@@ -18,9 +18,10 @@ Ops:
   lr= momentum= weight_decay= schedule=none|step|cosine step_size= gamma=
   epochs= batch_size= val_split= patience= min_delta= seed= device= threads=
   save=NAME]``: fit a model; ``save`` adds the next registry version.
-- ``evaluate model=NAME[@V] data=SET|PATH [target= ...]``: metrics on a data
-  set (``eval_accuracy``, ``eval_loss``, ``eval_mse`` ...); they are also
-  recorded in that version's ``meta.json`` (``metrics`` and ``evaluations``).
+- ``evaluate model=NAME[@V] data=SET|PATH [target=]``: metrics on a labelled
+  data set (``eval_accuracy``, ``eval_loss``, ``eval_mse`` ...; ``target``
+  and ``features`` default to the model's); they are also recorded in that
+  version's ``meta.json`` (``metrics`` and ``evaluations``).
 - ``infer model=NAME[@V] data=SET|PATH out=PATH.csv|.parquet``: predictions.
 - ``convert model=NAME[@V] to=onnx|pt|safetensors out=PATH`` exports;
   ``convert src=PATH.pt|.safetensors like=NAME[@V] save=NAME`` imports a state
@@ -288,7 +289,6 @@ OPS: dict[str, OpSpec] = {
     "evaluate": OpSpec(
         {"model": Key(_ref), **_DATA_KEYS, **_RUN_KEYS},
         required=("model", "data"),
-        check=_check_table,
     ),
     "infer": OpSpec(
         {"model": Key(_ref), **_DATA_KEYS, **_RUN_KEYS, "out": Key(_table_path)},

@@ -69,6 +69,11 @@ async def test_small_cnn_on_shapes(agent: MlAgent, tmp_path: Path) -> None:
     assert outcome.ok, outcome.reason
     assert outcome.metrics["val_accuracy"] >= 0.6
     assert registry.resolve("cnn").meta["input_shape"] == [None, 1, 16, 16]
+    # Images from a file: pixel columns p0..p255, target taken from the model.
+    await run_op(agent, "dataset kind=shapes n=100 noise=0.1 data_seed=5 out=img.parquet", tmp_path)
+    outcome, _ = await run_op(agent, "evaluate model=cnn data=img.parquet", tmp_path)
+    assert outcome.ok, outcome.reason
+    assert outcome.metrics["eval_accuracy"] >= 0.5 and outcome.metrics["samples"] == 100
 
 
 async def test_same_seed_gives_identical_weights(agent: MlAgent, tmp_path: Path) -> None:
