@@ -8,10 +8,9 @@ and the rest is counted as dropped. Memory therefore stays flat under an
 output flood: the file is written through a fixed buffer and the live list is
 bounded.
 
-The file is opened on the first line, so an attempt that prints nothing
-leaves no empty file behind... except that the path is always valid to read:
-:meth:`close` creates it empty when nothing was written, so ``tek logs``
-finds every attempt's file.
+The file is opened on the first line: an attempt that prints nothing leaves
+no file (readers treat a missing log as empty). Creating 2000 empty files
+cost ``tek run`` a sixth of its time on 2000 ``sh -c true`` tasks.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ class AttemptLog(LogSink):
         path: the attempt's log file (parents are created).
         live_limit: most lines kept for the live stream between two ``take`` calls.
         on_output: called (no arguments) when the first line arrives after a
-            ``take``, so the engine knows to flush; called from the writer's thread.
+            ``take``, so the engine knows to flush.
     """
 
     def __init__(
@@ -52,9 +51,13 @@ class AttemptLog(LogSink):
         self.closed = False
 
     def _open(self) -> IO[str]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
-        return self._file
+        try:
+            f = open(self.path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+        except FileNotFoundError:  # the run's folder: made by the first attempt that prints
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            f = open(self.path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+        self._file = f
+        return f
 
     def write_line(self, line: str) -> None:
         """Append one line (without its newline)."""
@@ -90,13 +93,10 @@ class AttemptLog(LogSink):
         return lines, dropped
 
     def close(self) -> None:
-        """Flush and close the file (creating it empty if nothing was written)."""
+        """Flush and close the file (there is none when nothing was written)."""
         if self.closed:
             return
         self.closed = True
-        if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.touch()
-        else:
+        if self._file is not None:
             self._file.close()
             self._file = None
