@@ -127,9 +127,10 @@ class RunJournal:
     stopped: int = 0
 
     def close(self) -> None:
-        """After the run: apply its queued batches, then close the journal."""
+        """After the run: apply its queued batches, checkpoint, close the journal."""
         try:
             self.store.apply_pending(self.run_id)
+            self.store.checkpoint()
         finally:
             self.store.close()
 

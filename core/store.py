@@ -215,6 +215,14 @@ class Store:
             self._has_pending[run] = False
         return len(rows)
 
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file now (a passive checkpoint).
+
+        Called once a run is over, so the run itself never waits for one.
+        """
+        with self._lock, self._errors():
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
     def begin_run(self, run_id: str, plan: Plan, options: Mapping[str, Any] | None = None) -> None:
         """Record a new run and its tasks (all ``pending``) before it starts."""
         now = time.time()
