@@ -284,7 +284,7 @@ def _agent_validate(
                 problems.add(task.line, "command", message)
 
 
-def _suggester(ids: Sequence[str]) -> Any:
+def _suggester(ids: Sequence[str]) -> Callable[[str], str | None]:
     """A function naming the id closest to a missing one, or None."""
     if len(ids) <= _FULL_SUGGEST:
         pool: Sequence[str] = ids
@@ -321,7 +321,7 @@ def _deps(
     if not known.issuperset(chain.from_iterable(out)) or any(map(contains, out, ids)):
         bad = [(i, d) for i, ds in enumerate(out) if ds for d in ds
                if d not in known or d == ids[i]]
-    suggest = None
+    suggest: Callable[[str], str | None] | None = None
     for n, (i, dep) in enumerate(bad):
         if dep == ids[i]:
             problems.add(lines[i], "deps", "task depends on itself", dep)
