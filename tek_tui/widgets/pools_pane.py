@@ -3,8 +3,9 @@
 Fed by :meth:`PoolsPane.update_pools` from the run protocol (``PoolInfo``s
 and the admission flag). Throughput (finished tasks per second) is the rate
 of change of each pool's ``finished`` counter over the last
-:data:`RATE_WINDOW_S` seconds of updates, measured with the pane's clock
-(monotonic, injectable for tests). When admission is paused a line says so
+:data:`RATE_WINDOW_S` seconds of updates (over at least one second, so a burst
+of updates does not spike), measured with the pane's clock (monotonic,
+injectable for tests and snapshots: ``PoolsPane(clock=...)``). When admission is paused a line says so
 and why, in the warning colour and with a ``⏸`` sign.
 
 The pane never resizes a pool itself: up/down select a pool and ``+``/``-``
@@ -128,7 +129,9 @@ class PoolsPane(Widget, can_focus=True):
         if not history or len(history) < 2:
             return 0.0
         (t0, f0), (t1, f1) = history[0], history[-1]
-        return (f1 - f0) / (t1 - t0) if t1 > t0 else 0.0
+        # At least a second in the denominator: a burst of updates (a console
+        # joining late, a replay) must not read as thousands per second.
+        return (f1 - f0) / max(t1 - t0, 1.0)
 
     def watch_cursor(self) -> None:
         self.refresh()

@@ -123,6 +123,12 @@ class SystemPane(Widget, can_focus=True):
         self.query_one("#system-body", Static).update(Text("sampling…", style=self._style("label")))
         self._poll(dict(self._pids))
 
+    def on_resize(self) -> None:
+        # The layout (bars or blocks, gauges per line) depends on the width: redraw now,
+        # not at the next poll.
+        if self.samples:
+            self.query_one("#system-body", Static).update(self.render_text())
+
     def set_task_pids(self, pids: Mapping[str, int]) -> None:
         """Tasks to measure from the next poll on: task id → root pid of its attempt."""
         self._pids = dict(pids)

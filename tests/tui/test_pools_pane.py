@@ -57,6 +57,9 @@ async def test_rate_window_and_counter_reset() -> None:
         assert pane.finished_per_second("p") == pytest.approx(10.0)
         pane.update_pools([PoolInfo("p", 2, finished=0)], False, "")  # a new run
         assert pane.finished_per_second("p") == 0.0
+        clock.now += 0.01  # a burst: 50 done in 10 ms is not 5000/s
+        pane.update_pools([PoolInfo("p", 2, finished=50)], False, "")
+        assert pane.finished_per_second("p") == pytest.approx(50.0)
 
 
 @pytest.mark.parametrize("size", SIZES)

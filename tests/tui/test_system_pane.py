@@ -99,7 +99,10 @@ async def test_no_gpu_said_plainly(size: tuple[int, int]) -> None:
         if size[0] >= 60:
             assert " 95%" in text and "  1 " in text  # one bar per core, labelled
         else:
-            assert "▂█▅▁" in text  # one block per core when narrow
+            assert "▁█▅▁" in text  # one block per core when narrow
+        await pilot.resize_terminal(50, 24)  # redrawn for the new width at once
+        await pilot.pause()
+        assert "▁█▅▁" in screen_text(app)
 
 
 @pytest.mark.parametrize("size", SIZES)
