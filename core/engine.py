@@ -30,6 +30,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Collection, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
@@ -343,7 +344,9 @@ class Run(RunState):
         env["TEK_ATTEMPT"] = str(attempt)
         if rec.gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, rec.gpus))
-        path = run_log_path(self.run_id, task.id, attempt)
+        if self._log_dir is None:  # run_log_path makes $TEK_HOME each call: once a run
+            self._log_dir = run_log_path(self.run_id, "_", 1).parent
+        path = self._log_dir / f"{task.id.replace('/', '__')}.{attempt}.log"
         log = AttemptLog(path, on_output=self._on_output)
         self._logs[log] = (task.id, attempt)
 
@@ -385,6 +388,8 @@ class Run(RunState):
         if dropped:
             self.dropped_lines += dropped
             self._batch.append(OutputDropped(key[0], key[1], dropped))
+
+    _log_dir: Path | None = None
 
     def _schedule_retry(self, rec: TaskRec, delay: float) -> None:
         self._live += 1

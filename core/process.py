@@ -51,16 +51,23 @@ class Child:
 
     async def wait(self) -> int:
         """Wait for the leader to exit; returns the code (negative = signal)."""
-        if self.returncode is None:
+        if self.returncode is None and not self.exited():
             await anyio.wait_readable(self._pidfd)
             self._reap()
         assert self.returncode is not None
         return self.returncode
 
     def exited(self) -> bool:
-        """True once the leader has exited (reaps it); never blocks."""
-        if self.returncode is None and select.select([self._pidfd], [], [], 0)[0]:
-            self._reap()
+        """True once the leader has exited (reaps it); never blocks.
+
+        Usually true already when the output pipe reaches end of file, which
+        saves the pidfd wait (two epoll calls and a loop turn).
+        """
+        if self.returncode is None:
+            if self._popen is not None:
+                self.returncode = self._popen.poll()
+            elif select.select([self._pidfd], [], [], 0)[0]:
+                self._reap()
         return self.returncode is not None
 
     def _reap(self) -> None:
