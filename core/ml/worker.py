@@ -28,6 +28,7 @@ import os
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -54,24 +55,46 @@ class Channel:
             self._stream.flush()
 
 
-def _capture_output(channel: Channel) -> None:
-    """Point fds 1 and 2 at a pipe whose lines are sent as ``log`` messages."""
+_DRAIN = "\x00tek-drain"
+
+
+def _capture_output(channel: Channel) -> Callable[[], None]:
+    """Point fds 1 and 2 at a pipe whose lines are sent as ``log`` messages.
+
+    Returns:
+        ``drain()``: waits until everything printed so far has been sent, so
+        a request's output never trails its ``done`` into the next task's log.
+    """
     read_fd, write_fd = os.pipe()
     os.dup2(write_fd, 1)
     os.dup2(write_fd, 2)
     os.close(write_fd)
     sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", 0), line_buffering=True)
     sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", 0), line_buffering=True)
+    drained = threading.Event()
 
     def pump() -> None:
         with os.fdopen(read_fd, "r", encoding="utf-8", errors="replace") as lines:
             for line in lines:
-                channel.send(type="log", line=line.rstrip("\n"))
+                if line.rstrip("\n") == _DRAIN:
+                    drained.set()
+                else:
+                    channel.send(type="log", line=line.rstrip("\n"))
+
+    def drain() -> None:
+        drained.clear()
+        sys.stderr.flush()
+        sys.stdout.write(_DRAIN + "\n")
+        sys.stdout.flush()
+        drained.wait(timeout=2.0)
 
     threading.Thread(target=pump, name="tek-ml-output", daemon=True).start()
+    return drain
 
 
-def handle(request: dict[str, Any], channel: Channel) -> None:
+def handle(
+    request: dict[str, Any], channel: Channel, drain: Callable[[], None] = lambda: None
+) -> None:
     """Run one request and send its ``done`` message."""
     from core.ml import convert, data, evaluate, registry, train
 
@@ -122,12 +145,15 @@ def handle(request: dict[str, Any], channel: Channel) -> None:
         else:
             raise ValueError(f"unknown op {op!r}")
     except EXPECTED + (data.DataError,) as exc:
+        drain()
         channel.send(type="done", ok=False, reason=str(exc).strip("'\""), metrics={})
     except Exception as exc:
+        drain()
         for line in traceback.format_exc().splitlines():
             ctx.log(line)
         channel.send(type="done", ok=False, reason=f"{type(exc).__name__}: {exc}", metrics={})
     else:
+        drain()
         channel.send(type="done", ok=True, reason="", metrics=metrics)
     finally:
         os.environ.clear()
@@ -147,7 +173,7 @@ def main() -> int:
     channel = Channel(os.fdopen(os.dup(1), "w", encoding="utf-8"))
     crash = os.fdopen(os.dup(2), "w")
     faulthandler.enable(file=crash)
-    _capture_output(channel)
+    drain = _capture_output(channel)
     import torch
 
     # Warm the modules every op needs, so the first task does not pay for them.
@@ -156,7 +182,7 @@ def main() -> int:
     channel.send(type="ready", pid=os.getpid(), torch=torch.__version__)
     for line in sys.stdin:
         if line.strip():
-            handle(json.loads(line), channel)
+            handle(json.loads(line), channel, drain)
     return 0
 
 

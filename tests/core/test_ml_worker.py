@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,3 +118,32 @@ async def test_worker_that_cannot_start_fails_clearly(tmp_path: Path) -> None:
     assert not outcome.ok and outcome.exit_code == 1
     assert outcome.reason.endswith("exited with code 1: ImportError: no module named torch")
     assert "ImportError: no module named torch" in attempt.lines
+
+
+def test_worker_output_is_sent_before_done(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "from core.ml import worker, train\n"
+        "def fake(args, ctx):\n"
+        "    print('printed by op')\n"
+        "    return {'x': 1.0}\n"
+        "train.run_train = fake\n"
+        "sys.exit(worker.main())\n"
+    )
+    request = json.dumps({"op": "train", "args": {}, "env": {"TEK_HOME": str(tmp_path)}})
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        input=f"{request}\n{request}\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    kinds = [(m["type"], m.get("line")) for m in map(json.loads, done.stdout.splitlines())]
+    assert kinds == [
+        ("ready", None),
+        ("log", "printed by op"),
+        ("done", None),
+        ("log", "printed by op"),
+        ("done", None),
+    ]
