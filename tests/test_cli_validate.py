@@ -95,3 +95,22 @@ def test_process_exit_codes_and_no_heavy_imports(tmp_path: Path) -> None:
         assert "Traceback" not in run.stderr
         assert json.loads(run.stderr.splitlines()[-1]) == []
     assert f"{bad}:2: command: bytes are not UTF-8 at byte offset 18" in run.stderr
+
+
+def test_critical_path_weighted_by_the_last_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = tmp_path / "p.csv"
+    # By task count the longest chain is a -> c -> d; by time it is a -> b.
+    plan.write_text("id,agent,command,deps\na,noop,,\nb,noop,0.4,a\nc,noop,,a\nd,noop,,c\n")
+    assert main(["validate", str(plan), "--json"]) == 0
+    before = json.loads(capsys.readouterr().out)
+    assert before["critical_path"] == ["a", "c", "d"] and before["critical_path_s"] is None
+    assert main(["run", str(plan), "--plain"]) == 0
+    capsys.readouterr()
+    assert main(["validate", str(plan), "--json"]) == 0
+    after = json.loads(capsys.readouterr().out)
+    assert after["critical_path"] == ["a", "b"]
+    assert after["critical_path_s"] >= 0.4 and after["durations_from"]
+    assert main(["validate", str(plan)]) == 0
+    assert f"s by run {after['durations_from']}: a -> b" in capsys.readouterr().out
