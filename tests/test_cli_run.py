@@ -166,3 +166,52 @@ def test_config_gives_defaults_and_flags_win(tmp_path: Path) -> None:
     r = tek("run", str(p))
     assert r.returncode == 2 and f"{config}: run_jobs = 0: must be at least 1" in r.stderr
     assert tek("run", "-j", "2", str(p)).returncode == 0  # the flag wins over a bad config
+
+
+def test_tek_run_imports_neither_torch_nor_textual(plan: Path) -> None:
+    code = (
+        "import sys\nfrom tek_tui.cli import main\n"
+        f"rc = main(['run', '--no-journal', {str(plan)!r}])\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'textual'})\n"
+        "print(rc, heavy)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.stdout.splitlines()[-1] == "1 []", r.stdout + r.stderr
+
+
+def test_live_view_renders_progress_running_tasks_and_failures() -> None:
+    from rich.console import Console
+
+    from core.events import (
+        OutputLines,
+        Progress,
+        RunSnapshot,
+        RunStatus,
+        TaskChanged,
+        TaskInfo,
+        TaskState,
+    )
+    from tek_tui.live_view import RunWatch, render
+
+    class Client:
+        def snapshot(self) -> RunSnapshot:
+            tasks = tuple(TaskInfo(t, t, "shell", "shell", ()) for t in ("train", "bad", "ok"))
+            return RunSnapshot("r1", "p.csv", RunStatus.RUNNING, tasks)
+
+    watch = RunWatch(Client())  # type: ignore[arg-type]
+    for ev in [
+        TaskChanged("train", TaskState.RUNNING, 1, 0.0),
+        Progress("train", 1, 0.0, {"epoch": 3, "loss": 0.123456}, 0.3),
+        TaskChanged("bad", TaskState.RUNNING, 1, 0.0),
+        OutputLines("bad", 1, ("step 1", "disk full")),
+        TaskChanged("bad", TaskState.FAILED, 1, 0.0, 1, "exit code 1"),
+        TaskChanged("ok", TaskState.SUCCEEDED, 1, 0.0),
+    ]:
+        watch.apply(ev)
+    console = Console(width=100, record=True, color_system=None)
+    console.print(render(watch, 100))
+    text = console.export_text()
+    assert "run r1" in text and "2/3" in text
+    assert "failed 1" in text and "running 1" in text and "succeeded 1" in text
+    assert "train" in text and "epoch=3 loss=0.1235 %=30" in text
+    assert "bad" in text and "exit code 1  disk full" in text
