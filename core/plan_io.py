@@ -83,6 +83,8 @@ def read_plan(path: str | Path, *, stats: ImportStats | None = None) -> Plan:
         raise PlanError(f"{path}: no such file") from None
     except OSError as exc:
         raise PlanError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except ValueError as exc:  # e.g. a NUL byte in the path
+        raise PlanError(f"{path!r}: cannot read: {exc}") from None
     started = time.perf_counter()
     problems = Problems(str(path))
     text = decode(data, problems)

@@ -77,6 +77,8 @@ def test_missing_file_and_folder(tmp_path: Path) -> None:
         read_plan(tmp_path / "nope.csv")
     with pytest.raises(PlanError, match="is a folder, not a plan file"):
         read_plan(tmp_path)
+    with pytest.raises(PlanError, match="cannot read: embedded null byte"):
+        read_plan("bad\0name.csv")
 
 
 def test_bytes_that_are_not_utf8_name_line_offset_and_column() -> None:
