@@ -40,6 +40,7 @@ from core.plan_check import Problems, Sheet, build_tasks
 from core.plan_csv import decode, read_frame, read_header
 
 _ALWAYS = ("id", "agent", "command", "deps")
+_CYCLE_SHOWN = 20
 _KNOWN_HINT = ", ".join(COLUMNS) + f", or {META_PREFIX}* for your own"
 
 
@@ -194,6 +195,9 @@ def _read_text(
     for cycle in index.cycles:
         steps = [f"{index.ids[i]} (line {plan.tasks[i].line})" for i in cycle[:-1]]
         steps.append(index.ids[cycle[-1]])
+        if len(steps) > _CYCLE_SHOWN:  # still one readable line for a huge cycle
+            cut = len(steps) - _CYCLE_SHOWN
+            steps[_CYCLE_SHOWN // 2 : -_CYCLE_SHOWN // 2] = [f"... {cut} more ..."]
         problems.add(plan.tasks[cycle[0]].line, "deps", "dependency cycle: " + " -> ".join(steps))
     if stats is not None:
         stats.rows = len(plan)

@@ -226,6 +226,13 @@ def test_cycle_names_each_task_and_line() -> None:
     ]
 
 
+def test_a_huge_cycle_stays_one_readable_line() -> None:
+    rows = "".join(f"t{i},noop,,t{(i - 1) % 100}\n" for i in range(100))
+    line = only(HEADER + rows)
+    assert line.startswith("p.csv:2: deps: dependency cycle: t0 (line 2) -> t1 (line 3) ->")
+    assert "-> ... 81 more ... -> t91 (line 93) ->" in line and line.endswith("t99 (line 101) -> t0")
+
+
 def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(PlanError) as info:
         read_plan(REPO / "sample_plans" / "broken_columns.csv")
