@@ -55,7 +55,7 @@ from core.logsink import AttemptLog
 from core.paths import run_log_path
 from core.process import GRACE_S
 from core.run_options import RunOptions, RunSummary, TaskResult, new_run_id
-from core.run_state import RunState
+from core.run_state import CURRENT_RUN, RunState
 from core.scheduler import TaskRec
 
 if TYPE_CHECKING:
@@ -292,6 +292,7 @@ class Run(RunState):
 
     async def _attempt(self, rec: TaskRec, agent: Agent) -> None:
         GRACE_S.set(self.options.grace_s)
+        CURRENT_RUN.set(self)
         ctx = self._context(rec)
         log = ctx.log
         assert isinstance(log, AttemptLog)
@@ -446,6 +447,9 @@ class Run(RunState):
                     p.dirty = False
                     self._batch.append(PoolChanged(p.name, p.size, p.busy, p.queued,
                                                    p.finished, now))
+        if self._foreign:
+            foreign, self._foreign = self._foreign, []
+            self.broadcaster.publish(foreign)
         batch = self._batch
         if not batch:
             return

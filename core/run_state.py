@@ -11,10 +11,12 @@ records and publishes the batch at the end of the scheduler turn.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import time
 from collections.abc import Collection, Mapping
+from contextvars import ContextVar
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -41,6 +43,10 @@ from core.scheduler import Pool, Resources, TaskRec, link
 if TYPE_CHECKING:
     from core.plan import Plan
     from core.recorder import Recorder
+
+#: The run whose attempt is executing (set by the engine in each attempt's
+#: task), so the ``plan`` agent can attach its nested run to it.
+CURRENT_RUN: ContextVar[RunState | None] = ContextVar("tek_current_run", default=None)
 
 #: Longest delay between two attempts of a task.
 MAX_BACKOFF_S = 600.0
@@ -101,6 +107,8 @@ class RunState:
         self._open = sum(1 for r in self.recs if not r.state.is_terminal)
         self._live = 0  # attempt and backoff tasks in flight
         self._batch: list[Event] = []
+        self._foreign: list[Event] = []  # from nested runs: published, not recorded
+        self._nested: dict[str, RunState] = {}
         self._readied: list[TaskRec] = []
         self._logs: dict[AttemptLog, tuple[str, int]] = {}
         self._wake = anyio.Event()
@@ -151,6 +159,12 @@ class RunState:
             )
             for r in self.recs
         )
+        for prefix, child in self._nested.items():
+            tasks += tuple(
+                dataclasses.replace(t, id=f"{prefix}/{t.id}",
+                                    deps=tuple(f"{prefix}/{d}" for d in t.deps))
+                for t in child.snapshot().tasks
+            )
         pools = tuple(PoolInfo(p.name, p.size, p.busy, p.queued, p.finished)
                       for p in self.pools.values())
         paused, reason = self._admission
@@ -161,6 +175,21 @@ class RunState:
 
     def _poke(self) -> None:
         self._wake.set()
+
+    # ----------------------------------------------------- nested runs
+
+    def adopt(self, prefix: str, child: RunState) -> None:
+        """Show a nested run's tasks in this run's snapshot as ``prefix/<id>``."""
+        self._nested[prefix] = child
+
+    def forward(self, event: Event) -> None:
+        """Publish a nested run's event (already re-keyed) with the next batch.
+
+        Forwarded events go to subscribers only, not to this run's recorder:
+        the journal holds the parent task, whose own events are recorded.
+        """
+        self._foreign.append(event)
+        self._poke()
 
     def _admitting(self) -> bool:
         return not (self._stopping or self._user_paused or self._memory_low)

@@ -1,0 +1,121 @@
+"""The ``plan`` agent: runs another plan file as a nested run.
+
+``command`` is the sub-plan's path, relative to the parent plan's folder. The
+attempt builds a :class:`~core.engine.Run` of the sub-plan (run id
+``<parent run>/<task>``, so its logs land under the parent run's folder) and
+runs it to its end; the task succeeds when every sub-task does.
+
+What the parent shows (DESIGN.md, "Agents"): the sub-run's tasks appear in
+the parent's snapshot and event stream as ``<task>/<sub-task>`` (state
+changes, output, progress), its output goes to the task's own log prefixed
+with the sub-task id, and the task reports ``done``/``total``/``failed``
+progress. Decisions: the sub-run uses the machine's capacities and default
+pool sizes (a plan task holds its own ``cpus`` etc. in the parent only);
+sub-tasks are not journaled one by one (the plan task is), so a resumed
+parent reruns a failed sub-plan whole. Validation reads the sub-plan (every
+problem is reported at import time) and refuses a plan that includes itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from contextvars import ContextVar
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+
+from core.agents.base import Agent, AttemptContext, Outcome
+from core.errors import PlanError
+from core.events import Event, OutputDropped, OutputLines, Progress, TaskChanged
+
+if TYPE_CHECKING:
+    from core.plan import Plan, Task
+
+_FORWARDED = (TaskChanged, OutputLines, OutputDropped, Progress)
+#: Sub-plan files being validated on this path of nesting (cycle guard).
+_VALIDATING: ContextVar[frozenset[Path]] = ContextVar("tek_plan_stack", default=frozenset())
+
+
+def _sub_plan_path(task: Task, plan_dir: Path) -> Path:
+    return (plan_dir / task.command.strip()).resolve()
+
+
+class PlanAgent(Agent):
+    """Runs the sub-plan named by ``command`` as a nested run."""
+
+    name = "plan"
+
+    def validate(self, task: Task, plan_dir: Path) -> list[str]:
+        """The sub-plan must exist, be valid, and not include itself."""
+        if not task.command.strip():
+            return ["plan task needs the path of a sub-plan"]
+        path = _sub_plan_path(task, plan_dir)
+        stack = _VALIDATING.get()
+        if path in stack:
+            return [f"sub-plan {task.command} includes itself"]
+        if not path.is_file():
+            return [f"sub-plan {task.command} not found ({path})"]
+        token = _VALIDATING.set(stack | {path})
+        try:
+            _read(path)
+        except PlanError as exc:
+            return [f"sub-plan {task.command}: {p}" for p in exc.problems]
+        finally:
+            _VALIDATING.reset(token)
+        return []
+
+    async def run(self, ctx: AttemptContext) -> Outcome:
+        """Run the sub-plan to its end; cancelling this cancels the sub-run."""
+        from core.engine import RunOptions, create_run
+        from core.process import GRACE_S
+        from core.run_state import CURRENT_RUN
+
+        task = ctx.task
+        try:
+            plan = _read(_sub_plan_path(task, ctx.plan_dir))
+            child = create_run(plan, RunOptions(grace_s=GRACE_S.get()),
+                               run_id=f"{ctx.run_id}/{task.id}")
+        except PlanError as exc:
+            ctx.log.write_lines([f"[tek] {p}" for p in exc.problems])
+            return Outcome(ok=False, reason=f"sub-plan {task.command} is invalid")
+        parent = CURRENT_RUN.get()
+        if parent is not None:
+            parent.adopt(task.id, child)
+        total = len(plan)
+        ended: dict[str, bool] = {}
+
+        async def relay() -> None:
+            async for ev in child.client().events():
+                if not isinstance(ev, _FORWARDED):
+                    continue
+                if isinstance(ev, OutputLines):
+                    ctx.log.write_lines([f"[{ev.task_id}] {line}" for line in ev.lines])
+                elif isinstance(ev, TaskChanged) and ev.state.is_terminal:
+                    ended[ev.task_id] = ev.state.value == "succeeded"
+                    ctx.report_progress(done=len(ended), total=total,
+                                        failed=sum(1 for ok in ended.values() if not ok),
+                                        fraction=len(ended) / max(total, 1))
+                if parent is not None:
+                    parent.forward(_rekey(ev, task.id))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(relay)
+            summary = await child.run()
+        if summary.status.value == "succeeded":
+            return Outcome(ok=True, metrics={"tasks": float(total)})
+        counts = ", ".join(f"{n} {s}" for s, n in summary.counts.items() if n)
+        return Outcome(ok=False, reason=f"sub-plan {summary.status.value}: {counts}")
+
+
+_Keyed = TaskChanged | OutputLines | OutputDropped | Progress
+
+
+def _rekey(ev: _Keyed, prefix: str) -> Event:
+    return dataclasses.replace(ev, task_id=f"{prefix}/{ev.task_id}")
+
+
+def _read(path: Path) -> Plan:
+    from core.plan_io import read_plan
+
+    return read_plan(path)

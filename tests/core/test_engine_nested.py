@@ -1,0 +1,103 @@
+"""The ``plan`` agent: a sub-plan runs as a nested run, shown as ``task/sub-task``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from core.engine import Run, RunOptions, create_run
+from core.errors import PlanError
+from core.events import CancelTask, OutputLines, Progress, RunStatus, TaskChanged, TaskState
+from core.plan_io import read_plan
+from tests.core.engine_helpers import EventLog, run_collect
+
+OPTS = RunOptions(jobs=4, memory_floor_mb=0, grace_s=0.3)
+
+
+def write(path: Path, rows: list[str]) -> Path:
+    path.write_text("id,agent,command,deps\n" + "\n".join(rows) + "\n")
+    return path
+
+
+@pytest.fixture
+def parent(tmp_path: Path) -> Path:
+    (tmp_path / "sub").mkdir()
+    write(tmp_path / "sub" / "child.csv", [
+        "a,shell,echo hello from a,",
+        "b,noop,,a",
+        "c,shell,echo c,b",
+    ])  # fmt: skip
+    return write(tmp_path / "parent.csv", [
+        "prep,shell,echo prep,",
+        "sub,plan,sub/child.csv,prep",
+        "after,noop,,sub",
+    ])  # fmt: skip
+
+
+async def test_sub_plan_runs_nested_and_shows_prefixed_tasks(parent: Path) -> None:
+    run = create_run(read_plan(parent), OPTS, run_id="r1")
+    seen: list[str] = []
+
+    async def watch(run: Run, events: EventLog) -> None:
+        await events.wait_for(lambda: any(
+            isinstance(e, TaskChanged) and e.task_id == "sub/a" for e in events))
+        seen.extend(t.id for t in run.snapshot().tasks)
+
+    summary, events = await run_collect(run, watch)
+    assert summary.status is RunStatus.SUCCEEDED
+    assert [summary.tasks[t].state for t in ("prep", "sub", "after")] == [TaskState.SUCCEEDED] * 3
+    assert {"sub/a", "sub/b", "sub/c"} <= set(seen)
+    final = {e.task_id: e.state for e in events if isinstance(e, TaskChanged)}
+    assert final["sub/c"] is TaskState.SUCCEEDED
+    lines = [ln for e in events if isinstance(e, OutputLines) and e.task_id == "sub/a"
+             for ln in e.lines]
+    assert lines == ["hello from a"]
+    progress = [e for e in events if isinstance(e, Progress) and e.task_id == "sub"]
+    assert progress and progress[-1].values["done"] == 3 and progress[-1].fraction == 1.0
+    home = Path(os.environ["TEK_HOME"]) / "runs" / "r1"
+    assert "[a] hello from a" in (home / "sub.1.log").read_text()
+    assert (home / "sub" / "a.1.log").read_text() == "hello from a\n"
+    snap = {t.id: t for t in run.snapshot().tasks}
+    assert snap["sub/b"].deps == ("sub/a",)
+
+
+async def test_failing_sub_plan_fails_the_task(tmp_path: Path) -> None:
+    write(tmp_path / "child.csv", ["x,shell,exit 4,", "y,noop,,x"])
+    p = write(tmp_path / "parent.csv", ["sub,plan,child.csv,", "after,noop,,sub"])
+    summary, _ = await run_collect(create_run(read_plan(p), OPTS))
+    assert summary.tasks["sub"].state is TaskState.FAILED
+    assert summary.tasks["sub"].reason == "sub-plan failed: 1 failed, 1 skipped"
+    assert summary.tasks["after"].state is TaskState.SKIPPED
+
+
+async def test_cancelling_the_plan_task_stops_the_sub_run(tmp_path: Path) -> None:
+    write(tmp_path / "child.csv", ["slow,shell,sleep 100,"])
+    p = write(tmp_path / "parent.csv", ["sub,plan,child.csv,"])
+    run = create_run(read_plan(p), OPTS)
+
+    async def cancel(run: Run, events: EventLog) -> None:
+        await events.wait_for(lambda: any(
+            isinstance(e, TaskChanged) and e.task_id == "sub/slow" and e.pid for e in events))
+        await run.client().control(CancelTask("sub"))
+
+    summary, events = await run_collect(run, cancel)
+    assert summary.tasks["sub"].state is TaskState.CANCELLED
+    (pid,) = {e.pid for e in events if isinstance(e, TaskChanged) and e.task_id == "sub/slow"
+              and e.pid}
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_sub_plans_are_validated_at_import(tmp_path: Path) -> None:
+    write(tmp_path / "bad.csv", ["x,shell,,"])
+    write(tmp_path / "loop.csv", ["again,plan,loop.csv,"])
+    p = write(tmp_path / "parent.csv", [
+        "missing,plan,nope.csv,", "bad,plan,bad.csv,", "loop,plan,loop.csv,", "empty,plan,,"])
+    with pytest.raises(PlanError) as info:
+        read_plan(p)
+    text = str(info.value)
+    assert "sub-plan nope.csv not found" in text
+    assert "sub-plan bad.csv:" in text and "command" in text
+    assert "sub-plan loop.csv includes itself" in text
