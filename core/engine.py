@@ -38,6 +38,7 @@ import anyio.lowlevel
 
 from core.agents.base import Agent, AttemptContext, Outcome
 from core.agents.registry import get_agent, known_agents
+from core.attempt import build_context
 from core.broadcast import InProcessClient
 from core.errors import PlanError
 from core.events import (
@@ -45,7 +46,6 @@ from core.events import (
     OutputDropped,
     OutputLines,
     PoolChanged,
-    Progress,
     RunStarted,
     RunStatus,
     TaskChanged,
@@ -336,45 +336,12 @@ class Run(RunState):
         self._poke()
 
     def _context(self, rec: TaskRec) -> AttemptContext:
-        task = rec.task
-        attempt = rec.attempt
-        env = self._base_env.copy()
-        env.update(task.env)
-        env["TEK_RUN_ID"] = self.run_id
-        env["TEK_TASK_ID"] = task.id
-        env["TEK_ATTEMPT"] = str(attempt)
-        if rec.gpus:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, rec.gpus))
         if self._log_dir is None:  # run_log_path makes $TEK_HOME each call: once a run
             self._log_dir = run_log_path(self.run_id, "_", 1).parent
-        path = self._log_dir / f"{task.id.replace('/', '__')}.{attempt}.log"
+        path = self._log_dir / f"{rec.task.id.replace('/', '__')}.{rec.attempt}.log"
         log = AttemptLog(path, on_output=self._on_output)
-        self._logs[log] = (task.id, attempt)
-
-        def report_progress(fraction: float | None = None, **values: float | int | str) -> None:
-            if rec.attempt != attempt or rec.state is not _RUNNING:
-                return
-            rec.progress.update(values)
-            if fraction is not None:
-                rec.fraction = fraction
-            self._batch.append(Progress(task.id, attempt, time.time(), dict(values), fraction))
-            self._poke()
-
-        def set_pid(pid: int) -> None:
-            if rec.attempt != attempt or rec.state is not _RUNNING:
-                return
-            rec.pid = pid
-            self._batch.append(TaskChanged(task.id, _RUNNING, attempt, time.time(), None, "",
-                                           pid, rec.gpus))
-            self._poke()
-
-        return AttemptContext(
-            task=task, attempt=attempt, run_id=self.run_id, cpus=rec.cpus, gpus=rec.gpus,
-            memory_mb=task.memory_mb, env=env,
-            cwd=(self._base_dir / task.cwd) if task.cwd else self._base_dir,
-            log_path=path, log=log, report_progress=report_progress, set_pid=set_pid,
-            plan_dir=self._base_dir,
-        )
+        self._logs[log] = (rec.task.id, rec.attempt)
+        return build_context(self, rec, log)
 
     def _on_output(self) -> None:
         self._poke()

@@ -126,8 +126,10 @@ class RunState:
         self._finished_ts: float | None = None
         self._ran = False
         self._record_error: Exception | None = None
-        self._base_env = dict(os.environ)
-        self._base_dir = plan.base_dir.resolve()
+        #: Environment every attempt starts from (os.environ when the run was built).
+        self.base_env = dict(os.environ)
+        #: The plan's folder: attempts' default cwd and base of relative paths.
+        self.base_dir = plan.base_dir.resolve()
         self.dropped_lines = 0
 
     @staticmethod
@@ -174,6 +176,10 @@ class RunState:
         )
 
     def _poke(self) -> None:
+        self._wake.set()
+
+    def poke(self) -> None:
+        """Wake the scheduler loop (new events, output or a state change)."""
         self._wake.set()
 
     # ----------------------------------------------------- nested runs
