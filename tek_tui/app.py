@@ -21,6 +21,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.dom import DOMNode
 from textual.screen import Screen
+from textual.worker import Worker, WorkerState
 
 from core.client import RunClient
 from core.errors import PlanError, TekError
@@ -166,6 +167,13 @@ class TekApp(App[int]):
     @work(exclusive=True, group="run", description="drive the run", exit_on_error=False)
     async def _drive_run(self, runner: Runner) -> None:
         await runner()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place worker failures are reported (they never crash the console)."""
+        if event.state is WorkerState.ERROR:
+            error = event.worker.error
+            self.notify(f"{event.worker.description or event.worker.name}: {error}",
+                        title="error", severity="error", timeout=30)
 
     # ---------------------------------------------------------------- actions
 

@@ -89,8 +89,10 @@ class MainScreen(Screen[None]):
         Binding("z", "zoom", "Zoom", id="pane-zoom", tooltip="Zoom the focused pane"),
         Binding("tab", "next_pane", "Next pane", id="pane-next", show=False),
         Binding("shift+tab", "next_pane(-1)", "Previous pane", id="pane-prev", show=False),
-        Binding("slash", "filter", "Filter", id="task-filter",
-                tooltip="Filter tasks: text, state:failed, tag:x"),
+        # Priority: handled as the key arrives, so the box has the focus
+        # before the next keys (fast typing, paste) are delivered.
+        Binding("slash", "filter", "Filter", id="task-filter", priority=True,
+                tooltip="Filter tasks (text, state:failed, tag:x); in the log: search"),
         Binding("escape", "close_filter", "Close filter", id="filter-close", show=False),
         Binding("q", "quit_console", "Quit", id="quit", tooltip="Quit (asks during a run)"),
     ]
@@ -399,19 +401,27 @@ class MainScreen(Screen[None]):
         self._focus_pane(target)
 
     def action_filter(self) -> None:
-        """Open the filter box above the table."""
+        """Open the filter box (or, in the log pane, the log's search box)."""
+        if isinstance(self.focused, Input):
+            self.focused.insert_text_at_cursor("/")  # a `/` typed into a box is text
+            return
+        if self.active_pane == "log":
+            self.log_view.action_search()
+            return
         box = self.query_one("#task-filter", Input)
         box.display = True
         box.value = self.table.filter_text
         self._focus_pane("tasks", focus=False)
-        box.focus()
+        # Focus now, not on the next idle (Widget.focus): keys typed right
+        # after `/` (a fast typist, a paste, tmux send-keys) must reach the box.
+        self.set_focus(box)
 
     def action_close_filter(self) -> None:
         """Close the filter box, keeping its filter."""
         box = self.query_one("#task-filter", Input)
         if box.display:
             box.display = False
-            self.table.focus()
+            self.set_focus(self.table)
 
     @on(Input.Submitted, "#task-filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
@@ -419,7 +429,7 @@ class MainScreen(Screen[None]):
         self.table.set_filter(event.value)
         self.pane("tasks").border_subtitle = f"filter: {event.value}" if event.value else ""
         event.input.display = False
-        self.table.focus()
+        self.set_focus(self.table)
 
     def _focus_pane(self, pane_id: str, *, focus: bool = True) -> None:
         self.active_pane = pane_id
@@ -429,7 +439,9 @@ class MainScreen(Screen[None]):
         pane = self.pane(pane_id)
         target = next((w for w in pane.query("*") if w.focusable and w.display), None)
         if target is not None:
-            target.focus()
+            # Synchronous, unlike Widget.focus: keys already queued behind this
+            # one (a burst of tab presses) must see the new focus.
+            self.set_focus(target)
 
     def on_descendant_focus(self, event: DescendantFocus) -> None:
         """Track which pane holds the focus (mouse clicks included)."""

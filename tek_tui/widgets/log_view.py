@@ -6,7 +6,8 @@ a few block reads); live ``OutputLines`` then append, one ``write_lines`` per
 flush. Lines that arrived while the file was being read are de-duplicated
 against the file's tail. Memory stays bounded by ``Log.max_lines``.
 
-``f`` toggles follow (auto-scroll), ``/`` searches, ``n``/``N`` jump to the
+``f`` toggles follow (auto-scroll), ``/`` searches (the screen's ``/`` key
+calls :meth:`LogView.action_search` while the log pane has the focus), ``n``/``N`` jump to the
 next/previous match. For tasks that report ``loss`` in ``Progress`` events a
 sparkline of the loss history shows above the log.
 """
@@ -65,7 +66,6 @@ class LogView(Vertical):
 
     BINDINGS = [
         Binding("f", "toggle_follow", "Follow", id="log-follow", tooltip="Follow or pause the log"),
-        Binding("slash", "search", "Search", id="log-search", tooltip="Search the log"),
         Binding("n", "next_match", "Next match", id="log-next-match", show=False),
         Binding("N", "prev_match", "Prev match", id="log-prev-match", show=False),
         Binding("escape", "close_search", "Close search", id="log-close-search", show=False),
@@ -167,7 +167,7 @@ class LogView(Vertical):
         """Open the search box."""
         box = self.query_one("#log-search", Input)
         box.display = True
-        box.focus()
+        self.screen.set_focus(box)  # at once, so keys typed right after `/` land here
 
     def action_next_match(self) -> None:
         """Jump to the next line containing the search text."""

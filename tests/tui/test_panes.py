@@ -158,7 +158,7 @@ async def test_help_lists_every_binding(size: tuple[int, int]) -> None:
                            "task-skip", "run-cancel", "pool-grow", "pool-shrink",
                            "pool-resize", "open-log", "pane-zoom", "pane-next", "task-filter",
                            "theme-cycle", "help", "quit", "sort-tasks", "log-follow",
-                           "log-search"):
+                           "log-next-match"):
             assert binding_id in ids, binding_id
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, HelpScreen))
