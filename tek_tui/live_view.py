@@ -202,8 +202,13 @@ class RunView:
         try:
             async for ev in events:
                 changed = self.watch.apply(ev)
-                if plain and changed is not None:
+                if not plain:
+                    continue
+                if changed is not None:
                     self._plain(changed)
+                elif isinstance(ev, AdmissionChanged):
+                    self._line(f"dispatch paused: {ev.reason}" if ev.paused
+                               else "dispatch resumed")
         finally:
             self.done.set()
 

@@ -215,3 +215,19 @@ def test_live_view_renders_progress_running_tasks_and_failures() -> None:
     assert "failed 1" in text and "running 1" in text and "succeeded 1" in text
     assert "train" in text and "epoch=3 loss=0.1235 %=30" in text
     assert "bad" in text and "exit code 1  disk full" in text
+
+
+async def test_low_memory_pause_is_shown(tmp_path: Path) -> None:
+    p = write_plan(tmp_path / "m.csv", ["a,shell,echo never,,,"])
+    async with await anyio.open_process(
+        [*TEK, "run", "--memory-floor-mb", str(1 << 40), str(p)]
+    ) as proc:
+        assert proc.stdout is not None
+        buf = b""
+        with anyio.fail_after(20):
+            while b"dispatch paused: available memory" not in buf:
+                buf += await proc.stdout.receive()
+        proc.send_signal(signal.SIGINT)
+        with anyio.fail_after(10):
+            assert await proc.wait() == 130
+    assert b"start a" not in buf
