@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.agents.ml import MlAgent
 from core.errors import RegistryError
@@ -219,3 +221,15 @@ def test_engine_side_modules_do_not_import_torch(modules: str) -> None:
     code = f"import sys, {modules}; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@given(st.text(max_size=30))
+@settings(max_examples=300, deadline=None)
+def test_no_accepted_name_leaves_the_registry(text: str) -> None:
+    try:
+        name, _ = registry.split_ref(text)
+    except RegistryError:
+        return
+    root = Path("/registry")
+    folder = (root / name).resolve()
+    assert folder.parent == root and folder.name == name
