@@ -170,6 +170,7 @@ class _Spawner:
 
     def submit(self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Child],
                args: tuple[str, Mapping[str, str], Path]) -> None:
+        """Queue one :func:`spawn`; ``fut`` gets the child (or the error) on ``loop``."""
         with self._lock:
             if self._threads < self.THREADS:
                 self._threads += 1
