@@ -59,6 +59,8 @@ class TekApp(App[int]):
         clock: Callable[[], float] = time.time,
         sampler: Any = None,
         search_dirs: Iterable[Path] | None = None,
+        telemetry_s: float = 1.0,
+        pane_clock: Callable[[], float] | None = None,
     ) -> None:
         """Build the app.
 
@@ -72,6 +74,8 @@ class TekApp(App[int]):
             clock: time source (frozen in snapshot tests).
             sampler: telemetry sampler handed to the system pane (tests).
             search_dirs: folders the picker lists plans from.
+            telemetry_s: seconds between system pane polls.
+            pane_clock: monotonic clock of the pools pane's rates (frozen in snapshots).
         """
         loaded = load_themes()
         self._tek_themes = loaded.themes
@@ -89,6 +93,8 @@ class TekApp(App[int]):
         self.clock = clock
         self.sampler = sampler
         self.search_dirs = list(search_dirs) if search_dirs is not None else None
+        self.telemetry_s = telemetry_s
+        self.pane_clock = pane_clock
         self._store: Any = None
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
@@ -119,7 +125,7 @@ class TekApp(App[int]):
             self._drive_run(runner)
         self.push_screen(
             MainScreen(client, clock=self.clock, sampler=self.sampler, start=self.start_run,
-                       title=title)
+                       title=title, telemetry_s=self.telemetry_s, pane_clock=self.pane_clock)
         )
 
     @work(exclusive=True, group="plan", description="load plan", exit_on_error=False)

@@ -105,8 +105,12 @@ class MainScreen(Screen[None]):
         sampler: Any = None,
         start: bool = False,
         title: str = "",
+        telemetry_s: float = 1.0,
+        pane_clock: Callable[[], float] | None = None,
     ) -> None:
         super().__init__()
+        self._telemetry_s = telemetry_s
+        self._pane_clock = pane_clock
         self.client = client
         self.clock = clock
         self.state: RunState | None = None
@@ -141,11 +145,12 @@ class MainScreen(Screen[None]):
             with Vertical(id="pane-dag", classes="pane"):
                 yield make_dag_view(id="dag-view")
             with Vertical(id="pane-pools", classes="pane"):
-                yield make_pools_pane(id="pools-pane")
+                yield make_pools_pane(clock=self._pane_clock, id="pools-pane")
             with Vertical(id="pane-log", classes="pane"):
                 yield LogView(id="log-view")
             with Vertical(id="pane-system", classes="pane"):
-                yield make_system_pane(sampler=self._sampler, id="system-pane")
+                yield make_system_pane(sampler=self._sampler, interval=self._telemetry_s,
+                                       id="system-pane")
         yield Footer()
 
     def on_mount(self) -> None:

@@ -9,6 +9,7 @@ missing or fails to import).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from textual.widgets import Static
@@ -45,21 +46,21 @@ def make_dag_view(**kwargs: Any) -> Any:
     return DagView(**kwargs)
 
 
-def make_pools_pane(**kwargs: Any) -> Any:
-    """A ``PoolsPane``, or a placeholder."""
+def make_pools_pane(clock: Callable[[], float] | None = None, **kwargs: Any) -> Any:
+    """A ``PoolsPane`` (rates measured with ``clock`` when given), or a placeholder."""
     try:
         from tek_tui.widgets.pools_pane import PoolsPane
     except ImportError:
         return PanePlaceholder("Pools pane", **kwargs)
+    if clock is not None:
+        return PoolsPane(clock=clock, **kwargs)
     return PoolsPane(**kwargs)
 
 
-def make_system_pane(sampler: Any = None, **kwargs: Any) -> Any:
+def make_system_pane(sampler: Any = None, interval: float = 1.0, **kwargs: Any) -> Any:
     """A ``SystemPane`` (with an injected telemetry sampler when given), or a placeholder."""
     try:
         from tek_tui.widgets.system_pane import SystemPane
     except ImportError:
         return PanePlaceholder("System pane", **kwargs)
-    if sampler is not None:
-        return SystemPane(sampler=sampler, **kwargs)
-    return SystemPane(**kwargs)
+    return SystemPane(sampler=sampler, interval=interval, **kwargs)

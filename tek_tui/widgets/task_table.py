@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from textual.binding import Binding
+from textual.geometry import Size
 from textual.message import Message
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist
@@ -103,11 +104,16 @@ class TaskTable(DataTable[Any]):
         self._tasks: dict[str, TaskInfo] = {}
         self._order: dict[str, int] = {}
         self._cells: dict[str, Cells] = {}
+        self._painted: dict[str, Cells] = {}
+        self._stale: set[str] = set()
         self._predicate: Callable[[TaskInfo], bool] | None = None
         self.sort_mode = "plan"
         """Current sort order, one of :data:`SORTS`."""
         self.filter_text = ""
         """Current filter text (empty: every task)."""
+        self._layout_version = 0
+        self._offsets: list[tuple[Any, int]] = []
+        self._offsets_key: tuple[int, int] | None = None
 
     # ---------------------------------------------------------------- cells
 
@@ -187,7 +193,7 @@ class TaskTable(DataTable[Any]):
 
     def restyle(self) -> None:
         """Repaint state cells in the current theme's colours."""
-        for task_id, cells in self._cells.items():
+        for task_id, cells in self._painted.items():
             self.update_cell(task_id, "state", state_text(self.app.theme_variables, cells[0]))
 
     def set_filter(self, text: str) -> None:
@@ -228,37 +234,103 @@ class TaskTable(DataTable[Any]):
 
     # -------------------------------------------------------------- private
 
+    @property
+    def _y_offsets(self) -> list[tuple[Any, int]]:
+        # DataTable rebuilds this per-line list of every row whenever any cell
+        # changes (its cache key is the update count): 10k rows at every 10 Hz
+        # flush. Rows here are all one line high, so the list only changes
+        # when rows are added, removed or reordered (``_layout_version``).
+        key = (self._layout_version, len(self.rows))
+        if self._offsets_key != key:
+            self._offsets = [(row.key, 0) for row in self.ordered_rows]
+            self._offsets_key = key
+        return self._offsets
+
+    def _update_dimensions(self, new_rows: Iterable[Any]) -> None:
+        # DataTable measures every cell of every new row to size auto-width
+        # columns (70k measures, ~1.5 s, for 10k rows). Every column here has a
+        # fixed width and every row is one line, so only the virtual size changes.
+        width = sum(column.get_render_width(self) for column in self.columns.values())
+        header = self.header_height if self.show_header else 0
+        self.virtual_size = Size(width + self._row_label_column_width,
+                                 self._total_row_height + header)
+
     def _add(self, task: TaskInfo, now: float) -> None:
         cells = self._cells_for(task, now)
         self._cells[task.id] = cells
+        self._painted[task.id] = cells
+        self._layout_version += 1
         self.add_row(*self._render_cells(cells), key=task.id)
 
     def _remove(self, task_id: str) -> None:
         self._cells.pop(task_id, None)
+        self._painted.pop(task_id, None)
+        self._stale.discard(task_id)
+        self._layout_version += 1
         try:
             self.remove_row(task_id)
         except RowDoesNotExist:
             pass
 
     def _update_row(self, task: TaskInfo, now: float) -> bool:
-        """Update changed cells of one row; True when a sort key changed."""
+        """Record a row's new cells, painting them if on screen; True when a sort key changed."""
         old = self._cells[task.id]
         new = self._cells_for(task, now)
         if new == old:
             return False
         self._cells[task.id] = new
-        rendered = self._render_cells(new)
-        for index, column in enumerate(self.columns):
-            if old[index] != new[index]:
-                self.update_cell(task.id, column, rendered[index])
+        if self._on_screen(task.id):
+            self._paint(task.id)
+        else:
+            self._stale.add(task.id)
         return (old[0] != new[0] and self.sort_mode == "state") or (
             old[2] != new[2] and self.sort_mode == "duration"
         )
 
+    def _paint(self, task_id: str) -> None:
+        """Write a row's changed cells into the DataTable."""
+        self._stale.discard(task_id)
+        painted = self._painted[task_id]
+        new = self._cells[task_id]
+        if painted == new:
+            return
+        self._painted[task_id] = new
+        rendered = self._render_cells(new)
+        for index, column in enumerate(self.columns):
+            if painted[index] != new[index]:
+                self.update_cell(task_id, column, rendered[index])
+
+    def _on_screen(self, task_id: str) -> bool:
+        # Any update_cell invalidates DataTable's whole render cache, so rows
+        # out of view are left stale (``_stale``) and painted when scrolled
+        # to: a 10k-row table then repaints only when what shows changes.
+        top = int(self.scroll_y)
+        return top - 1 <= self.get_row_index(task_id) <= top + self.size.height + 1
+
+    def _paint_visible(self) -> None:
+        if self._stale:
+            for task_id in [t for t in self._stale if self._on_screen(t)]:
+                self._paint(task_id)
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        self._paint_visible()
+
+    def on_resize(self) -> None:
+        """More rows may show now."""
+        self._paint_visible()
+
+    def cell_values(self, task_id: str) -> dict[str, Any]:
+        """The row's current values by column key (painted or not yet scrolled to)."""
+        return dict(zip((c.value for c in self.columns), self._cells[task_id], strict=True))
+
     def _rebuild(self) -> None:
         keep = self.selected_task_id
+        self._layout_version += 1
         self.clear()
         self._cells.clear()
+        self._painted.clear()
+        self._stale.clear()
         now = self._clock()
         for task in self._sorted(self._tasks.values()):
             if self._predicate is None or self._predicate(task):
@@ -289,8 +361,10 @@ class TaskTable(DataTable[Any]):
 
     def _sort(self) -> None:
         keep = self.selected_task_id
+        self._layout_version += 1
         self.sort("id", key=lambda task_id: self._sort_key(str(task_id)))
         self.select(keep)
+        self._paint_visible()
 
     def _post_selection(self) -> None:
         self.post_message(self.TaskSelected(self, self.selected_task_id))
