@@ -143,8 +143,10 @@ def render(watch: RunWatch, width: int = 100, rows: int = 12) -> RenderableType:
     running = sorted(watch.started.items(), key=lambda kv: kv[1])
     if running:
         table = Table(box=None, pad_edge=False, expand=True, show_header=True)
-        table.add_column("running", no_wrap=True, max_width=width // 3)
-        table.add_column("time", justify="right", no_wrap=True)
+        longest = max(len(tid) for tid, _ in running[:rows])
+        table.add_column("running", no_wrap=True, min_width=min(longest, width // 3),
+                         max_width=width // 3)
+        table.add_column("time", justify="right", no_wrap=True, min_width=6)
         table.add_column("progress / last output", no_wrap=True, overflow="ellipsis")
         now = time.monotonic()
         for tid, t in running[:rows]:
@@ -157,7 +159,9 @@ def render(watch: RunWatch, width: int = 100, rows: int = 12) -> RenderableType:
         parts.append(table)
     if watch.failures:
         fails = Table(box=None, pad_edge=False, expand=True, show_header=True)
-        fails.add_column("recent failures", style="red", no_wrap=True, max_width=width // 3)
+        longest = max(len(tid) for tid, _, _ in watch.failures)
+        fails.add_column("recent failures", style="red", no_wrap=True,
+                         min_width=min(max(longest, 15), width // 3), max_width=width // 3)
         fails.add_column("why / last output", no_wrap=True, overflow="ellipsis")
         for tid, reason, last in watch.failures:
             fails.add_row(tid, f"{reason}  {last}".strip())
