@@ -79,6 +79,7 @@ def test_dry_run_prints_start_order(plan: Path) -> None:
     (["-j", "x"], "tek: -j x: must be a whole number"),
     (["--pool", "shell"], "tek: --pool shell: expected NAME=SIZE"),
     (["--pool", "shell=x"], "tek: --pool shell=x: SIZE must be a whole number"),
+    (["--pool", "shell=0"], "tek: --pool shell=0: SIZE must be at least 1"),
     (["--pool", "gpu=2"], "tek: --pool gpu: no task uses this pool"),
     (["--cpus", "-1"], "tek: --cpus -1: must be at least"),
     (["--memory-mb", "lots"], "tek: --memory-mb lots: must be a whole number"),

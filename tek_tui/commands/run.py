@@ -94,8 +94,8 @@ def parse_pool_sizes(specs: list[str]) -> dict[str, int]:
             sizes[name.strip()] = int(size)
         except ValueError:
             raise TekError(f"--pool {spec}: SIZE must be a whole number") from None
-        if sizes[name.strip()] < 0:
-            raise TekError(f"--pool {spec}: SIZE must be 0 or more")
+        if sizes[name.strip()] < 1:  # 0 would hold the pool forever: fine live, not here
+            raise TekError(f"--pool {spec}: SIZE must be at least 1")
     return sizes
 
 
