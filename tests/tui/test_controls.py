@@ -144,3 +144,17 @@ async def test_quit_before_start_cancels_quietly(size: tuple[int, int]) -> None:
         await pilot.press("q")
         await until(pilot, lambda: not app.is_running)
     assert client.controls == [CancelRun()]
+
+
+async def test_pools_pane_keys_resize_its_selected_pool(size: tuple[int, int]) -> None:
+    client = FakeClient(demo_snapshot(), demo_events())
+    app = make_app(client)
+    async with app.run_test(size=size) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("tab", "tab", "tab")  # tasks → log → dag → pools
+        assert screen.active_pane == "pools"
+        pools = screen.query_one("#pools-pane")
+        await until(pilot, lambda: bool(pools.pools))
+        await pilot.press("down", "plus")  # second pool: ml, size 1
+        await until(pilot, lambda: bool(client.controls))
+        assert client.controls == [ResizePool("ml", 2)]

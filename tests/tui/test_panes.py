@@ -195,3 +195,17 @@ async def test_palette_offers_every_screen_action() -> None:
         command = next(c for c in app.get_system_commands(screen) if c.title == "Skip")
         await command.callback()
         assert app.client.controls[-1].task_id == "fetch_data"  # type: ignore[union-attr]
+
+
+@sizes
+async def test_dag_selection_moves_the_table(size: tuple[int, int]) -> None:
+    app = make_app()
+    async with app.run_test(size=size) as pilot:
+        screen = await ready(pilot)
+        assert screen.selected == "fetch_data"
+        await pilot.press("tab", "tab")  # tasks → log → dag
+        assert screen.active_pane == "dag"
+        await pilot.press("right")  # downstream of fetch_data
+        await until(pilot, lambda: screen.selected != "fetch_data")
+        assert screen.selected in ("check_schema", "integration")
+        assert screen.table.selected_task_id == screen.selected

@@ -1,0 +1,69 @@
+"""Themes load from TOML files; the chosen theme is remembered in the user's config."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from core.events import TaskState
+from core.paths import config_path
+from tek_tui.config import load_config, remember_theme, remembered_theme, save_config
+from tek_tui.themes import BUILTIN_DIR, DEFAULT_THEME, load_theme_file, load_themes
+
+STATE_VARIABLES = {f"tek-{state.value}" for state in TaskState}
+
+
+def test_builtin_themes_are_complete() -> None:
+    loaded = load_themes([BUILTIN_DIR])
+    assert loaded.problems == []
+    assert {"tek-dark", "tek-light", "tek-contrast"} <= set(loaded.themes)
+    assert DEFAULT_THEME == "tek-dark" and loaded.themes["tek-dark"].dark
+    assert not loaded.themes["tek-light"].dark
+    for theme in loaded.themes.values():
+        assert STATE_VARIABLES <= set(theme.variables), theme.name
+        assert {"tek-spark-low", "tek-spark-high", "tek-loss"} <= set(theme.variables)
+
+
+def test_no_colour_literals_outside_themes() -> None:
+    root = Path(__file__).resolve().parents[2] / "tek_tui"
+    hex_colour = re.compile(r"#[0-9A-Fa-f]{6}\b")
+    for path in [*root.rglob("*.py"), *root.rglob("*.tcss")]:
+        assert not hex_colour.search(path.read_text()), path
+
+
+def test_broken_theme_file_is_reported_and_skipped(tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text('name = "bad"\nprimary = \n')
+    (tmp_path / "odd.toml").write_text('primary = "#112233"\nsparkle = 1\n')
+    (tmp_path / "mine.toml").write_text('primary = "#112233"\n[variables]\ntek-failed = "#FF0000"\n')
+    loaded = load_themes([tmp_path])
+    assert list(loaded.themes) == ["mine"]
+    assert len(loaded.problems) == 2
+    assert any("bad.toml" in p for p in loaded.problems)
+    assert any("sparkle" in p for p in loaded.problems)
+    with pytest.raises(ValueError, match="missing field primary"):
+        (tmp_path / "x.toml").write_text('name = "x"\n')
+        load_theme_file(tmp_path / "x.toml")
+
+
+def test_user_theme_dir_overrides(tek_home: Path) -> None:
+    (tek_home / "themes").mkdir()
+    (tek_home / "themes" / "dark.toml").write_text('name = "tek-dark"\nprimary = "#010203"\n')
+    assert load_themes().themes["tek-dark"].primary == "#010203"
+
+
+def test_theme_is_remembered_and_other_keys_kept() -> None:
+    assert remembered_theme() is None
+    save_config({"keymap_note": 'say "hi"', "jobs": 4, "mouse": False})
+    remember_theme("tek-light")
+    assert remembered_theme() == "tek-light"
+    assert load_config() == {"keymap_note": 'say "hi"', "jobs": 4, "mouse": False,
+                             "theme": "tek-light"}
+
+
+def test_broken_config_reads_as_empty() -> None:
+    config_path().write_text("theme = = \n")
+    assert load_config() == {}
+    remember_theme("tek-contrast")
+    assert remembered_theme() == "tek-contrast"
