@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Shell dispatch overhead: N `sh -c true` jobs, no deps, at concurrency J,
-# through `tek run -j J`, `xargs -P J` and `make -j J` (each runs one /bin/sh
-# per job), best of R runs each; prints wall times and tek's ratios.
+# through `tek run -j J` (journal on, and off), `xargs -P J` and `make -j J`
+# (each runs one /bin/sh per job), R interleaved rounds; prints the best wall
+# time of each and tek's ratios.
 # Usage: bench/shell_overhead.sh [N=2000] [J=8] [R=5]
 # Target (issue 3): tek at most 1.15 x xargs.
 set -euo pipefail
@@ -21,23 +22,35 @@ export TEK_HOME=$tmp/home
   printf '.PHONY: all'; for i in $(seq "$N"); do printf ' t%d' "$i"; done; echo
 } >"$tmp/Makefile"
 
-ms() {  # best wall time in ms of R runs of "$@"
-  local best=999999999 s e d
-  for _ in $(seq "$R"); do
-    s=$(date +%s%N); "$@" >/dev/null 2>&1; e=$(date +%s%N)
-    d=$(((e - s) / 1000000)); ((d < best)) && best=$d
-  done
-  echo "$best"
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+once() {  # wall ms of one run of "$@"
+  local s; s=$(now_ms); "$@" >/dev/null 2>&1; echo $(($(now_ms) - s))
 }
 
+# Rounds interleave the tools, so load from elsewhere hits them alike; the
+# best of each and the median of the per-round tek/xargs ratios are printed.
 cd "$tmp"  # every tool runs its jobs in the plan's folder (tek's default cwd)
-xargs_ms=$(ms sh -c "seq $N | xargs -P$J -I{} sh -c true")
-make_ms=$(ms make -s -j"$J" -f "$tmp/Makefile" -C "$tmp")
-tek_ms=$(ms "$TEK" run --plain -j "$J" "$tmp/plan.csv")
-tek_nj_ms=$(ms "$TEK" run --plain --no-journal -j "$J" "$tmp/plan.csv")
+declare -a X M T TN
+for r in $(seq "$R"); do
+  X[r]=$(once sh -c "seq $N | xargs -P$J -I{} sh -c true")
+  M[r]=$(once make -s -j"$J" -f "$tmp/Makefile" -C "$tmp")
+  T[r]=$(once "$TEK" run --plain -j "$J" "$tmp/plan.csv")
+  TN[r]=$(once "$TEK" run --plain --no-journal -j "$J" "$tmp/plan.csv")
+done
+best() { printf '%s\n' "$@" | sort -n | head -1; }
+median_ratio() {  # median over rounds of $1[r] / $2[r]
+  local -n a=$1 b=$2
+  for r in $(seq "$R"); do awk -v x="${a[r]}" -v y="${b[r]}" 'BEGIN { printf "%.3f\n", x / y }'; done |
+    sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+xargs_ms=$(best "${X[@]}")
+make_ms=$(best "${M[@]}")
+tek_ms=$(best "${T[@]}")
+tek_nj_ms=$(best "${TN[@]}")
 echo "load: $(uptime | sed 's/.*load average: //')"
 printf '%-22s %6d ms\n' xargs "$xargs_ms" make "$make_ms" "tek (journal on)" "$tek_ms" \
   "tek --no-journal" "$tek_nj_ms"
 awk -v t="$tek_ms" -v n="$tek_nj_ms" -v x="$xargs_ms" -v m="$make_ms" 'BEGIN {
-  printf "tek/xargs %.2f x   tek/make %.2f x   (target tek/xargs <= 1.15)\n", t / x, t / m
+  printf "best/best: tek/xargs %.2f x   tek/make %.2f x   (target tek/xargs <= 1.15)\n", t / x, t / m
   printf "without the journal: tek/xargs %.2f x   tek/make %.2f x\n", n / x, n / m }'
+echo "median of per-round tek/xargs: $(median_ratio T X) x (journal on), $(median_ratio TN X) x (off)"
