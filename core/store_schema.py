@@ -45,8 +45,6 @@ WAL_CHECKPOINT_PAGES = 16384
 #: How long a connection waits for a lock before "database is locked" (ms).
 BUSY_TIMEOUT_MS = 10_000
 
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-
 _V1 = """
 CREATE TABLE runs (
     id          TEXT PRIMARY KEY,
@@ -150,6 +148,8 @@ def connect(path: Path, *, create: bool = True, sync: str = "normal") -> sqlite3
         conn.execute(f"PRAGMA journal_size_limit = {WAL_CHECKPOINT_PAGES * 4096}")
     except sqlite3.DatabaseError as exc:
         conn.close()
+        if getattr(exc, "sqlite_errorname", "") == "SQLITE_NOTADB":
+            raise StoreError(f"{path}: not a tek journal (not an SQLite database)") from None
         raise StoreError(f"{path}: not a usable tek journal: {exc}") from None
     except BaseException:
         conn.close()
@@ -158,10 +158,17 @@ def connect(path: Path, *, create: bool = True, sync: str = "normal") -> sqlite3
 
 
 def _check_header(path: Path, create: bool) -> bool:
-    """Look at the file's first bytes; True when it is missing or empty."""
+    """True when the journal file is missing or empty (a new journal).
+
+    Only ``stat``: the file is never opened outside SQLite. Closing any
+    descriptor of a database file drops every POSIX lock this process holds
+    on it, which would let another process delete the WAL under this
+    process's live connections (the "disk I/O error" of SQLite's docs,
+    "How To Corrupt An SQLite Database File", 2.2). Whether the bytes are an
+    SQLite database is SQLite's own first check, which never writes.
+    """
     try:
-        with path.open("rb") as f:
-            head = f.read(len(_SQLITE_MAGIC))
+        size = path.stat().st_size
     except FileNotFoundError:
         if not create:
             raise StoreError(f"{path}: no journal here (no run has been recorded yet)") from None
@@ -169,12 +176,12 @@ def _check_header(path: Path, create: bool) -> bool:
         return True
     except OSError as exc:
         raise StoreError(f"{path}: cannot read the journal: {exc.strerror}") from None
-    if not head:
+    if not path.is_file():
+        raise StoreError(f"{path}: not a tek journal (not a file)")
+    if size == 0:
         if not create:
             raise StoreError(f"{path}: the journal is empty (no run has been recorded yet)")
         return True
-    if head != _SQLITE_MAGIC:
-        raise StoreError(f"{path}: not a tek journal (not an SQLite database)")
     return False
 
 

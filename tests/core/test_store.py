@@ -91,7 +91,7 @@ def _newer_tek(path: Path) -> None:
     ("make", "message"),
     [
         (lambda p: p.write_bytes(os.urandom(4096)), "not an SQLite database"),
-        (lambda p: p.write_bytes(b"SQLite format 3\x00" + os.urandom(4080)), "not a usable tek journal"),
+        (lambda p: p.write_bytes(b"SQLite format 3\x00" + os.urandom(4080)), "not a tek journal|not a usable"),
         (lambda p: p.write_text("id,command\na,true\n"), "not an SQLite database"),
         (_foreign_sqlite, "another application"),
         (_newer_tek, f"schema version {SCHEMA_VERSION + 7} is newer"),
