@@ -19,32 +19,52 @@ from tek_tui.widgets.states import state_text
 #: One row of the key table: (key, action, binding id, where it works).
 KeyRow = tuple[str, str, str, str]
 
+#: Textual's own movement keys, which every pane shares (their bindings have no id).
+NAVIGATION_ROWS: tuple[KeyRow, ...] = (
+    ("↑ ↓ PgUp PgDn Home End", "Move in the focused pane", "", "every pane"),
+    ("enter", "Open the log of the task under the cursor", "", "tasks pane"),
+    ("esc", "Close a box or dialog", "", "every pane"),
+)
+
 
 def collect_key_rows(screen: Screen[Any]) -> list[KeyRow]:
-    """Every binding of the app, ``screen`` and the screen's widgets, once each.
+    """The console's keys: the app's, the screen's and every pane widget's bindings.
 
     Args:
         screen: the screen the help is for.
 
     Returns:
-        Rows in app, screen, widget order; system bindings and ones without a
-        description are left out.
+        Rows in app, screen, widget order. Widget bindings without an ``id``
+        (Textual's generic cursor, scroll and text-editing keys) and system
+        bindings are left out; a key bound by several widgets shows once per
+        place it works.
     """
     rows: list[KeyRow] = []
     seen: set[tuple[str, str, str]] = set()
     sources: list[tuple[str, DOMNode]] = [("everywhere", screen.app), ("screen", screen)]
-    sources += [(type(w).__name__, w) for w in screen.query("*")]
+    sources += [(_where(w), w) for w in screen.query("*")]
     for where, node in sources:
-        for key, bindings in node._bindings.key_to_bindings.items():
+        for bindings in node._bindings.key_to_bindings.values():
             for binding in bindings:
-                if binding.system or not binding.description:
+                generic = not binding.id and node not in (screen.app, screen)
+                if binding.system or not binding.description or generic:
                     continue
+                key = screen.app.get_key_display(binding)
                 mark = (key, binding.action, where)
                 if mark in seen:
                     continue
                 seen.add(mark)
                 rows.append((key, binding.description, binding.id or "", where))
-    return rows
+    return [*rows, *NAVIGATION_ROWS]
+
+
+def _where(widget: DOMNode) -> str:
+    """``log pane`` for a widget inside ``#pane-log``; else the widget's class name."""
+    for node in widget.ancestors_with_self:
+        node_id = getattr(node, "id", None) or ""
+        if node_id.startswith("pane-"):
+            return f"{node_id.removeprefix('pane-')} pane"
+    return type(widget).__name__
 
 
 class HelpScreen(ModalScreen[None]):
@@ -64,9 +84,9 @@ class HelpScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("key", "action", "id", "where")
-        for row in self.rows:
-            table.add_row(*row)
+        table.add_columns("key", "action", "where", "id")
+        for key, action, binding_id, where in self.rows:
+            table.add_row(key, action, where, binding_id)
         legend = Text("states: ")
         for state in TaskState:
             legend.append_text(state_text(self.app.theme_variables, state))

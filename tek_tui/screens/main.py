@@ -6,7 +6,7 @@ updates); a 10 Hz interval paints what changed inside ``app.batch_update()``.
 While a modal is open painting is skipped and changes accumulate; hidden panes
 (narrow terminal, zoom) get their pending updates when shown again.
 
-Layout: a grid of five panes at large sizes. Below 120×30 the screen becomes
+Layout: a grid of five panes at large sizes. Below 100×28 the screen becomes
 ``-narrow``: the task table plus one other pane, ``tab`` switching which.
 ``z`` zooms the focused pane to the whole screen.
 """
@@ -60,7 +60,7 @@ PANES: tuple[tuple[str, str], ...] = (
     ("system", "System"),
 )
 #: Below either size the screen shows the table plus one pane at a time.
-NARROW_WIDTH, NARROW_HEIGHT = 120, 30
+NARROW_WIDTH, NARROW_HEIGHT = 100, 28
 #: Paint rate of the coalesced updates.
 FLUSH_HZ = 10
 #: How long ``q`` waits for a cancelled run to finish before leaving anyway.
