@@ -172,7 +172,7 @@ def test_resume_stops_tasks_that_outlived_the_crash(tmp_path: Path, tek_home: Pa
     deadline = time.monotonic() + 30
     while True:  # until the journal holds the running attempt's pid
         assert time.monotonic() < deadline and proc.poll() is None
-        if db.exists():
+        if db.exists() and db.stat().st_size:  # tek may have just created it
             with open_store(db, create=False) as store:
                 runs = store.list_runs()
                 atts = store.attempts(runs[0].id, "slow") if runs else []

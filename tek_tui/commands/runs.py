@@ -62,7 +62,7 @@ def store_arg(p: argparse.ArgumentParser) -> None:
 
 
 def open_journal(args: argparse.Namespace) -> Store | None:
-    """Open the journal for reading; None when the default one does not exist yet.
+    """Open the journal for reading; None when it has nothing yet (missing or empty).
 
     Raises:
         StoreError: ``--store`` names a missing file, or the file is not a
@@ -77,6 +77,8 @@ def open_journal(args: argparse.Namespace) -> Store | None:
         if args.store:
             raise StoreError(f"{path}: no journal here")
         return None
+    if path.is_file() and path.stat().st_size == 0:
+        return None  # a journal being created this instant: nothing recorded yet
     return open_store(path, create=False)
 
 
