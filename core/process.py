@@ -21,7 +21,7 @@ import select
 import signal
 import subprocess
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -150,6 +150,14 @@ def spawn(command: str, env: Mapping[str, str], cwd: Path) -> Child:
     return Child(popen.pid, read_fd, popen)
 
 
+def _prepared_spawn(
+    command: str, env: Mapping[str, str], cwd: Path, prepare: Callable[[], object] | None
+) -> Child:
+    if prepare is not None:
+        prepare()
+    return spawn(command, env, cwd)
+
+
 class _Spawner:
     """A few daemon threads that start processes for the event loop.
 
@@ -169,7 +177,7 @@ class _Spawner:
         self._threads = 0
 
     def submit(self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Child],
-               args: tuple[str, Mapping[str, str], Path]) -> None:
+               args: tuple[str, Mapping[str, str], Path, Callable[[], object] | None]) -> None:
         """Queue one :func:`spawn`; ``fut`` gets the child (or the error) on ``loop``."""
         with self._lock:
             if self._threads < self.THREADS:
@@ -181,7 +189,7 @@ class _Spawner:
         while True:
             loop, fut, args = self._queue.get()
             try:
-                result: Any = spawn(*args)
+                result: Any = _prepared_spawn(*args)
                 loop.call_soon_threadsafe(_resolve, fut, result, None)
             except BaseException as exc:  # delivered to the awaiting task
                 loop.call_soon_threadsafe(_resolve, fut, None, exc)
@@ -198,12 +206,23 @@ def _resolve(fut: asyncio.Future[Child], result: Child | None, exc: BaseExceptio
 _spawner = _Spawner()
 
 
-async def spawn_async(command: str, env: Mapping[str, str], cwd: Path) -> Child:
+async def spawn_async(
+    command: str,
+    env: Mapping[str, str],
+    cwd: Path,
+    prepare: Callable[[], object] | None = None,
+) -> Child:
     """:func:`spawn` from a spawner thread, shielded from cancellation.
 
     Shielded so that a child is never started and then lost to a
     cancellation: the caller's next checkpoint delivers it, and the caller
     stops the child. Off asyncio (trio) it uses ``anyio.to_thread``.
+
+    Args:
+        command: shell text.
+        env: the full environment.
+        cwd: working directory.
+        prepare: called first in the same thread (e.g. create the log file).
 
     Raises:
         OSError: the process could not be started.
@@ -212,9 +231,9 @@ async def spawn_async(command: str, env: Mapping[str, str], cwd: Path) -> Child:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not asyncio (trio)
-            return await anyio.to_thread.run_sync(spawn, command, env, cwd)
+            return await anyio.to_thread.run_sync(_prepared_spawn, command, env, cwd, prepare)
         fut: asyncio.Future[Child] = loop.create_future()
-        _spawner.submit(loop, fut, (command, env, cwd))
+        _spawner.submit(loop, fut, (command, env, cwd, prepare))
         child = await fut
     return child
 

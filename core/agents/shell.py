@@ -51,7 +51,10 @@ class ShellAgent(Agent):
     async def run(self, ctx: AttemptContext) -> Outcome:
         """Run the command to its end; on cancellation stop the whole group."""
         try:
-            child = await spawn_async(ctx.task.command, ctx.env, ctx.cwd)
+            # The log file is created in the spawner thread too: file creation
+            # is the costliest syscall of a short task here.
+            prepare = getattr(ctx.log, "prepare", None)
+            child = await spawn_async(ctx.task.command, ctx.env, ctx.cwd, prepare)
         except OSError as exc:
             return Outcome(ok=False, reason=f"could not start /bin/sh: {exc}")
         ctx.set_pid(child.pid)
