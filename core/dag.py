@@ -305,7 +305,8 @@ def critical_path(plan: Plan, durations: Mapping[str, float] | None = None) -> l
             weigh the mean of the known ones. None: every task weighs 1.
 
     Returns:
-        Ids from a source to a sink; ties go to the earlier task in plan order.
+        Ids from a source to a sink. Ties: the path ends at the earliest task
+        in plan order, and steps back through the first-listed dependency.
         Empty for an empty plan.
     """
     index = create_index(plan)
