@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 from core.errors import StoreError
 from core.paths import default_store_path
 from core.resume import row_hash
-from core.store_batch import RawChange, apply_batch, pack, unpack
+from core.store_batch import RawChange, apply_batch, pack, run_resources, unpack
 from core.store_records import (
     ATTEMPT_COLS,
     RUN_COLS,
@@ -203,12 +203,15 @@ class Store:
         rows = conn.execute(
             f"SELECT run_id, log_dir, rows FROM pending {where} ORDER BY seq", params
         ).fetchall()
+        resources: dict[str, Any] = {}  # per run, fetched once for all its batches
         for run, log_dir, data in rows:
             try:
                 batch = unpack(data)
             except StoreError as exc:
                 raise StoreError(f"{self.path}: run {run}: {exc}") from None
-            apply_batch(conn, run, log_dir, batch)
+            if run not in resources:
+                resources[run] = run_resources(conn, run)
+            apply_batch(conn, run, log_dir, batch, resources[run])
         if rows:
             conn.execute(f"DELETE FROM pending {where}", params)
         for run in {r[0] for r in rows}:

@@ -116,11 +116,19 @@ def unpack(blob: bytes) -> list[RawChange]:
     return raw
 
 
-def apply_batch(conn: sqlite3.Connection, run_id: str, log_dir: str, raw: Sequence[RawChange]) -> None:
+def apply_batch(
+    conn: sqlite3.Connection,
+    run_id: str,
+    log_dir: str,
+    raw: Sequence[RawChange],
+    resources: dict[str, tuple[float | None, int | None]] | None = None,
+) -> None:
     """Write one batch's task changes to ``attempts`` and ``tasks``.
 
     Runs inside the caller's write transaction. ``log_dir`` ends with a
     separator; an attempt's log is ``<log_dir><task>.<attempt>.log``.
+    ``resources`` is every task's (cpus, memory_mb) when the caller has them
+    (applying many queued batches of one run); else they are looked up.
     """
     closes: list[tuple[Any, ...]] = []  # attempts opened by an earlier batch
     opened: dict[tuple[str, int], list[Any]] = {}  # attempts opened by this one
@@ -155,25 +163,25 @@ def apply_batch(conn: sqlite3.Connection, run_id: str, log_dir: str, raw: Sequen
     if closes:
         conn.executemany(_CLOSE_SQL, closes)
     if opened:
-        res = _resources(conn, run_id, {k[0] for k in opened} if len(opened) < 64 else None)
+        res = resources if resources is not None else run_resources(conn, run_id, {k[0] for k in opened})
         none = (None, None)
         conn.executemany(_INSERT_SQL, [(*row, *res.get(row[1], none)) for row in opened.values()])
     if task_rows:
         conn.executemany(_TASK_SQL, task_rows.values())
 
 
-def _resources(
-    conn: sqlite3.Connection, run_id: str, tasks: Iterable[str] | None
+def run_resources(
+    conn: sqlite3.Connection, run_id: str, tasks: Iterable[str] | None = None
 ) -> dict[str, tuple[float | None, int | None]]:
-    """cpus and memory_mb of tasks (all of the run's when ``tasks`` is None).
+    """cpus and memory_mb of tasks (all of the run's when ``tasks`` is None or many).
 
     They come from the task rows: what the plan asked for and the attempt was
     given (``TaskChanged`` does not repeat them).
     """
-    if tasks is None:
+    ids = None if tasks is None else list(tasks)
+    if ids is None or len(ids) > 500:
         rows = conn.execute("SELECT task_id, cpus, memory_mb FROM tasks WHERE run_id = ?", (run_id,))
     else:
-        ids = list(tasks)
         rows = conn.execute(
             "SELECT task_id, cpus, memory_mb FROM tasks WHERE run_id = ?"
             f" AND task_id IN ({','.join('?' * len(ids))})",
