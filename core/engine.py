@@ -343,7 +343,8 @@ class Run(RunState):
         self._logs[log] = (rec.task.id, rec.attempt)
         return build_context(self, rec, log)
 
-    def _on_output(self) -> None:
+    def _on_output(self, log: AttemptLog) -> None:
+        self._output_logs.add(log)
         self._poke()
 
     def _take_output(self, log: AttemptLog) -> None:
@@ -404,8 +405,10 @@ class Run(RunState):
                 if rec.state is _READY:
                     append(TaskChanged(rec.task.id, _READY, rec.attempt, now))
             self._readied = []
-        for log in list(self._logs):
-            self._take_output(log)
+        if self._output_logs:  # only logs that got lines since their last take
+            logs, self._output_logs = self._output_logs, set()
+            for log in logs:
+                self._take_output(log)
         if self._pools_due:
             self._pools_due = False
             now = time.time()

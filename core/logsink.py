@@ -34,7 +34,7 @@ class AttemptLog(LogSink):
     Args:
         path: the attempt's log file (parents are created).
         live_limit: most lines kept for the live stream between two ``take`` calls.
-        on_output: called (no arguments) when the first line arrives after a
+        on_output: called with this log when the first line arrives after a
             ``take``, so the engine knows to flush.
     """
 
@@ -42,7 +42,7 @@ class AttemptLog(LogSink):
         self,
         path: Path,
         live_limit: int = 2000,
-        on_output: Callable[[], None] | None = None,
+        on_output: Callable[[AttemptLog], None] | None = None,
     ) -> None:
         self.path = path
         self.live_limit = live_limit
@@ -94,7 +94,7 @@ class AttemptLog(LogSink):
                 live.extend(line[:MAX_LIVE_CHARS] for line in lines[:room])
             self._dropped += len(lines) - max(room, 0)
         if notify and self._on_output is not None:
-            self._on_output()
+            self._on_output(self)
 
     def take(self) -> tuple[list[str], int]:
         """Hand the engine the pending live lines and the count dropped since."""

@@ -111,6 +111,7 @@ class RunState:
         self._nested: dict[str, RunState] = {}
         self._readied: list[TaskRec] = []
         self._logs: dict[AttemptLog, tuple[str, int]] = {}
+        self._output_logs: set[AttemptLog] = set()  # logs with lines not yet taken
         self._wake = anyio.Event()
         self._start_evt = anyio.Event()
         self._tg: anyio.abc.TaskGroup | None = None
