@@ -145,7 +145,7 @@ def apply_batch(
             log = f"{log_dir}{tid.replace('/', '__')}.{attempt}.log"
             opened[(tid, attempt)] = open_now[tid] = [
                 run_id, tid, attempt, "running", ts, None, None, "", log, pid,
-                ",".join(map(str, gpus)), "{}",
+                ",".join(map(str, gpus)) if gpus else "", "{}",
             ]  # fmt: skip
             continue
         end = _ENDS.get(state)
