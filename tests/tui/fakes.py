@@ -173,6 +173,9 @@ def make_app(client: FakeClient | None = None, **kwargs: object):  # type: ignor
         client = FakeClient(demo_snapshot(), demo_events())
     kwargs.setdefault("clock", FrozenClock())
     kwargs.setdefault("theme", "tek-dark")
+    # No real psutil/NVML polling in tests: one fake sample, then an hour's wait.
+    kwargs.setdefault("sampler", FakeTelemetry())
+    kwargs.setdefault("telemetry_s", 3600.0)
     return TekApp(client=client, **kwargs)  # type: ignore[arg-type]
 
 

@@ -49,7 +49,7 @@ async def test_filter_by_state_tag_and_text(size: tuple[int, int]) -> None:
     async with app.run_test(size=size) as pilot:
         screen = await ready(pilot)
         await pilot.press("slash")
-        await pilot.press(*"state:fail,skip", "enter")
+        await pilot.press(*"state:f,sk", "enter")  # state prefixes
         assert screen.table.shown_ids == ["unit_tests", "integration"]
         await pilot.press("slash", "ctrl+u", *"tag:ci", "enter")
         assert screen.table.shown_ids == ["lint", "unit_tests", "integration"]
@@ -65,7 +65,7 @@ async def test_filtered_rows_follow_state_changes(size: tuple[int, int]) -> None
     app = make_app(client)
     async with app.run_test(size=size) as pilot:
         screen = await ready(pilot)
-        await pilot.press("slash", *"state:running", "enter")
+        await pilot.press("slash", *"state:ru", "enter")
         assert screen.table.shown_ids == ["train_model"]
         client.emit(TaskChanged("evaluate", TaskState.RUNNING, 1, T0 + 60),
                     TaskChanged("train_model", TaskState.SUCCEEDED, 1, T0 + 60))
