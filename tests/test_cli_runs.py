@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -120,7 +121,7 @@ def _newer(path: Path) -> None:
 @pytest.mark.parametrize("make", [lambda p: p.write_bytes(os.urandom(3000)), _foreign, _newer], ids=["random", "foreign", "newer"])
 @pytest.mark.parametrize("cmd", [["runs"], ["show", "last"], ["logs", "last", "a"]])
 def test_bad_journal_file_exit_2_untouched(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], make, cmd: list[str]  # type: ignore[no-untyped-def]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make: Callable[[Path], object], cmd: list[str]
 ) -> None:
     path = tmp_path / "j.db"
     make(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ def _journal(plan: Plan, states: dict[str, str], attempts: dict[str, int] | None
     ]
 
 
-def _replace(plan: Plan, task_id: str, **changes: object) -> Plan:
+def _replace(plan: Plan, task_id: str, **changes: Any) -> Plan:
     return Plan(tuple(dataclasses.replace(t, **changes) if t.id == task_id else t for t in plan.tasks))
 
 
@@ -59,7 +60,7 @@ def test_changed_row_reruns_it_and_its_downstream() -> None:
     "change",
     [{"name": "B"}, {"priority": 5}, {"env": (("K", "V"),)}, {"meta": (("x_owner", "me"),)}, {"retries": 2}],
 )
-def test_any_column_edit_is_a_change(change: dict[str, object]) -> None:
+def test_any_column_edit_is_a_change(change: dict[str, Any]) -> None:
     plan = diamond_plan()
     assert decide_resume(_replace(plan, "a", **change), _journal(plan, ALL_OK)).rerun == set("abcd")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -13,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.errors import StoreError
-from core.events import RunStatus, TaskChanged, TaskState
+from core.events import Event, RunStatus, TaskChanged, TaskState
 from core.journal import JournalRecorder, create_journal
 from core.store import Store, new_run_id, open_store, process_alive
 from core.store_schema import APP_ID, SCHEMA_VERSION, create_at_version
@@ -98,7 +99,9 @@ def _newer_tek(path: Path) -> None:
     ],
     ids=["random-bytes", "corrupt-sqlite", "csv-file", "foreign-sqlite", "newer-schema"],
 )
-def test_bad_files_are_refused_and_left_untouched(tmp_path: Path, make, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_files_are_refused_and_left_untouched(
+    tmp_path: Path, make: Callable[[Path], object], message: str
+) -> None:
     path = tmp_path / "bad.db"
     make(path)
     os.utime(path, ns=(1_000_000_000, 1_000_000_000))
@@ -177,7 +180,7 @@ def test_batching_does_not_change_what_is_recorded(cuts: list[int], seed: int) -
     import random
 
     rnd = random.Random(seed)
-    events = [started("R", 5)]
+    events: list[Event] = [started("R", 5)]
     ts = 100.0
     for tid in ("a", "b", "c", "d", "e"):
         for attempt in range(1, rnd.randint(1, 3) + 1):
