@@ -5,7 +5,8 @@ path given with ``--store``): it creates a run's rows before the run starts,
 reopens a run for ``--resume`` (closing the attempts a crash left open as
 ``interrupted``) and answers the history commands. Events are written by
 ``core.journal.JournalRecorder``; the schema and its migrations live in
-``core.store_schema``.
+``core.store_schema``; a run's own rows (create, reset for resume) in
+``core.store_runs``; records in ``core.store_records``.
 
 Readers beside a writer: the file is in WAL mode, every connection waits on a
 busy timeout instead of failing, and every read that spans several queries
@@ -28,14 +29,8 @@ batches queue behind them so the order never changes.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import secrets
-import socket
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,7 +38,6 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import StoreError
 from core.paths import default_store_path
-from core.resume import row_hash
 from core.store_batch import RawChange, apply_batch, pack, run_resources, unpack
 from core.store_records import (
     ATTEMPT_COLS,
@@ -55,6 +49,7 @@ from core.store_records import (
     process_alive,
     run_from_row,
 )
+from core.store_runs import insert_run, new_run_id, plan_hash, reset_run, task_rows
 from core.store_schema import connect
 
 __all__ = [
@@ -70,22 +65,6 @@ __all__ = [
 
 if TYPE_CHECKING:
     from core.plan import Plan
-
-def new_run_id() -> str:
-    """A fresh run id: UTC time plus 4 random hex digits (``20261124-123015-3fa2``), like the engine's."""
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
-
-
-def plan_hash(plan: Plan, row_hashes: list[str] | None = None) -> str:
-    """sha256 of the plan file's bytes, or of its rows for a plan built in code."""
-    h = hashlib.sha256()
-    if plan.path is not None and plan.path.is_file():
-        h.update(plan.path.read_bytes())
-    else:
-        for rh in row_hashes if row_hashes is not None else map(row_hash, plan.tasks):
-            h.update(rh.encode())
-    return h.hexdigest()
-
 
 class Store:
     """An open journal. Use :func:`open_store`; close it (or use ``with``)."""
@@ -227,88 +206,34 @@ class Store:
             self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def begin_run(self, run_id: str, plan: Plan, options: Mapping[str, Any] | None = None) -> None:
-        """Record a new run and its tasks (all ``pending``) before it starts."""
-        now = time.time()
-        rows, phash = _task_rows(run_id, plan)  # hashing happens before the write lock
+        """Record a new run and its tasks (all ``pending``) before it starts.
+
+        Raises:
+            StoreError: a run with this id is already in the journal.
+        """
+        rows, phash = task_rows(run_id, plan)  # hashing happens before the write lock
         with self.write() as conn:
             if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
                 raise StoreError(f"{self.path}: run {run_id!r} is already in the journal")
-            conn.execute(
-                "INSERT INTO runs (id, plan_path, plan_hash, options, task_count, status,"
-                " created_ts, pid, pid_ts, host) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
-                (
-                    run_id,
-                    _plan_path(plan),
-                    phash,
-                    json.dumps(dict(options or {}), default=str),
-                    len(plan),
-                    now,
-                    os.getpid(),
-                    now,
-                    socket.gethostname(),
-                ),
-            )
-            conn.executemany(
-                "INSERT INTO tasks (run_id, task_id, idx, row_hash, state, cpus, memory_mb)"
-                " VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-                rows,
-            )
+            insert_run(conn, run_id, plan, rows, phash, options)
 
     def reopen_run(
         self, run_id: str, plan: Plan, rerun: frozenset[str], options: Mapping[str, Any] | None = None
     ) -> int:
         """Prepare a run for ``--resume`` by this process.
 
-        Attempts left open by the crash are closed as ``interrupted``; every
-        task in ``rerun`` goes back to ``pending``; rows take the plan's
-        current hashes (tasks gone from the plan are dropped, attempts stay).
+        Queued batches are applied first; then attempts left open by the
+        crash are closed as ``interrupted``, every task in ``rerun`` goes back
+        to ``pending`` and rows take the plan's current hashes (tasks gone
+        from the plan are dropped, their attempts stay).
 
         Returns:
             How many open attempts were closed as interrupted.
         """
-        now = time.time()
-        rows, phash = _task_rows(run_id, plan)
+        rows, phash = task_rows(run_id, plan)
         with self.write() as conn:
             self._apply_pending(conn, "WHERE run_id = ?", (run_id,))
-            closed = conn.execute(
-                "UPDATE attempts SET state = 'interrupted', ended_ts = ?,"
-                " reason = 'tek stopped while it ran' WHERE run_id = ? AND ended_ts IS NULL",
-                (now, run_id),
-            ).rowcount
-            ids = {t.id for t in plan.tasks}
-            known = [r[0] for r in conn.execute("SELECT task_id FROM tasks WHERE run_id = ?", (run_id,))]
-            conn.executemany(
-                "DELETE FROM tasks WHERE run_id = ? AND task_id = ?",
-                [(run_id, tid) for tid in known if tid not in ids],
-            )
-            conn.executemany(
-                "INSERT INTO tasks (run_id, task_id, idx, row_hash, state, cpus, memory_mb)"
-                " VALUES (?, ?, ?, ?, 'pending', ?, ?)"
-                " ON CONFLICT (run_id, task_id) DO UPDATE SET idx = excluded.idx,"
-                " row_hash = excluded.row_hash, cpus = excluded.cpus, memory_mb = excluded.memory_mb",
-                rows,
-            )
-            conn.executemany(
-                "UPDATE tasks SET state = 'pending', exit_code = NULL, reason = ''"
-                " WHERE run_id = ? AND task_id = ?",
-                [(run_id, tid) for tid in sorted(rerun)],
-            )
-            conn.execute(
-                "UPDATE runs SET status = 'pending', ended_ts = NULL, resumes = resumes + 1,"
-                " pid = ?, pid_ts = ?, host = ?, plan_path = ?, plan_hash = ?, task_count = ?,"
-                " options = ? WHERE id = ?",
-                (
-                    os.getpid(),
-                    now,
-                    socket.gethostname(),
-                    _plan_path(plan),
-                    phash,
-                    len(plan),
-                    json.dumps(dict(options or {}), default=str),
-                    run_id,
-                ),
-            )
-        return int(closed)
+            return reset_run(conn, run_id, plan, rows, phash, rerun, options)
 
     # ------------------------------------------------------------------ reads
 
@@ -418,20 +343,6 @@ def open_store(path: Path | str | None = None, *, create: bool = True, sync: str
     """
     p = Path(path).expanduser() if path is not None else default_store_path()
     return Store(connect(p, create=create, sync=sync), p)
-
-
-def _task_rows(run_id: str, plan: Plan) -> tuple[list[tuple[Any, ...]], str]:
-    """Rows of ``tasks`` for a plan (all pending) and the plan's hash."""
-    hashes = [row_hash(t) for t in plan.tasks]
-    rows = [
-        (run_id, t.id, i, h, t.cpus, t.memory_mb)
-        for i, (t, h) in enumerate(zip(plan.tasks, hashes, strict=True))
-    ]
-    return rows, plan_hash(plan, hashes)
-
-
-def _plan_path(plan: Plan) -> str:
-    return str(plan.path.resolve()) if plan.path is not None else ""
 
 
 def _counts(conn: sqlite3.Connection, run_ids: list[str]) -> dict[str, dict[str, int]]:

@@ -1,0 +1,132 @@
+"""A run's own rows in the journal: creating them, and resetting them to resume.
+
+:class:`core.store.Store` calls these inside its write transactions; they
+only build rows and run SQL on the connection they are given. A run row
+names the process writing it (``pid``, ``pid_ts``, ``host``) so a reader can
+tell a live run from a crashed one; resuming hands the run to the resuming
+process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import socket
+import sqlite3
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from core.resume import row_hash
+
+if TYPE_CHECKING:
+    from core.plan import Plan
+
+
+def new_run_id() -> str:
+    """A fresh run id: UTC time plus 4 random hex digits (``20261124-123015-3fa2``), like the engine's."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
+
+
+def plan_hash(plan: Plan, row_hashes: list[str] | None = None) -> str:
+    """sha256 of the plan file's bytes, or of its rows for a plan built in code."""
+    h = hashlib.sha256()
+    if plan.path is not None and plan.path.is_file():
+        h.update(plan.path.read_bytes())
+    else:
+        for rh in row_hashes if row_hashes is not None else map(row_hash, plan.tasks):
+            h.update(rh.encode())
+    return h.hexdigest()
+
+
+def task_rows(run_id: str, plan: Plan) -> tuple[list[tuple[Any, ...]], str]:
+    """Rows of ``tasks`` for a plan (to insert as pending) and the plan's hash."""
+    hashes = [row_hash(t) for t in plan.tasks]
+    rows = [
+        (run_id, t.id, i, h, t.cpus, t.memory_mb)
+        for i, (t, h) in enumerate(zip(plan.tasks, hashes, strict=True))
+    ]
+    return rows, plan_hash(plan, hashes)
+
+
+def insert_run(
+    conn: sqlite3.Connection,
+    run_id: str,
+    plan: Plan,
+    rows: list[tuple[Any, ...]],
+    phash: str,
+    options: Mapping[str, Any] | None,
+) -> None:
+    """Insert a new run (``pending``, owned by this process) and its task rows."""
+    now = time.time()
+    conn.execute(
+        "INSERT INTO runs (id, plan_path, plan_hash, options, task_count, status,"
+        " created_ts, pid, pid_ts, host) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
+        (run_id, _plan_path(plan), phash, _json(options), len(plan), now, os.getpid(), now,
+         socket.gethostname()),
+    )  # fmt: skip
+    conn.executemany(
+        "INSERT INTO tasks (run_id, task_id, idx, row_hash, state, cpus, memory_mb)"
+        " VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+        rows,
+    )
+
+
+def reset_run(
+    conn: sqlite3.Connection,
+    run_id: str,
+    plan: Plan,
+    rows: list[tuple[Any, ...]],
+    phash: str,
+    rerun: frozenset[str],
+    options: Mapping[str, Any] | None,
+) -> int:
+    """Make a journaled run ready to resume in this process; see ``Store.reopen_run``.
+
+    Returns:
+        How many open attempts were closed as interrupted.
+    """
+    now = time.time()
+    closed = conn.execute(
+        "UPDATE attempts SET state = 'interrupted', ended_ts = ?,"
+        " reason = 'tek stopped while it ran' WHERE run_id = ? AND ended_ts IS NULL",
+        (now, run_id),
+    ).rowcount
+    ids = {t.id for t in plan.tasks}
+    known = [r[0] for r in conn.execute("SELECT task_id FROM tasks WHERE run_id = ?", (run_id,))]
+    conn.executemany(
+        "DELETE FROM tasks WHERE run_id = ? AND task_id = ?",
+        [(run_id, tid) for tid in known if tid not in ids],
+    )
+    conn.executemany(
+        "INSERT INTO tasks (run_id, task_id, idx, row_hash, state, cpus, memory_mb)"
+        " VALUES (?, ?, ?, ?, 'pending', ?, ?)"
+        " ON CONFLICT (run_id, task_id) DO UPDATE SET idx = excluded.idx,"
+        " row_hash = excluded.row_hash, cpus = excluded.cpus, memory_mb = excluded.memory_mb",
+        rows,
+    )
+    conn.executemany(
+        "UPDATE tasks SET state = 'pending', exit_code = NULL, reason = ''"
+        " WHERE run_id = ? AND task_id = ?",
+        [(run_id, tid) for tid in sorted(rerun)],
+    )
+    # The resuming process owns the run from now on (pid_ts: a reader checks
+    # the pid's start time against it, so a recycled pid never looks live).
+    conn.execute(
+        "UPDATE runs SET status = 'pending', ended_ts = NULL, resumes = resumes + 1,"
+        " pid = ?, pid_ts = ?, host = ?, plan_path = ?, plan_hash = ?, task_count = ?,"
+        " options = ? WHERE id = ?",
+        (os.getpid(), now, socket.gethostname(), _plan_path(plan), phash, len(plan),
+         _json(options), run_id),
+    )  # fmt: skip
+    return int(closed)
+
+
+def _plan_path(plan: Plan) -> str:
+    return str(plan.path.resolve()) if plan.path is not None else ""
+
+
+def _json(options: Mapping[str, Any] | None) -> str:
+    return json.dumps(dict(options or {}), default=str)
