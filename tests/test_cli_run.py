@@ -184,6 +184,7 @@ def test_live_view_renders_progress_running_tasks_and_failures() -> None:
     from rich.console import Console
 
     from core.events import (
+        Event,
         OutputLines,
         Progress,
         RunSnapshot,
@@ -200,14 +201,15 @@ def test_live_view_renders_progress_running_tasks_and_failures() -> None:
             return RunSnapshot("r1", "p.csv", RunStatus.RUNNING, tasks)
 
     watch = RunWatch(Client())  # type: ignore[arg-type]
-    for ev in [
+    events: list[Event] = [
         TaskChanged("train", TaskState.RUNNING, 1, 0.0),
         Progress("train", 1, 0.0, {"epoch": 3, "loss": 0.123456}, 0.3),
         TaskChanged("bad", TaskState.RUNNING, 1, 0.0),
         OutputLines("bad", 1, ("step 1", "disk full")),
         TaskChanged("bad", TaskState.FAILED, 1, 0.0, 1, "exit code 1"),
         TaskChanged("ok", TaskState.SUCCEEDED, 1, 0.0),
-    ]:
+    ]
+    for ev in events:
         watch.apply(ev)
     console = Console(width=100, record=True, color_system=None)
     console.print(render(watch, 100))

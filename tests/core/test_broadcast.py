@@ -92,8 +92,11 @@ def test_late_subscriber_gets_run_finished() -> None:
 
 
 def test_every_event_round_trips_json() -> None:
-    for ev in [tc("a", S.RUNNING), OutputDropped("a", 1, 3), Progress("a", 1, 1.0, {"loss": 0.5}, 0.5),
-               PoolChanged("p", 1, 1, 0, 0, 1.0), RunFinished("r", RunStatus.CANCELLED, {"x": 1}, 1.0, 2.0)]:
+    events: list[Event] = [
+        tc("a", S.RUNNING), OutputDropped("a", 1, 3), Progress("a", 1, 1.0, {"loss": 0.5}, 0.5),
+        PoolChanged("p", 1, 1, 0, 0, 1.0), RunFinished("r", RunStatus.CANCELLED, {"x": 1}, 1.0, 2.0),
+    ]  # fmt: skip
+    for ev in events:
         assert from_json(to_json(ev)) == ev
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
@@ -178,7 +179,7 @@ async def test_recorder_sees_each_batch_before_subscribers() -> None:
     recorded: list[Event] = []
 
     class Rec:
-        async def record(self, events: list[Event]) -> None:
+        async def record(self, events: Sequence[Event]) -> None:
             await anyio.sleep(0.001)  # a slow disk must not reorder anything
             recorded.extend(events)
 
@@ -261,7 +262,7 @@ async def test_recorder_failure_stops_the_run_and_is_raised() -> None:
     class Broken:
         calls = 0
 
-        async def record(self, events: list[Event]) -> None:
+        async def record(self, events: Sequence[Event]) -> None:
             Broken.calls += 1
             if Broken.calls == 2:
                 raise StoreError("disk full")
