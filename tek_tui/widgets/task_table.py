@@ -305,7 +305,11 @@ class TaskTable(DataTable[Any]):
         # out of view are left stale (``_stale``) and painted when scrolled
         # to: a 10k-row table then repaints only when what shows changes.
         top = int(self.scroll_y)
-        return top - 1 <= self.get_row_index(task_id) <= top + self.size.height + 1
+        try:
+            index = self.get_row_index(task_id)
+        except RowDoesNotExist:
+            return False
+        return top - 1 <= index <= top + self.size.height + 1
 
     def _paint_visible(self) -> None:
         if self._stale:
@@ -327,10 +331,11 @@ class TaskTable(DataTable[Any]):
     def _rebuild(self) -> None:
         keep = self.selected_task_id
         self._layout_version += 1
-        self.clear()
+        # Forget rows first: clear() resets the scroll, which paints stale rows.
         self._cells.clear()
         self._painted.clear()
         self._stale.clear()
+        self.clear()
         now = self._clock()
         for task in self._sorted(self._tasks.values()):
             if self._predicate is None or self._predicate(task):

@@ -71,3 +71,22 @@ def test_console_never_imports_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=REPO, timeout=120, check=True)
     assert out.stdout.strip() == "False"
+
+
+async def test_picker_lists_journaled_runs(tmp_path: Path) -> None:
+    from core.journal import create_journal
+    from core.plan_io import read_plan
+    from core.store import open_store
+
+    plan_path = tmp_path / "p.csv"
+    plan_path.write_text("id,agent,command\na,noop,\n")
+    with open_store() as store:
+        journal = create_journal(read_plan(plan_path), store=store)
+    app = TekApp(search_dirs=[tmp_path])
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, PickerScreen))
+        runs = app.screen.query_one("#run-list")
+        await until(pilot, lambda: runs.row_count == 1)
+        first = [str(cell) for cell in runs.get_row_at(0)]
+        assert first[0].startswith(journal.run_id) and first[2] == "1"
+        assert first[4].endswith("p.csv")
