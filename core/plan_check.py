@@ -30,7 +30,6 @@ import math
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from itertools import chain, repeat
 from operator import contains
 from pathlib import Path
@@ -40,11 +39,11 @@ import polars as pl
 
 from core.agents.base import Agent
 from core.agents.registry import get_agent, known_agents
-from core.plan import COLUMNS, DEFAULT_AGENT, Task
+from core.plan import DEFAULT_AGENT, Task
+from core.plan_csv import Problems, Sheet
 
 ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_COLUMN_ORDER = {name: i for i, name in enumerate(COLUMNS)}
 _FULL_SUGGEST = 5000
 _MAX_SUGGEST = 50
 
@@ -105,49 +104,6 @@ def _task_factory() -> Callable[..., Task]:
 
 
 _new_task = _task_factory()
-
-
-def show(value: str, limit: int = 60) -> str:
-    """A value as one short line for a message (newlines escaped, long text cut)."""
-    value = value.replace("\r", "\\r").replace("\n", "\\n")
-    return value if len(value) <= limit else value[: limit - 3] + "..."
-
-
-@dataclass(slots=True)
-class Problems:
-    """Every problem found in one file, formatted ``FILE:LINE: column: message (value)``."""
-
-    file: str
-    items: list[tuple[int, int, str]] = field(default_factory=list)
-
-    def add(self, line: int, column: str, message: str, value: str | None = None) -> None:
-        """Record one problem; ``value`` (when given) is shown in parentheses."""
-        text = f"{self.file}:{line}: {show(column)}: {message}"
-        if value is not None:
-            text += f" ({show(value)})"
-        self.items.append((line, _COLUMN_ORDER.get(column, -1), text))
-
-    def __bool__(self) -> bool:
-        return bool(self.items)
-
-    def lines(self) -> list[str]:
-        """The problems in file order (line, then column order)."""
-        return [text for _, _, text in sorted(self.items, key=lambda item: item[:2])]
-
-
-@dataclass(slots=True)
-class Sheet:
-    """A plan file's rows as text, before conversion.
-
-    Attributes:
-        columns: known column name -> stripped text Series (one per kept row).
-        meta: ``x_`` columns in file order, name and Series.
-        lines: the line each kept row starts on.
-    """
-
-    columns: dict[str, pl.Series]
-    meta: list[tuple[str, pl.Series]]
-    lines: list[int]
 
 
 def _where(mask: pl.Series) -> list[int]:

@@ -1,5 +1,9 @@
 """The records of a plan file: bytes to text, quoting, line numbers, text columns.
 
+Also the file's problem collector (:class:`Problems`, which formats
+``FILE:LINE: column: message (value)``) and :class:`Sheet`, the rows as text
+that ``core.plan_check`` converts.
+
 ``core.plan_io`` calls this to turn a file into a polars frame of text
 columns plus the line each row starts on; it knows nothing of tek's columns.
 polars alone gives no line numbers and stops at the first ragged row, so:
@@ -22,11 +26,57 @@ import csv
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import polars as pl
 
 from core.errors import PlanError
-from core.plan_check import Problems
+from core.plan import COLUMNS
+
+_COLUMN_ORDER = {name: i for i, name in enumerate(COLUMNS)}
+
+
+def show(value: str, limit: int = 60) -> str:
+    """A value as one short line for a message (newlines escaped, long text cut)."""
+    value = value.replace("\r", "\\r").replace("\n", "\\n")
+    return value if len(value) <= limit else value[: limit - 3] + "..."
+
+
+@dataclass(slots=True)
+class Problems:
+    """Every problem found in one file, formatted ``FILE:LINE: column: message (value)``."""
+
+    file: str
+    items: list[tuple[int, int, str]] = field(default_factory=list)
+
+    def add(self, line: int, column: str, message: str, value: str | None = None) -> None:
+        """Record one problem; ``value`` (when given) is shown in parentheses."""
+        text = f"{self.file}:{line}: {show(column)}: {message}"
+        if value is not None:
+            text += f" ({show(value)})"
+        self.items.append((line, _COLUMN_ORDER.get(column, -1), text))
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def lines(self) -> list[str]:
+        """The problems in file order (line, then column order)."""
+        return [text for _, _, text in sorted(self.items, key=lambda item: item[:2])]
+
+
+@dataclass(slots=True)
+class Sheet:
+    """A plan file's rows as text, before conversion.
+
+    Attributes:
+        columns: known column name -> stripped text Series (one per kept row).
+        meta: ``x_`` columns in file order, name and Series.
+        lines: the line each kept row starts on.
+    """
+
+    columns: dict[str, pl.Series]
+    meta: list[tuple[str, pl.Series]]
+    lines: list[int]
 
 
 def decode(data: bytes, problems: Problems) -> str:

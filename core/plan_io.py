@@ -36,8 +36,8 @@ import polars as pl
 from core.dag import create_index
 from core.errors import CycleError, PlanError
 from core.plan import COLUMNS, META_PREFIX, Plan, Task
-from core.plan_check import Problems, Sheet, build_tasks
-from core.plan_csv import decode, read_frame, read_header
+from core.plan_check import build_tasks
+from core.plan_csv import Problems, Sheet, decode, read_frame, read_header
 
 _ALWAYS = ("id", "agent", "command", "deps")
 _CYCLE_SHOWN = 20
