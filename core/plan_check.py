@@ -1,6 +1,7 @@
 """Turning a plan file's text columns into checked :class:`~core.plan.Task` objects.
 
-``core.plan_io`` owns the file (bytes, quoting, line numbers, header); this
+``core.plan_csv`` and ``core.plan_io`` own the file (bytes, quoting, line
+numbers, header); this
 module owns the rows: every column arrives as a polars string Series (already
 stripped, one entry per non-empty row) and is converted by tek, vectorised
 where polars can do it (ids, numbers, missing commands) and in plain Python
