@@ -3,9 +3,9 @@
 ``core.plan_csv`` and ``core.plan_io`` own the file (bytes, quoting, line
 numbers, header); this module owns the rows: every column arrives as a polars
 string Series (already stripped, one entry per non-empty row) and is converted
-by tek, vectorised
-where polars can do it (ids, numbers, missing commands) and in plain Python
-only where a tuple has to be built anyway (deps, env, tags, ``x_`` columns).
+by tek, vectorised where polars can do it (ids, numbers, missing commands) and
+in plain Python only where a tuple has to be built anyway (deps, env, tags,
+``x_`` columns).
 Every problem is collected, none stops the others; a bad value is replaced by
 its default so that later checks (cycles) still see the whole plan.
 
