@@ -53,8 +53,11 @@ class RunWatch:
     def __init__(self, client: RunClient) -> None:
         snap = client.snapshot()
         self.run_id = snap.run_id
-        self.total = len(snap.tasks)
         self.states: dict[str, TaskState] = {t.id: t.state for t in snap.tasks}
+        # Kept as events come (a 100k-task run must not be recounted per frame).
+        self._counts: dict[TaskState, int] = {}
+        for state in self.states.values():
+            self._counts[state] = self._counts.get(state, 0) + 1
         self.started: dict[str, float] = {}
         self.attempts: dict[str, int] = {}
         self.tails: dict[str, deque[str]] = {}
@@ -69,6 +72,9 @@ class RunWatch:
         if isinstance(ev, TaskChanged):
             prev = self.states.get(ev.task_id)
             self.states[ev.task_id] = ev.state
+            if prev is not None:
+                self._counts[prev] -= 1
+            self._counts[ev.state] = self._counts.get(ev.state, 0) + 1
             if ev.state is TaskState.RUNNING:
                 if prev is TaskState.RUNNING and self.attempts.get(ev.task_id) == ev.attempt:
                     return None  # the same attempt again, now with its pid
@@ -102,14 +108,16 @@ class RunWatch:
 
     def counts(self) -> dict[str, int]:
         """Tasks per state (only states that occur)."""
-        out: dict[str, int] = {}
-        for s in self.states.values():
-            out[s.value] = out.get(s.value, 0) + 1
-        return out
+        return {s.value: n for s, n in self._counts.items() if n}
+
+    @property
+    def total(self) -> int:
+        """Tasks known: the plan's, plus sub-plan tasks (``task/sub``) seen so far."""
+        return len(self.states)
 
     def done(self) -> int:
         """Tasks in a terminal state."""
-        return sum(1 for s in self.states.values() if s.is_terminal)
+        return sum(n for s, n in self._counts.items() if s.is_terminal)
 
 
 def _fmt_values(values: dict[str, Any]) -> str:
