@@ -157,7 +157,8 @@ class Resources:
     def impossible(self, task: Task) -> str:
         """Why the task can never start here, or ``""`` when it can."""
         if task.gpus > self.gpus_total:
-            return f"needs {task.gpus} GPUs; capacity is {self.gpus_total}"
+            plural = "" if task.gpus == 1 else "s"
+            return f"needs {task.gpus} GPU{plural}; capacity is {self.gpus_total}"
         if task.memory_mb > self.memory_total:
             return f"needs {task.memory_mb} MiB memory; capacity is {self.memory_total} MiB"
         return ""

@@ -275,3 +275,16 @@ async def test_recorder_failure_stops_the_run_and_is_raised() -> None:
     assert states["a"][0] is TaskState.SUCCEEDED
     assert states["b"] == (TaskState.CANCELLED, "journal write failed: disk full")
     assert states["c"] == (TaskState.CANCELLED, "journal write failed: disk full")
+
+
+async def test_gpu_capacity_comes_from_nvml_and_is_zero_without_a_driver() -> None:
+    from core.gpu import gpu_count
+
+    count = gpu_count()  # 0 here: no NVIDIA driver (a normal case, never an error)
+    summary, _ = await run_plan([noop("g", gpus=1), noop("cpu")], RunOptions(memory_floor_mb=0))
+    if count == 0:
+        assert summary.tasks["g"].state is TaskState.FAILED
+        assert summary.tasks["g"].reason == "needs 1 GPU; capacity is 0"
+    else:
+        assert summary.tasks["g"].state is TaskState.SUCCEEDED
+    assert summary.tasks["cpu"].state is TaskState.SUCCEEDED
