@@ -5,6 +5,8 @@ group) with stdout and stderr on one pipe; :class:`Child` waits for it through
 a pidfd (``os.pidfd_open`` + ``anyio.wait_readable``) instead of asyncio's
 child watcher, which costs a thread or a SIGCHLD scan per process and is what
 makes ``asyncio.create_subprocess_exec`` about 1.45x slower than ``xargs -P``.
+:func:`spawn_async` runs the spawn itself on a few spawner threads, because
+vfork blocks its caller until the child has exec'd (see :class:`_Spawner`).
 
 Stopping (:meth:`Child.terminate`) sends SIGTERM to the whole group, waits
 ``grace_s``, then SIGKILLs the group, so ``sh -c 'sleep 100 & sleep 100; wait'``
