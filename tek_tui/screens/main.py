@@ -179,6 +179,10 @@ class MainScreen(Screen[None]):
         """The container of pane ``pane_id``."""
         return self.query_one(f"#pane-{pane_id}")
 
+    def _pane_widget(self, widget_id: str) -> Any:
+        """A pane widget built elsewhere (or its placeholder); typed loosely on purpose."""
+        return self.query_one(f"#{widget_id}")
+
     def pane_visible(self, pane_id: str) -> bool:
         """Whether a pane is on screen (not hidden by zoom or the narrow layout)."""
         if self.zoomed is not None:
@@ -223,7 +227,7 @@ class MainScreen(Screen[None]):
         tasks = [state.tasks[task_id] for task_id in state.order]
         with self.app.batch_update():
             self.table.set_tasks(tasks)
-            self.query_one("#dag-view").set_tasks(tasks)
+            self._pane_widget("dag-view").set_tasks(tasks)
         self._pools_pending = True
         self._flush()
 
@@ -243,12 +247,12 @@ class MainScreen(Screen[None]):
             if tick:
                 self.table.tick()
             if self._dag_pending and self.pane_visible("dag"):
-                self.query_one("#dag-view").update_states(self._dag_pending)
+                self._pane_widget("dag-view").update_states(self._dag_pending)
                 self._dag_pending = {}
             self._pools_pending |= dirty.pools
             if self._pools_pending and self.pane_visible("pools"):
                 reason = state.admission_reason if state.admission_paused else ""
-                self.query_one("#pools-pane").update_pools(
+                self._pane_widget("pools-pane").update_pools(
                     list(state.pools.values()), state.admission_paused, reason
                 )
                 self._pools_pending = False
@@ -258,7 +262,7 @@ class MainScreen(Screen[None]):
                 pids = state.running_pids()
                 if pids != self._pids:
                     self._pids = pids
-                    self.query_one("#system-pane").set_task_pids(pids)
+                    self._pane_widget("system-pane").set_task_pids(pids)
             self._paint_log(state, dirty.tasks)
 
     def _paint_run_bar(self, state: RunState, now: float) -> None:
@@ -301,7 +305,7 @@ class MainScreen(Screen[None]):
             return
         self.selected = task_id
         self.state.watch(task_id)
-        self.query_one("#dag-view").select(task_id)
+        self._pane_widget("dag-view").select(task_id)
         task = self.state.tasks.get(task_id) if task_id else None
         attempt = task.attempt if task else 0
         path = run_log_path(self.state.run_id, task_id, attempt) if task_id and attempt else None

@@ -101,7 +101,7 @@ class LogView(Vertical):
         self._update_header()
 
     @property
-    def log(self) -> Log:
+    def lines_widget(self) -> Log:
         """The underlying ``Log`` widget."""
         return self.query_one("#log-lines", Log)
 
@@ -118,7 +118,7 @@ class LogView(Vertical):
         self.task_id, self.attempt = task_id, attempt
         self._generation += 1
         self._held.clear()
-        self.log.clear()
+        self.lines_widget.clear()
         self.match_line = None
         self.set_loss([], "")
         self._update_header()
@@ -143,7 +143,7 @@ class LogView(Vertical):
         if self._loading:
             self._held.extend(out)
         else:
-            self.log.write_lines(out, scroll_end=self.follow)
+            self.lines_widget.write_lines(out, scroll_end=self.follow)
 
     def set_loss(self, values: Sequence[float], label: str) -> None:
         """Show the loss curve (hidden when ``values`` is empty)."""
@@ -158,9 +158,9 @@ class LogView(Vertical):
     def action_toggle_follow(self) -> None:
         """Follow the end of the log, or hold it still."""
         self.follow = not self.follow
-        self.log.auto_scroll = self.follow
+        self.lines_widget.auto_scroll = self.follow
         if self.follow:
-            self.log.scroll_end(animate=False)
+            self.lines_widget.scroll_end(animate=False)
         self._update_header()
 
     def action_search(self) -> None:
@@ -183,7 +183,7 @@ class LogView(Vertical):
         self.needle = event.value
         self.match_line = None
         event.input.display = False
-        self.log.focus()
+        self.lines_widget.focus()
         self._find(forward=True)
 
     def action_close_search(self) -> None:
@@ -191,14 +191,14 @@ class LogView(Vertical):
         box = self.query_one("#log-search", Input)
         if box.display:
             box.display = False
-            self.log.focus()
+            self.lines_widget.focus()
 
     # -------------------------------------------------------------- private
 
     def _find(self, *, forward: bool) -> None:
         if not self.needle:
             return
-        lines = self.log.lines
+        lines = self.lines_widget.lines
         needle = self.needle.lower()
         hits = [i for i, line in enumerate(lines) if needle in line.lower()]
         if not hits:
@@ -216,8 +216,8 @@ class LogView(Vertical):
         self.match_line = pick
         # Searching pauses follow, else the next live line would scroll the match away.
         self.follow = False
-        self.log.auto_scroll = False
-        self.log.scroll_to(y=max(0, pick - 2), animate=False)
+        self.lines_widget.auto_scroll = False
+        self.lines_widget.scroll_to(y=max(0, pick - 2), animate=False)
         self._update_header(f"match {hits.index(pick) + 1}/{len(hits)} at line {pick + 1}")
 
     def _update_header(self, extra: str = "") -> None:
@@ -243,4 +243,4 @@ class LogView(Vertical):
         self._loading = False
         held, self._held = self._held, []
         skip = _overlap(lines, held)
-        self.log.write_lines([*lines, *held[skip:]], scroll_end=self.follow)
+        self.lines_widget.write_lines([*lines, *held[skip:]], scroll_end=self.follow)

@@ -51,18 +51,28 @@ def parse_filter(text: str) -> Callable[[TaskInfo], bool] | None:
         field, _, value = word.partition(":")
         value = value.lower()
         if field == "state" and value:
-            wanted = tuple(v for v in value.split(",") if v)
-            tests.append(lambda t, w=wanted: t.state.value.startswith(w))
+            tests.append(_state_test(tuple(v for v in value.split(",") if v)))
         elif field == "tag" and value:
-            tests.append(lambda t, v=value: any(v == tag.lower() for tag in t.tags))
+            tests.append(_field_test(lambda t: [tag.lower() for tag in t.tags], value))
         elif field == "agent" and value:
-            tests.append(lambda t, v=value: t.agent.lower() == v)
+            tests.append(_field_test(lambda t: [t.agent.lower()], value))
         elif field == "pool" and value:
-            tests.append(lambda t, v=value: t.pool.lower() == v)
+            tests.append(_field_test(lambda t: [t.pool.lower()], value))
         else:
-            needle = word.lower()
-            tests.append(lambda t, n=needle: n in t.id.lower() or n in t.name.lower())
+            tests.append(_text_test(word.lower()))
     return lambda task: all(test(task) for test in tests)
+
+
+def _state_test(prefixes: tuple[str, ...]) -> Callable[[TaskInfo], bool]:
+    return lambda task: task.state.value.startswith(prefixes)
+
+
+def _field_test(values: Callable[[TaskInfo], list[str]], wanted: str) -> Callable[[TaskInfo], bool]:
+    return lambda task: wanted in values(task)
+
+
+def _text_test(needle: str) -> Callable[[TaskInfo], bool]:
+    return lambda task: needle in task.id.lower() or needle in task.name.lower()
 
 
 def progress_text(task: TaskInfo) -> str:
@@ -224,7 +234,7 @@ class TaskTable(DataTable[Any]):
     @property
     def shown_ids(self) -> list[str]:
         """Ids of the rows shown, top to bottom."""
-        return [row.key.value or "" for row in self.ordered_rows]
+        return [row.key.value or "" for row in self.ordered_rows]  # keys are task ids
 
     def action_cycle_sort(self) -> None:
         """Sort by the next order in :data:`SORTS`."""
@@ -326,7 +336,7 @@ class TaskTable(DataTable[Any]):
 
     def cell_values(self, task_id: str) -> dict[str, Any]:
         """The row's current values by column key (painted or not yet scrolled to)."""
-        return dict(zip((c.value for c in self.columns), self._cells[task_id], strict=True))
+        return dict(zip((c.value or "" for c in self.columns), self._cells[task_id], strict=True))
 
     def _rebuild(self) -> None:
         keep = self.selected_task_id
@@ -378,10 +388,6 @@ class TaskTable(DataTable[Any]):
         """Turn the table's cursor moves into :class:`TaskSelected`."""
         event.stop()
         self.post_message(self.TaskSelected(self, event.row_key.value))
-
-    def task(self, task_id: str) -> TaskInfo | None:
-        """The latest info of ``task_id``."""
-        return self._tasks.get(task_id)
 
     @property
     def tasks(self) -> Mapping[str, TaskInfo]:

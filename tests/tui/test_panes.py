@@ -98,18 +98,18 @@ async def test_log_reads_file_then_follows_live_lines(size: tuple[int, int]) -> 
         screen = await ready(pilot)
         await pilot.press("down", "down", "down", "l")
         log = screen.log_view
-        await until(pilot, lambda: log.log.line_count == 5000)
-        assert log.log.lines[-1] == "line 7999"  # the tail, bounded by max_lines
+        await until(pilot, lambda: log.lines_widget.line_count == 5000)
+        assert log.lines_widget.lines[-1] == "line 7999"  # the tail, bounded by max_lines
         client.emit(OutputLines("train_model", 1, ("line 7999", "fresh 1", "fresh 2")))
-        await until(pilot, lambda: log.log.lines[-1] == "fresh 2")
-        assert log.log.lines[-3:] == ["line 7999", "fresh 1", "fresh 2"]
+        await until(pilot, lambda: log.lines_widget.lines[-1] == "fresh 2")
+        assert log.lines_widget.lines[-3:] == ["line 7999", "fresh 1", "fresh 2"]
         # follow: on by default, `f` pauses it
         assert log.follow
         await pilot.press("f")
-        assert not log.follow and not log.log.auto_scroll
+        assert not log.follow and not log.lines_widget.auto_scroll
         # search jumps to a match
         await pilot.press("slash", *"line 4242", "enter")
-        assert log.match_line is not None and log.log.lines[log.match_line] == "line 4242"
+        assert log.match_line is not None and log.lines_widget.lines[log.match_line] == "line 4242"
         # ML progress draws the loss curve
         client.emit(Progress("train_model", 1, T0 + 70, {"loss": 0.5, "epoch": 9, "epochs": 20}))
         await until(pilot, lambda: log.query_one("#loss-row").display)
@@ -125,8 +125,8 @@ async def test_new_attempt_gets_a_separator(size: tuple[int, int]) -> None:
         await until(pilot, lambda: screen.selected == "unit_tests")
         client.emit(TaskChanged("unit_tests", TaskState.RUNNING, 2, T0 + 66),
                     OutputLines("unit_tests", 2, ("retrying",)))
-        await until(pilot, lambda: "retrying" in screen.log_view.log.lines)
-        assert "── attempt 2 ──" in screen.log_view.log.lines
+        await until(pilot, lambda: "retrying" in screen.log_view.lines_widget.lines)
+        assert "── attempt 2 ──" in screen.log_view.lines_widget.lines
 
 
 @sizes
