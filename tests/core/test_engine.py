@@ -118,8 +118,8 @@ async def test_retries_with_exponential_backoff_bounds() -> None:
     assert summary.tasks["flaky"].state is TaskState.SUCCEEDED
     assert summary.tasks["flaky"].attempts == 3
     gap1, gap2 = p.times[1] - p.times[0], p.times[2] - p.times[1]
-    assert 0.08 <= gap1 <= 0.5  # 0.1 s x jitter [0.8, 1.2] (+ scheduling)
-    assert 0.16 <= gap2 <= 0.6  # doubled
+    assert 0.08 <= gap1 <= 1.0  # 0.1 s x jitter [0.8, 1.2], plus scheduling on a busy box
+    assert 0.16 <= gap2 <= 1.5  # doubled
     retrying = [e for e in events if isinstance(e, TaskChanged) and e.state is TaskState.RETRYING]
     assert retrying and retrying[0].reason == "probe failure"
 
