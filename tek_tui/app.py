@@ -175,7 +175,14 @@ class TekApp(App[int]):
         await runner()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """The one place worker failures are reported (they never crash the console)."""
+        """Report the app's failed workers."""
+        self.report_worker(event)
+
+    def report_worker(self, event: Worker.StateChanged) -> None:
+        """The one place worker failures are reported (they never crash the console).
+
+        ``Worker.StateChanged`` does not bubble, so screens forward theirs here.
+        """
         if event.state is WorkerState.ERROR:
             error = event.worker.error
             self.notify(f"{event.worker.description or event.worker.name}: {error}",

@@ -26,6 +26,7 @@ from textual.events import DescendantFocus, Resize
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Input
+from textual.worker import Worker
 
 from core.client import RunClient
 from core.errors import ControlError
@@ -221,6 +222,10 @@ class MainScreen(Screen[None]):
             assert self.state is not None
             self.state.apply(event)
         self._finished.set()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A failed worker (say, a broken event stream) becomes an error notification."""
+        self.app.report_worker(event)  # type: ignore[attr-defined]
 
     def _install(self, state: RunState) -> None:
         self.state = state

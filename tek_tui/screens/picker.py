@@ -20,6 +20,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
+from textual.worker import Worker
 
 from tek_tui.widgets.states import format_duration
 
@@ -92,7 +93,12 @@ class PickerScreen(Screen[None]):
         plans.focus()
         self._load_runs()
 
-    @work(thread=True, exclusive=True, group="journal", description="read recent runs")
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A journal that cannot be read becomes an error notification."""
+        self.app.report_worker(event)  # type: ignore[attr-defined]
+
+    @work(thread=True, exclusive=True, group="journal", description="read recent runs",
+          exit_on_error=False)
     def _load_runs(self) -> None:
         self.app.call_from_thread(self._show_runs, recent_runs())
 

@@ -22,6 +22,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Log, Sparkline, Static
+from textual.worker import Worker
 
 #: Lines kept in the pane (and read from the end of a log file).
 MAX_LINES = 5000
@@ -232,7 +233,12 @@ class LogView(Vertical):
             text = f"{text} · {extra}"
         self.query_one("#log-header", Static).update(text)
 
-    @work(thread=True, exclusive=True, group="log-read", description="read log tail")
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A log that cannot be read becomes an error notification."""
+        self.app.report_worker(event)  # type: ignore[attr-defined]
+
+    @work(thread=True, exclusive=True, group="log-read", description="read log tail",
+          exit_on_error=False)
     def _read(self, path: Path, generation: int) -> None:
         lines = read_tail(path, self.max_lines)
         self.app.call_from_thread(self._loaded, lines, generation)

@@ -209,3 +209,19 @@ async def test_dag_selection_moves_the_table(size: tuple[int, int]) -> None:
         await until(pilot, lambda: screen.selected != "fetch_data")
         assert screen.selected in ("check_schema", "integration")
         assert screen.table.selected_task_id == screen.selected
+
+
+async def test_a_broken_event_stream_is_reported_not_fatal() -> None:
+    from core.errors import ProtocolError
+
+    class BrokenClient(FakeClient):
+        async def _stream(self, queue):  # type: ignore[no-untyped-def, override]
+            yield demo_events()[0]
+            raise ProtocolError("protocol version 9 is newer than 1")
+
+    app = make_app(BrokenClient(demo_snapshot()))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: any("newer than 1" in str(n.message)
+                                       for n in app._notifications))
+        assert app.is_running
+        await pilot.press("down")  # still answers keys
