@@ -1,0 +1,192 @@
+"""Run controls for the main screen: every control key, turned into ``client.control()``.
+
+:class:`RunControlScreen` holds the run's client and the console's picture of
+it (``state``, ``selected``) and sends :mod:`core.events` controls; a refused
+control (``ControlError``) becomes an error notification. Cancelling the run
+and quitting during a run ask first; quitting then cancels the run and waits
+(up to :data:`QUIT_GRACE_S`) for it to finish, so its processes are stopped
+cleanly before the console exits. :class:`~tek_tui.screens.main.MainScreen`
+adds the panes on top.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from textual import work
+from textual.binding import Binding
+from textual.screen import Screen
+
+from core.client import RunClient
+from core.errors import ControlError
+from core.events import (
+    CancelRun,
+    CancelTask,
+    Control,
+    Pause,
+    ResizePool,
+    Resume,
+    RetryTask,
+    RunStatus,
+    SkipTask,
+    Start,
+)
+from tek_tui.screens.confirm import ConfirmModal
+from tek_tui.screens.resize import ResizeModal
+from tek_tui.screens.run_state import RunState
+
+#: How long ``q`` waits for a cancelled run to finish before leaving anyway.
+QUIT_GRACE_S = 15.0
+
+
+class RunControlScreen(Screen[None]):
+    """A screen that controls one run through its client.
+
+    Its subclass binds ``q`` to :meth:`action_quit_console`, last in the footer.
+    """
+
+    BINDINGS = [
+        Binding("s", "start", "Start", id="run-start", tooltip="Start the run"),
+        Binding("p", "pause_resume", "Pause", id="run-pause-resume",
+                tooltip="Pause or resume dispatching new tasks"),
+        Binding("c", "cancel_task", "Cancel", id="task-cancel", tooltip="Cancel the selected task"),
+        Binding("r", "retry_task", "Retry", id="task-retry", tooltip="Retry the selected task"),
+        Binding("x", "skip_task", "Skip", id="task-skip", tooltip="Skip the selected task"),
+        Binding("C", "cancel_run", "Cancel run", id="run-cancel",
+                tooltip="Cancel the whole run (asks first)"),
+        Binding("plus", "resize(1)", "Pool+", id="pool-grow",
+                tooltip="Grow the selected task's pool by one", show=False),
+        Binding("minus", "resize(-1)", "Pool-", id="pool-shrink",
+                tooltip="Shrink the selected task's pool by one", show=False),
+        Binding("equals_sign", "resize_to", "Pool size", id="pool-resize",
+                tooltip="Type a new size for the selected task's pool", show=False),
+    ]
+
+    def __init__(self, client: RunClient) -> None:
+        super().__init__()
+        self.client = client
+        self.state: RunState | None = None
+        """The run as last read; None until the snapshot arrives."""
+        self.selected: str | None = None
+        """Task selected in the table (and DAG)."""
+        self._finished = asyncio.Event()
+        self._stopping = False
+
+    async def _control(self, command: Control) -> bool:
+        """Send one control; a refusal becomes an error notification."""
+        try:
+            await self.client.control(command)
+        except ControlError as exc:
+            self.notify(str(exc), title="refused", severity="error")
+            return False
+        return True
+
+    def _selected_or_warn(self) -> str | None:
+        if self.selected is None:
+            self.notify("no task selected", severity="warning")
+        return self.selected
+
+    # -------------------------------------------------------------- controls
+
+    async def action_start(self) -> None:
+        """Start a run that waits for it."""
+        await self._control(Start())
+
+    async def action_pause_resume(self) -> None:
+        """Pause dispatching, or resume it."""
+        paused = self.state is not None and self.state.status is RunStatus.PAUSED
+        await self._control(Resume() if paused else Pause())
+
+    async def action_cancel_task(self) -> None:
+        """Cancel the selected task."""
+        if (task_id := self._selected_or_warn()) is not None:
+            await self._control(CancelTask(task_id))
+
+    async def action_retry_task(self) -> None:
+        """Retry the selected task."""
+        if (task_id := self._selected_or_warn()) is not None:
+            await self._control(RetryTask(task_id))
+
+    async def action_skip_task(self) -> None:
+        """Skip the selected task."""
+        if (task_id := self._selected_or_warn()) is not None:
+            await self._control(SkipTask(task_id))
+
+    def action_cancel_run(self) -> None:
+        """Cancel the whole run, after asking."""
+
+        async def answered(yes: bool | None) -> None:
+            if yes:
+                await self._control(CancelRun())
+
+        self.app.push_screen(
+            ConfirmModal("Cancel the run? Running tasks are stopped.", yes="Cancel run",
+                         no="Keep running"),
+            answered,
+        )
+
+    def _selected_pool(self) -> tuple[str, int] | None:
+        if self.state is None or (task_id := self._selected_or_warn()) is None:
+            return None
+        pool = self.state.tasks[task_id].pool
+        info = self.state.pools.get(pool)
+        return pool, info.size if info else 0
+
+    async def action_resize(self, delta: int) -> None:
+        """Grow or shrink the selected task's pool."""
+        if (found := self._selected_pool()) is not None:
+            pool, size = found
+            await self._control(ResizePool(pool, max(0, size + delta)))
+
+    def action_resize_to(self) -> None:
+        """Ask for a new size of the selected task's pool."""
+        if (found := self._selected_pool()) is None:
+            return
+
+        async def answered(size: int | None) -> None:
+            if size is not None:
+                await self._control(ResizePool(found[0], size))
+
+        self.app.push_screen(ResizeModal(*found), answered)
+
+    async def on_pools_pane_resize_requested(self, event: Any) -> None:
+        """The pools pane asked for a new size (its own ``+``/``-``)."""
+        await self._control(ResizePool(event.pool, event.size))
+
+    # ------------------------------------------------------------------ quit
+
+    def action_quit_console(self) -> None:
+        """Quit; during a run, ask first, then cancel it and wait for it to end."""
+        if self.state is None or not self.state.active:
+            self._stop_and_exit()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._stop_and_exit()
+
+        self.app.push_screen(
+            ConfirmModal("A run is in progress. Cancel it and quit?", yes="Stop and quit",
+                         no="Stay"),
+            answered,
+        )
+
+    @work(exclusive=True, group="quit", description="stop the run and exit")
+    async def _stop_and_exit(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        state = self.state
+        if state is not None and not state.finished:
+            self.notify("stopping the run…", timeout=QUIT_GRACE_S)
+            try:
+                await self.client.control(CancelRun())
+            except ControlError:
+                pass  # already finished between the check and now
+            else:
+                try:
+                    await asyncio.wait_for(self._finished.wait(), QUIT_GRACE_S)
+                except TimeoutError:
+                    pass  # leave anyway; the app's exit cancels the run's task group
+        self.app.exit(0)
