@@ -95,7 +95,7 @@ class TekApp(App[int]):
         self.search_dirs = list(search_dirs) if search_dirs is not None else None
         self.telemetry_s = telemetry_s
         self.pane_clock = pane_clock
-        self._store: Any = None
+        self._run_journal: Any = None
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         """tek's ``tek-*`` colours, so every stylesheet can use them in any theme."""
@@ -158,12 +158,14 @@ class TekApp(App[int]):
         except (ImportError, TekError) as exc:
             self.notify(f"running without a journal: {exc}", severity="warning")
             return None, None
-        self._store = store
+        self._run_journal = journal
         return journal.run_id, journal.recorder
 
     def on_unmount(self) -> None:
-        if self._store is not None:
-            self._store.close()
+        # RunJournal.close finishes the journal's own work (queued batches,
+        # checkpoint) before closing the database, as `tek run` does.
+        if self._run_journal is not None:
+            self._run_journal.close()
 
     def _show_problems(self, problems: list[str]) -> None:
         screen = self.screen

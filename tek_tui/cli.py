@@ -29,12 +29,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tek",
         description="tek, the Task Execution Kit: run plans of dependent tasks and watch them live.",
     )
-    parser.add_argument("--version", action="version", version=f"tek {_version()}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0, help="print tek's version")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"tek_tui.commands.{name}")
         module.register(sub)
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: looks the version up only when asked (metadata costs ~30 ms)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        print(f"tek {_version()}")
+        parser.exit()
 
 
 def _version() -> str:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.ml import registry
+if TYPE_CHECKING:
+    from core.ml import registry
 from core.paths import models_dir
 
 
@@ -79,6 +80,8 @@ def _headline(metrics: dict[str, Any]) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from core.ml import registry
+
     found = registry.list_models()
     if args.name:
         registry.split_ref(args.name)  # validates the name
@@ -114,6 +117,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from core.ml import registry
+
     mv = registry.resolve(args.ref)
     if args.json:
         print(json.dumps(dict(mv.meta), indent=2, sort_keys=True))
@@ -141,12 +146,16 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _rm(args: argparse.Namespace) -> int:
+    from core.ml import registry
+
     removed = registry.remove(args.ref)
     print(json.dumps(removed) if args.json else "\n".join(f"removed {ref}" for ref in removed))
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
+    from core.ml import registry
+
     mv = registry.resolve(args.ref)
     out: Path = args.output or Path(f"{mv.name}-v{mv.version}.{args.format}")
     # torch is imported here only: listing and showing models must stay light.
