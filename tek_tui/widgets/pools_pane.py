@@ -56,8 +56,8 @@ class PoolsPane(Widget, can_focus=True):
     BINDINGS = [
         Binding("up,k", "cursor(-1)", "Previous pool", show=False, id="pool-cursor-up"),
         Binding("down,j", "cursor(1)", "Next pool", show=False, id="pool-cursor-down"),
-        Binding("plus,equals_sign", "resize(1)", "Grow pool", id="pool-grow"),
-        Binding("minus,underscore", "resize(-1)", "Shrink pool", id="pool-shrink"),
+        Binding("plus", "resize(1)", "Grow pool", id="pool-grow"),
+        Binding("minus", "resize(-1)", "Shrink pool", id="pool-shrink"),
     ]
 
     class ResizeRequested(Message):

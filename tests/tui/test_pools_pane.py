@@ -73,7 +73,7 @@ async def test_keys_select_and_request_resize(size: tuple[int, int]) -> None:
         await pilot.press("down")
         assert pane.selected_pool == "ml"
         await pilot.press("minus")  # ml is at 1: never below 1, nothing asked
-        await pilot.press("equals_sign")
+        await pilot.press("plus")
         await pilot.press("up", "minus")
         await pilot.pause()
         asked = [(m.pool, m.size) for m in posted if isinstance(m, PoolsPane.ResizeRequested)]
