@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import StoreError
 from core.paths import default_store_path
-from core.store_batch import RawChange, apply_batch, pack, run_resources, unpack
+from core.store_batch import RawChange, apply_batch, pack, paused_gc, run_resources, unpack
 from core.store_records import (
     ATTEMPT_COLS,
     RUN_COLS,
@@ -182,15 +182,26 @@ class Store:
         rows = conn.execute(
             f"SELECT run_id, log_dir, rows FROM pending {where} ORDER BY seq", params
         ).fetchall()
-        resources: dict[str, Any] = {}  # per run, fetched once for all its batches
-        for run, log_dir, data in rows:
-            try:
-                batch = unpack(data)
-            except StoreError as exc:
-                raise StoreError(f"{self.path}: run {run}: {exc}") from None
-            if run not in resources:
-                resources[run] = run_resources(conn, run)
-            apply_batch(conn, run, log_dir, batch, resources[run])
+        with paused_gc():
+            # A run's queued batches, back to back, are applied as one: this
+            # is one transaction, so merging them is as safe as merging within
+            # a batch (an attempt opened in one and closed in the next is one
+            # INSERT). Only neighbours merge, so the order never changes.
+            merged: list[tuple[str, str, list[RawChange]]] = []
+            for run, log_dir, data in rows:
+                try:
+                    batch = unpack(data)
+                except StoreError as exc:
+                    raise StoreError(f"{self.path}: run {run}: {exc}") from None
+                if merged and merged[-1][:2] == (run, log_dir):
+                    merged[-1][2].extend(batch)
+                else:
+                    merged.append((run, log_dir, batch))
+            resources: dict[str, Any] = {}  # per run, fetched once
+            for run, log_dir, batch in merged:
+                if run not in resources:
+                    resources[run] = run_resources(conn, run)
+                apply_batch(conn, run, log_dir, batch, resources[run])
         if rows:
             conn.execute(f"DELETE FROM pending {where}", params)
         for run in {r[0] for r in rows}:
