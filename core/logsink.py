@@ -48,12 +48,18 @@ class AttemptLog(LogSink):
         self.live_limit = live_limit
         self._on_output = on_output
         self._file: IO[str] | None = None
+        self._fd = -1  # made by prepare(); wrapped by the first write
         self._live: list[str] = []
         self._dropped = 0
         self.lines_written = 0
         self.closed = False
 
     def _open(self) -> IO[str]:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            f: IO[str] = open(fd, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+            self._file = f
+            return f
         try:
             f = open(self.path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
         except FileNotFoundError:  # the run's folder: made by the first attempt that prints
@@ -63,14 +69,20 @@ class AttemptLog(LogSink):
         return f
 
     def prepare(self) -> None:
-        """Create and open the file now (thread-safe before the first write).
+        """Create the file now (thread-safe before the first write).
 
         On this project's ext4 a file creation costs 150-300 us of CPU, the
         largest single cost of a short shell task: the shell agent calls this
-        from its spawner thread, off the event loop.
+        from its spawner thread, off the event loop. Only the descriptor is
+        made here; the text layer is built by the first write, so a task
+        that prints nothing costs the loop one ``close``.
         """
-        if self._file is None and not self.closed:
-            self._open()
+        if self._file is None and self._fd < 0 and not self.closed:
+            try:
+                self._fd = os.open(self.path, _CREATE, 0o644)
+            except FileNotFoundError:  # the run's folder: made by the first attempt
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(self.path, _CREATE, 0o644)
 
     def write_line(self, line: str) -> None:
         """Append one line (without its newline)."""
@@ -113,6 +125,10 @@ class AttemptLog(LogSink):
         if self._file is not None:
             self._file.close()
             self._file = None
+            return
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
             return
         try:
             fd = os.open(self.path, _CREATE, 0o644)

@@ -1,0 +1,95 @@
+"""core.process's direct spawn path and AttemptLog's prepared descriptor.
+
+The spawn must give the child exactly what Popen gave it (stdin /dev/null,
+its own session, only stdio open, the given environment and cwd) and raise
+Popen's OSError when it cannot start; a prepared log costs no text layer
+until the first line and still ends as a complete file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import anyio
+import pytest
+
+from core.logsink import AttemptLog
+from core.process import spawn
+
+
+async def _run(command: str, env: dict[str, str], cwd: Path) -> tuple[int, bytes]:
+    child = spawn(command, env, cwd)
+    out = b""
+    with anyio.fail_after(10):
+        while True:
+            await anyio.wait_readable(child.out_fd)
+            try:
+                data = os.read(child.out_fd, 1 << 16)
+            except BlockingIOError:
+                continue
+            if not data:
+                break
+            out += data
+        code = await child.wait()
+    child.close()
+    return code, out
+
+
+async def test_child_gets_env_cwd_devnull_own_session_and_no_extra_fds(tmp_path: Path) -> None:
+    script = (
+        'echo "X=$X"; pwd; read -r line; echo "read=$?"; '
+        'ls /proc/$$/fd | sort -n | tr "\\n" " "; echo; '
+        'ps -o sid= -p $$ | tr -d " "; echo $$; echo err >&2; exit 7'
+    )
+    code, out = await _run(script, {"X": "é", "PATH": os.environ["PATH"]}, tmp_path)
+    lines = out.decode().splitlines()
+    assert code == 7
+    assert lines[0] == "X=é"
+    assert lines[1] == str(tmp_path)
+    assert lines[2] == "read=1"  # stdin is /dev/null: end of file at once
+    fds = lines[3].split()
+    assert set(fds) <= {"0", "1", "2", "255"}, fds  # 255: dash's own script fd
+    assert lines[4] == lines[5]  # leads its own session
+    assert lines[6] == "err"
+
+
+async def test_killed_child_reports_the_signal(tmp_path: Path) -> None:
+    code, _ = await _run("kill -9 $$", {}, tmp_path)
+    assert code == -9
+
+
+async def test_wait_for_a_leader_that_outlives_its_output(tmp_path: Path) -> None:
+    child = spawn("exec >/dev/null 2>&1; sleep 0.2; exit 4", {}, tmp_path)
+    with anyio.fail_after(10):
+        assert await child.wait() == 4
+    child.close()
+
+
+def test_missing_cwd_is_oserror_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError) as info:
+        spawn("true", {}, tmp_path / "missing")
+    assert str(tmp_path / "missing") in str(info.value)
+
+
+def test_bad_env_name_is_value_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="illegal environment variable name"):
+        spawn("true", {"A=B": "x"}, tmp_path)
+
+
+def test_prepared_log_without_lines_is_an_empty_file(tmp_path: Path) -> None:
+    log = AttemptLog(tmp_path / "run" / "t.1.log")
+    log.prepare()
+    assert log.path.exists()
+    log.close()
+    assert log.path.read_bytes() == b""
+
+
+def test_prepared_log_keeps_every_line(tmp_path: Path) -> None:
+    log = AttemptLog(tmp_path / "t.1.log", live_limit=1)
+    log.prepare()
+    log.write_lines(["a", "b"])
+    log.write_line("c")
+    assert log.take() == (["a"], 2)
+    log.close()
+    assert log.path.read_text() == "a\nb\nc\n"
