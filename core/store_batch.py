@@ -65,6 +65,15 @@ _TASK_SQL = (
     " reason = excluded.reason"
 )
 
+#: Tasks that end alike are updated together from this many on (``write_tasks``).
+_GROUP_MIN = 64
+#: ``json_each`` is built into SQLite from 3.38 on.
+_HAS_JSON = sqlite3.sqlite_version_info >= (3, 38, 0)
+_GROUP_SQL = (
+    "UPDATE tasks SET state = ?1, attempts = max(attempts, ?2), exit_code = ?3, reason = ?4"
+    " WHERE run_id = ?5 AND task_id IN (SELECT value FROM json_each(?6))"
+)
+
 
 def compact(
     run_id: str, events: Sequence[Event]
@@ -169,7 +178,31 @@ def apply_batch(
         none = (None, None)
         conn.executemany(_INSERT_SQL, [(*row, *res.get(row[1], none)) for row in opened.values()])
     if task_rows:
-        conn.executemany(_TASK_SQL, task_rows.values())
+        write_tasks(conn, run_id, task_rows.values())
+
+
+def write_tasks(conn: sqlite3.Connection, run_id: str, rows: Iterable[tuple[Any, ...]]) -> None:
+    """Write tasks' last states: ``(state, attempts, exit_code, reason, task_id, run_id)`` rows.
+
+    Tasks that end alike (thousands of ``succeeded``, 1, 0, '') are updated
+    by one statement over a JSON list of their ids: SQLite walks the list
+    itself, twice as fast as binding one row at a time. A group where some
+    task has no row yet (a sub-plan's task), and every small group, is
+    upserted row by row.
+    """
+    groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+    for row in rows:
+        groups.setdefault(row[:4], []).append(row)
+    one_by_one: list[tuple[Any, ...]] = []
+    for (state, attempts, code, reason), group in groups.items():
+        if len(group) >= _GROUP_MIN and _HAS_JSON:
+            ids = json.dumps([r[4] for r in group])
+            done = conn.execute(_GROUP_SQL, (state, attempts, code, reason, run_id, ids)).rowcount
+            if done == len(group):
+                continue
+        one_by_one += group  # the upsert is idempotent for rows already updated
+    if one_by_one:
+        conn.executemany(_TASK_SQL, one_by_one)
 
 
 @contextmanager

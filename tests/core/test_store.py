@@ -314,3 +314,32 @@ def test_a_damaged_queued_batch_is_a_store_error(tmp_path: Path) -> None:
     raw.close()
     with open_store(path, create=False) as store, pytest.raises(StoreError, match=f"{path}: run .*damaged"):
         store.read_run(j.run_id)
+
+
+@pytest.mark.parametrize("inline_max", [0, 10_000], ids=["queued", "applied"])
+def test_tasks_that_end_alike_are_written_together_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inline_max: int
+) -> None:
+    """Grouped task updates (one statement per outcome) record what row-by-row upserts do.
+
+    200 plan tasks succeed or fail and 80 sub-plan tasks (no row until they
+    run) succeed: one group has tasks without rows, so it is upserted.
+    """
+    import core.store_batch
+
+    events = flat(
+        started("R", 200),
+        *(ran(f"t{i}", ok=i % 3 != 0) for i in range(200)),
+        *(ran(f"t5/s{i}") for i in range(80)),
+        finished("R"),
+    )
+    results = []
+    for group_min in (64, 10**9):
+        monkeypatch.setattr(core.store_batch, "_GROUP_MIN", group_min)
+        with open_store(tmp_path / f"j{group_min}.db") as store:
+            store.begin_run("R", chain_plan(200))
+            JournalRecorder(store, "R", inline_max=inline_max).record_sync(events)
+            results.append(_all_rows(store, "R"))
+    assert results[0] == results[1]
+    _, counts, tasks, attempts = results[0]
+    assert counts == {"succeeded": 213, "failed": 67} and len(tasks) == len(attempts) == 280
