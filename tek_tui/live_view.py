@@ -193,7 +193,7 @@ class RunView:
         self.out = out
         self.done = anyio.Event()
         self._live: Any = None
-        self._pending: list[str] = []  # plain lines not yet written
+        self._pending: list[str | deque[str]] = []  # plain lines / failure tails not yet written
         self._stamp_s = -1
         self._stamp = ""
 
@@ -207,7 +207,13 @@ class RunView:
     def flush(self) -> None:
         """Write the pending plain lines, in order, with one write."""
         if self._pending:
-            text = "".join(self._pending)
+            parts: list[str] = []
+            for item in self._pending:
+                if isinstance(item, str):
+                    parts.append(item)
+                else:
+                    parts.extend(f"         | {line}\n" for line in item)
+            text = "".join(parts)
             self._pending = []
             self.out.write(text)
             self.out.flush()
@@ -230,8 +236,12 @@ class RunView:
                     "skipped": "skip "}.get(state.value, state.value)
             self._line(f"{word} {tid}: {ev.reason}".rstrip(": "))
             if state in (TaskState.FAILED, TaskState.RETRYING):
-                self._pending.extend(f"         | {line}\n"
-                                     for line in self.watch.tails.get(tid, ()))
+                # The attempt's tail is read when the lines are written: its
+                # last output may come after the state change (coalescing
+                # keeps a task's state change where its first pending one was).
+                tail = self.watch.tails.get(tid)
+                if tail is not None:
+                    self._pending.append(tail)
 
     async def consume(self, events: AsyncIterator[Event]) -> None:
         """Read events until RunFinished."""

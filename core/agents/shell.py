@@ -16,6 +16,7 @@ cancellation is re-raised.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -92,6 +93,11 @@ def describe_exit(code: int) -> str:
     return f"killed by {name}"
 
 
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 class _Reader:
     """Turns a non-blocking pipe into lines for a log sink."""
 
@@ -121,10 +127,73 @@ class _Reader:
         """Read until end of file; False when the leader exited ``DRAIN_S`` ago
         and something still holds the pipe open.
 
-        One coroutine, no task group: the common case (output, then end of
-        file as the process exits) costs one wait per chunk. The leader is
-        only checked when the pipe has been quiet for ``POLL_S``.
+        The leader is only checked when the pipe has been quiet for
+        ``POLL_S``. On asyncio the pipe is read by a reader callback
+        (:meth:`_pump_asyncio`); elsewhere by this coroutine, one wait per chunk.
         """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio
+            return await self._pump_anyio(child)
+        return await self._pump_asyncio(child, loop)
+
+    async def _pump_asyncio(self, child: Child, loop: asyncio.AbstractEventLoop) -> bool:
+        """:meth:`pump` with the loop reading the pipe in a callback.
+
+        Each chunk is read and logged by the callback, with no task switch;
+        the coroutine wakes only at end of file (or on an error, re-raised
+        here) and every ``POLL_S`` to check a quiet pipe's leader. A short
+        task thus costs one wake-up and no cancel scope.
+        """
+        fd = self.fd
+        waiter: asyncio.Future[None] | None = None
+        eof = False
+        got_data = False
+        error: BaseException | None = None
+
+        def on_readable() -> None:
+            nonlocal eof, got_data, error
+            try:
+                data = os.read(fd, _CHUNK)
+                if data:
+                    self._feed(data)
+                    got_data = True
+                    return
+                eof = True
+            except BlockingIOError:
+                return
+            except BaseException as exc:  # a read or log write error: the attempt's
+                error = exc
+            loop.remove_reader(fd)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+        loop.add_reader(fd, on_readable)
+        try:
+            exited_at: float | None = None
+            while not eof and error is None:
+                waiter = loop.create_future()
+                timer = loop.call_later(POLL_S, _wake, waiter)
+                try:
+                    await waiter
+                finally:
+                    timer.cancel()
+                if eof or error is not None:
+                    break
+                if got_data:  # not quiet: look again after the next POLL_S
+                    got_data = False
+                elif exited_at is None:
+                    if child.exited():
+                        exited_at = time.monotonic()
+                elif time.monotonic() - exited_at >= DRAIN_S:
+                    return False
+        finally:
+            loop.remove_reader(fd)
+        if error is not None:
+            raise error
+        return True
+
+    async def _pump_anyio(self, child: Child) -> bool:
         exited_at: float | None = None
         while True:
             with anyio.move_on_after(POLL_S):
