@@ -7,7 +7,9 @@ task holding GPUs, ``CUDA_VISIBLE_DEVICES`` with its device indices), the
 working directory (``cwd`` relative to the plan's folder), and the two
 callbacks. ``report_progress`` and ``set_pid`` must be called from the
 event loop's thread; a call from an attempt that has already ended is
-ignored, so a late report can never touch the next attempt.
+ignored, so a late report can never touch the next attempt. The pid event
+goes out with the run's next batch (within ``TICK_S``), not in a scheduler
+turn of its own.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def build_context(run: RunState, rec: TaskRec, log: AttemptLog) -> AttemptContex
             return
         rec.pid = pid
         run.emit(TaskChanged(task.id, _RUNNING, attempt, time.time(), None, "", pid, rec.gpus))
-        run.poke()
+        run.poke_soon()  # no turn of its own: goes out with the next batch
 
     base = run.base_dir
     return AttemptContext(

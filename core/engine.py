@@ -385,6 +385,9 @@ class Run(RunState):
             if any(p.dirty for p in self.pools.values()):
                 self._pools_due = True
                 self._poke()
+            if self._poke_due:
+                self._poke_due = False
+                self._poke()
 
     def _check_memory(self) -> None:
         floor = self.options.memory_floor_mb

@@ -123,6 +123,7 @@ class RunState:
         self._cancelled = False
         self._close = False
         self._pools_due = False
+        self._poke_due = False  # poke_soon() was called
         self._started_ts: float | None = None
         self._finished_ts: float | None = None
         self._ran = False
@@ -182,6 +183,16 @@ class RunState:
     def poke(self) -> None:
         """Wake the scheduler loop (new events, output or a state change)."""
         self._wake.set()
+
+    def poke_soon(self) -> None:
+        """Publish the events emitted so far with the next scheduler turn,
+        at the latest one tick (``TICK_S``) from now, without a turn of their own.
+
+        For news nobody waits on (an attempt's pid): a busy run publishes it
+        with the next batch, which saves a scheduler turn and a subscriber
+        wake-up per task.
+        """
+        self._poke_due = True
 
     # ----------------------------------------------------- nested runs
 
