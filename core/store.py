@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import StoreError
 from core.paths import default_store_path
-from core.store_batch import RawChange, apply_batch, pack, paused_gc, run_resources, unpack
+from core.store_batch import RawChange, apply_batch, pack, paused_gc, unpack
 from core.store_records import (
     ATTEMPT_COLS,
     RUN_COLS,
@@ -197,11 +197,8 @@ class Store:
                     merged[-1][2].extend(batch)
                 else:
                     merged.append((run, log_dir, batch))
-            resources: dict[str, Any] = {}  # per run, fetched once
             for run, log_dir, batch in merged:
-                if run not in resources:
-                    resources[run] = run_resources(conn, run)
-                apply_batch(conn, run, log_dir, batch, resources[run])
+                apply_batch(conn, run, log_dir, batch)
         if rows:
             conn.execute(f"DELETE FROM pending {where}", params)
         for run in {r[0] for r in rows}:

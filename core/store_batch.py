@@ -48,10 +48,15 @@ _CLOSE_SQL = (
     "UPDATE attempts SET state = ?, ended_ts = ?, exit_code = ?, reason = ?, metrics = ?"
     " WHERE task_id = ? AND run_id = ? AND ended_ts IS NULL"
 )
+# cpus and memory_mb come from the task's row (what the plan asked for and the
+# attempt was given; ``TaskChanged`` does not repeat them), found by SQLite in
+# the same statement; a sub-plan's task has no row yet: NULL.
 _INSERT_SQL = (
     "INSERT INTO attempts (run_id, task_id, attempt, state, started_ts, ended_ts, exit_code,"
     " reason, log_path, pid, gpus, metrics, cpus, memory_mb)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, t.cpus, t.memory_mb"
+    " FROM (SELECT 1) LEFT JOIN tasks AS t ON t.run_id = ?1 AND t.task_id = ?2"
+    " WHERE true"  # SQLite needs a WHERE before ON CONFLICT after a SELECT
     " ON CONFLICT (run_id, task_id, attempt) DO UPDATE SET state = excluded.state,"
     " ended_ts = excluded.ended_ts, exit_code = excluded.exit_code, reason = excluded.reason,"
     " pid = coalesce(excluded.pid, pid), gpus = excluded.gpus, metrics = excluded.metrics"
@@ -132,14 +137,11 @@ def apply_batch(
     run_id: str,
     log_dir: str,
     raw: Sequence[RawChange],
-    resources: dict[str, tuple[float | None, int | None]] | None = None,
 ) -> None:
     """Write one batch's task changes to ``attempts`` and ``tasks``.
 
     Runs inside the caller's write transaction. ``log_dir`` ends with a
     separator; an attempt's log is ``<log_dir><task>.<attempt>.log``.
-    ``resources`` is every task's (cpus, memory_mb) when the caller has them
-    (applying many queued batches of one run); else they are looked up.
     """
     closes: list[tuple[Any, ...]] = []  # attempts opened by an earlier batch
     opened: dict[tuple[str, int], list[Any]] = {}  # attempts opened by this one
@@ -174,9 +176,7 @@ def apply_batch(
     if closes:
         conn.executemany(_CLOSE_SQL, closes)
     if opened:
-        res = resources if resources is not None else run_resources(conn, run_id, {k[0] for k in opened})
-        none = (None, None)
-        conn.executemany(_INSERT_SQL, [(*row, *res.get(row[1], none)) for row in opened.values()])
+        conn.executemany(_INSERT_SQL, opened.values())
     if task_rows:
         write_tasks(conn, run_id, task_rows.values())
 
@@ -222,23 +222,3 @@ def paused_gc() -> Iterator[None]:
     finally:
         if was_on:
             gc.enable()
-
-
-def run_resources(
-    conn: sqlite3.Connection, run_id: str, tasks: Iterable[str] | None = None
-) -> dict[str, tuple[float | None, int | None]]:
-    """cpus and memory_mb of tasks (all of the run's when ``tasks`` is None or many).
-
-    They come from the task rows: what the plan asked for and the attempt was
-    given (``TaskChanged`` does not repeat them).
-    """
-    ids = None if tasks is None else list(tasks)
-    if ids is None or len(ids) > 500:
-        rows = conn.execute("SELECT task_id, cpus, memory_mb FROM tasks WHERE run_id = ?", (run_id,))
-    else:
-        rows = conn.execute(
-            "SELECT task_id, cpus, memory_mb FROM tasks WHERE run_id = ?"
-            f" AND task_id IN ({','.join('?' * len(ids))})",
-            (run_id, *ids),
-        )
-    return {tid: (cpus, mem) for tid, cpus, mem in rows}
