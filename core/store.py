@@ -24,7 +24,9 @@ INSERT instead of thousands, and is applied later, in order, by
 sees the same history), by resume, and by ``tek run`` once its run is over.
 Like SQLite's own WAL checkpoint, this moves work off the run's critical path
 without changing what is recorded; once a run has pending rows, its later
-batches queue behind them so the order never changes.
+batches queue behind them so the order never changes. Applying merges a run's
+queued batches, back to back, into one (it is one transaction), so a task
+that started in one turn and ended in the next is written once.
 """
 
 from __future__ import annotations

@@ -10,7 +10,14 @@ batch records does not depend on when it was applied.
 
 Merging inside a batch is safe because a batch is one transaction: an attempt
 that starts and ends in it is one INSERT, and a task gets one UPDATE with its
-last state; no reader could have seen a state in between.
+last state; no reader could have seen a state in between. (For the same
+reason ``Store.apply_pending`` applies a run's queued batches as one.) Tasks
+that end alike are updated by one statement each (:func:`write_tasks`).
+
+Where the time goes at 10k noop tasks (2-core VM): ``compact`` + ``pack`` +
+the commit ~10 ms inside the run; applying the queue ~90 ms after it, of
+which ~40 ms is SQLite inserting 10k attempt rows, ~15 ms updating 10k task
+rows and ~25 ms this module's Python.
 """
 
 from __future__ import annotations
