@@ -1,9 +1,10 @@
-"""core.process's direct spawn path and AttemptLog's prepared descriptor.
+"""What the shell fast path must keep: direct spawn, prepared log, plain view.
 
 The spawn must give the child exactly what Popen gave it (stdin /dev/null,
 its own session, only stdio open, the given environment and cwd) and raise
 Popen's OSError when it cannot start; a prepared log costs no text layer
-until the first line and still ends as a complete file.
+until the first line and still ends as a complete file; the plain view
+batches its writes and still shows a failure's last output.
 """
 
 from __future__ import annotations
@@ -93,3 +94,34 @@ def test_prepared_log_keeps_every_line(tmp_path: Path) -> None:
     assert log.take() == (["a"], 2)
     log.close()
     assert log.path.read_text() == "a\nb\nc\n"
+
+
+async def test_plain_view_writes_in_order_and_reads_a_failure_tail_late() -> None:
+    """The plain view writes its lines in one go at flush; a failed attempt's
+    output that arrives after its (coalesced) state change is still shown."""
+    import io
+    import time
+    from types import SimpleNamespace
+
+    from core.events import OutputLines, TaskChanged, TaskState
+    from tek_tui.live_view import RunView
+
+    snap = SimpleNamespace(run_id="r", tasks=[SimpleNamespace(id="a", state=TaskState.PENDING)])
+    out = io.StringIO()
+    view = RunView(SimpleNamespace(snapshot=lambda: snap), live=False, quiet=False, out=out)  # type: ignore[arg-type]
+    now = time.time()
+    events = [
+        TaskChanged("a", TaskState.RUNNING, 1, now),
+        TaskChanged("a", TaskState.FAILED, 1, now, 3, "exit code 3"),
+        OutputLines("a", 1, ("boom",)),
+    ]
+
+    async def stream():  # type: ignore[no-untyped-def]
+        for ev in events:
+            yield ev
+
+    await view.consume(stream())
+    assert out.getvalue() == ""  # nothing written before the flush
+    view.flush()
+    lines = [ln.split(" ", 1)[1] for ln in out.getvalue().splitlines()]
+    assert lines == ["start a (attempt 1)", "FAIL  a: exit code 3", "        | boom"]
