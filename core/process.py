@@ -7,6 +7,9 @@ child watcher, which costs a thread or a SIGCHLD scan per process and is what
 makes ``asyncio.create_subprocess_exec`` about 1.45x slower than ``xargs -P``.
 :func:`spawn_async` runs the spawn itself on a few spawner threads, because
 vfork blocks its caller until the child has exec'd (see :class:`_Spawner`).
+On Python 3.11 the spawn calls ``_posixsubprocess.fork_exec`` with the
+arguments Popen would pass (half Popen's CPU); other versions use Popen.
+A pidfd is opened only for a leader still running when its output ends.
 
 Stopping (:meth:`Child.terminate`) sends SIGTERM to the whole group, waits
 ``grace_s``, then SIGKILLs the group, so ``sh -c 'sleep 100 & sleep 100; wait'``
