@@ -8,8 +8,8 @@ working directory (``cwd`` relative to the plan's folder), and the two
 callbacks. ``report_progress`` and ``set_pid`` must be called from the
 event loop's thread; a call from an attempt that has already ended is
 ignored, so a late report can never touch the next attempt. The pid event
-goes out with the run's next batch (within ``TICK_S``), not in a scheduler
-turn of its own.
+goes out after the next tick (``TICK_S``), if the attempt is still running
+then (:meth:`~core.run_state.RunState.note_pid`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 from typing import TYPE_CHECKING
 
 from core.agents.base import AttemptContext
-from core.events import Progress, TaskChanged, TaskState
+from core.events import Progress, TaskState
 
 if TYPE_CHECKING:
     from core.logsink import AttemptLog
@@ -62,8 +62,7 @@ def build_context(run: RunState, rec: TaskRec, log: AttemptLog) -> AttemptContex
         if rec.attempt != attempt or rec.state is not _RUNNING:
             return
         rec.pid = pid
-        run.emit(TaskChanged(task.id, _RUNNING, attempt, time.time(), None, "", pid, rec.gpus))
-        run.poke_soon()  # no turn of its own: goes out with the next batch
+        run.note_pid(rec)
 
     base = run.base_dir
     return AttemptContext(

@@ -19,11 +19,10 @@ So a subscriber's memory is bounded by the number of tasks and pools plus
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
-
-import anyio
 
 from core.events import (
     Control,
@@ -62,7 +61,7 @@ class Subscription:
         self._pools: dict[str, PoolChanged] = {}
         self._drops: dict[tuple[str, int], int] = {}
         self._lines = 0
-        self._wakeup: anyio.Event | None = None
+        self._wakeup: asyncio.Event | None = None
         self.dropped_total = 0
 
     def push(self, events: Iterable[Event]) -> None:
@@ -137,7 +136,7 @@ class Subscription:
                     yield ev
                     if type(ev) is RunFinished:
                         return
-                self._wakeup = anyio.Event()
+                self._wakeup = asyncio.Event()
                 await self._wakeup.wait()
                 self._wakeup = None
         finally:

@@ -51,6 +51,7 @@ from core.events import (
     TaskChanged,
     TaskState,
 )
+from core.launched import LaunchedAttempt, stop_launched
 from core.logsink import AttemptLog
 from core.paths import run_log_path
 from core.process import GRACE_S
@@ -219,7 +220,7 @@ class Run(RunState):
                 await anyio.lowlevel.checkpoint()
                 continue
             await self._wake.wait()
-            self._wake = anyio.Event()
+            self._wake.clear()
 
     def _dispatch(self) -> bool:
         """Start what fits; True when the inline budget ran out (more to do)."""
@@ -286,14 +287,18 @@ class Run(RunState):
         pool.dirty = True
         self._batch.append(TaskChanged(task.id, _RUNNING, rec.attempt, now, None, "", None, rec.gpus))
         self._live += 1
-        assert self._tg is not None
-        self._tg.start_soon(self._attempt, rec, self._agents[task.agent], name=f"tek:{task.id}")
+        agent = self._agents[task.agent]
+        ctx = self._context(rec)
+        if agent.launches:
+            LaunchedAttempt(self, rec, agent, ctx)
+        else:
+            assert self._tg is not None
+            self._tg.start_soon(self._attempt, rec, agent, ctx, name=f"tek:{task.id}")
         return 0
 
-    async def _attempt(self, rec: TaskRec, agent: Agent) -> None:
+    async def _attempt(self, rec: TaskRec, agent: Agent, ctx: AttemptContext) -> None:
         GRACE_S.set(self.options.grace_s)
         CURRENT_RUN.set(self)
-        ctx = self._context(rec)
         log = ctx.log
         assert isinstance(log, AttemptLog)
         outcome: Outcome | None = None
@@ -317,15 +322,24 @@ class Run(RunState):
                     outcome = Outcome(ok=False, reason=f"{agent.name} agent error: {exc!r}")
         finally:
             rec.scope = None
-            self._live -= 1
-            log.close()
-            self._take_output(log)
-            self._logs.pop(log, None)
+            self.attempt_stopped(log)
+        self.attempt_ended(rec, outcome, timed_out)
+
+    def attempt_stopped(self, log: AttemptLog) -> None:
+        """An attempt's work has stopped: close its log, take its last lines."""
+        self._live -= 1
+        log.close()
+        self._take_output(log)
+        self._logs.pop(log, None)
+
+    def attempt_ended(self, rec: TaskRec, outcome: Outcome | None, timed_out: bool) -> None:
+        """The common end of an attempt: its reason, resources, state, next steps."""
         code = outcome.exit_code if outcome is not None else None
         if rec.cancel_reason:
             outcome = Outcome(ok=False, exit_code=code, reason=rec.cancel_reason)
         elif timed_out:
-            outcome = Outcome(ok=False, exit_code=code, reason=f"timed out after {timeout:g}s")
+            outcome = Outcome(ok=False, exit_code=code,
+                              reason=f"timed out after {rec.task.timeout_s:g}s")
         elif outcome is None:
             outcome = Outcome(ok=False, reason="cancelled")
         self.resources.release(rec)
@@ -379,15 +393,26 @@ class Run(RunState):
         self._poke()
 
     async def _tick(self) -> None:
-        while True:
-            await anyio.sleep(TICK_S)
-            self._check_memory()
-            if any(p.dirty for p in self.pools.values()):
-                self._pools_due = True
-                self._poke()
-            if self._poke_due:
-                self._poke_due = False
-                self._poke()
+        try:
+            while True:
+                await anyio.sleep(TICK_S)
+                self._check_memory()
+                if any(p.dirty for p in self.pools.values()):
+                    self._pools_due = True
+                    self._poke()
+                if self._pid_news:
+                    self._announce_pids()
+                    self._poke()
+        finally:  # the run's task group is ending: launched attempts go with it
+            await stop_launched(self)
+
+    def _announce_pids(self) -> None:
+        news, self._pid_news = self._pid_news, []
+        now = time.time()
+        for rec, attempt in news:
+            if rec.attempt == attempt and rec.state is _RUNNING and rec.pid is not None:
+                self._batch.append(TaskChanged(rec.task.id, _RUNNING, attempt, now, None, "",
+                                               rec.pid, rec.gpus))
 
     def _check_memory(self) -> None:
         floor = self.options.memory_floor_mb

@@ -1,20 +1,20 @@
 """Child processes for agents: own process group, pidfd wait, group kill.
 
 :func:`spawn` starts a command in a new session (so it leads its own process
-group) with stdout and stderr on one pipe; :class:`Child` waits for it through
-a pidfd (``os.pidfd_open`` + ``anyio.wait_readable``) instead of asyncio's
-child watcher, which costs a thread or a SIGCHLD scan per process and is what
-makes ``asyncio.create_subprocess_exec`` about 1.45x slower than ``xargs -P``.
-:func:`spawn_async` runs the spawn itself on a few spawner threads, because
-vfork blocks its caller until the child has exec'd (see :class:`_Spawner`).
+group) with stdout and stderr on one pipe. A :class:`Child` is reaped with
+``waitpid(WNOHANG)`` when its output ends (the leader is usually gone by
+then), else through a pidfd, never through asyncio's child watcher, which
+costs a thread or a SIGCHLD scan per process and is what makes
+``asyncio.create_subprocess_exec`` about 1.45x slower than ``xargs -P``.
+:func:`spawn_soon` runs the spawn itself on a few spawner threads, because
+vfork blocks its caller until the child has exec'd (see :class:`_Spawner`),
+and hands the child back to the event loop as a callback.
 On Python 3.11 the spawn calls ``_posixsubprocess.fork_exec`` with the
 arguments Popen would pass (half Popen's CPU); other versions use Popen.
-A pidfd is opened only for a leader still running when its output ends.
 
-Stopping (:meth:`Child.terminate`) sends SIGTERM to the whole group, waits
-``grace_s``, then SIGKILLs the group, so ``sh -c 'sleep 100 & sleep 100; wait'``
-leaves nothing behind. Live children are also tracked in a module registry so
-a second Ctrl-C can SIGKILL every group at once (:func:`kill_all`).
+Stopping a group (SIGTERM, then SIGKILL after the grace) is the caller's
+(:mod:`core.agents.shell_attempt`). Live children are tracked in a module
+registry so a second Ctrl-C can SIGKILL every group at once (:func:`kill_all`).
 """
 
 from __future__ import annotations
@@ -30,13 +30,15 @@ import threading
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import anyio
-import anyio.to_thread
 
 #: SIGTERM -> SIGKILL grace of the current attempt (the engine sets it per attempt).
 GRACE_S: ContextVar[float] = ContextVar("tek_grace_s", default=5.0)
+
+#: Where a spawner thread hands its result: ``(child, None)`` or ``(None, error)``.
+SpawnCallback: TypeAlias = "Callable[[Child | None, BaseException | None], None]"
 
 #: Process-group ids of live children, for :func:`kill_all`.
 _live_groups: set[int] = set()
@@ -64,7 +66,7 @@ class Child:
             if self._pidfd < 0:
                 self._pidfd = os.pidfd_open(self.pid)
             await anyio.wait_readable(self._pidfd)
-            self._reap()
+            self.reap()
         assert self.returncode is not None
         return self.returncode
 
@@ -89,7 +91,8 @@ class Child:
             os.close(self._pidfd)
             self._pidfd = -1
 
-    def _reap(self) -> None:
+    def reap(self) -> None:
+        """Wait for the leader to exit, blocking (call when it has, or was killed)."""
         if self._popen is not None:
             self.returncode = self._popen.wait()
             if self._pidfd >= 0:
@@ -105,23 +108,6 @@ class Child:
         except (ProcessLookupError, PermissionError):
             return False
         return True
-
-    async def terminate(self, grace_s: float) -> None:
-        """SIGTERM the group, wait up to ``grace_s`` for the leader, SIGKILL the group.
-
-        The pipe stays open (read what is left, then :meth:`close`). Runs
-        shielded: it is what cancellation cleanup calls, and it must finish
-        even while the caller is being cancelled.
-        """
-        with anyio.CancelScope(shield=True):
-            if self.returncode is None:
-                self.signal_group(signal.SIGTERM)
-                with anyio.move_on_after(grace_s):
-                    await self.wait()
-            # Background members may outlive the leader; none may outlive the attempt.
-            self.signal_group(signal.SIGKILL)
-            if self.returncode is None:
-                await self.wait()
 
     def close(self) -> None:
         """Release the pidfd and pipe, forget the group (leader must be reaped)."""
@@ -272,66 +258,62 @@ class _Spawner:
         self._lock = threading.Lock()
         self._threads = 0
 
-    def submit(self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Child],
+    def submit(self, loop: asyncio.AbstractEventLoop, callback: SpawnCallback,
                args: tuple[str, Mapping[str, str], Path, Callable[[], object] | None]) -> None:
-        """Queue one :func:`spawn`; ``fut`` gets the child (or the error) on ``loop``."""
+        """Queue one :func:`spawn`; ``callback(child, error)`` runs on ``loop`` after."""
         with self._lock:
             if self._threads < self.THREADS:
                 self._threads += 1
                 threading.Thread(target=self._work, name="tek-spawn", daemon=True).start()
-        self._queue.put((loop, fut, args))
+        self._queue.put((loop, callback, args))
 
     def _work(self) -> None:
         while True:
-            loop, fut, args = self._queue.get()
+            loop, callback, args = self._queue.get()
             try:
-                result: Any = _prepared_spawn(*args)
-                loop.call_soon_threadsafe(_resolve, fut, result, None)
-            except BaseException as exc:  # delivered to the awaiting task
-                loop.call_soon_threadsafe(_resolve, fut, None, exc)
+                child = _prepared_spawn(*args)
+            except BaseException as exc:  # handed to the callback
+                _call(loop, callback, None, exc)
+            else:
+                if not _call(loop, callback, child, None):
+                    _orphan(child)
 
 
-def _resolve(fut: asyncio.Future[Child], result: Child | None, exc: BaseException | None) -> None:
-    if exc is not None:
-        fut.set_exception(exc)
-    else:
-        assert result is not None
-        fut.set_result(result)
+def _call(loop: asyncio.AbstractEventLoop, callback: SpawnCallback,
+          child: Child | None, exc: BaseException | None) -> bool:
+    try:
+        loop.call_soon_threadsafe(callback, child, exc)
+    except RuntimeError:  # the loop is closed: nobody will take the child
+        return False
+    return True
+
+
+def _orphan(child: Child) -> None:
+    """Stop a child whose loop went away before it could be handed over."""
+    child.signal_group(signal.SIGKILL)
+    child.reap()
+    child.close()
 
 
 _spawner = _Spawner()
 
 
-async def spawn_async(
+def spawn_soon(
+    loop: asyncio.AbstractEventLoop,
+    callback: SpawnCallback,
     command: str,
     env: Mapping[str, str],
     cwd: Path,
     prepare: Callable[[], object] | None = None,
-) -> Child:
-    """:func:`spawn` from a spawner thread, shielded from cancellation.
+) -> None:
+    """:func:`spawn` in a spawner thread; then ``callback(child, None)`` on ``loop``.
 
-    Shielded so that a child is never started and then lost to a
-    cancellation: the caller's next checkpoint delivers it, and the caller
-    stops the child. Off asyncio (trio) it uses ``anyio.to_thread``.
-
-    Args:
-        command: shell text.
-        env: the full environment.
-        cwd: working directory.
-        prepare: called first in the same thread (e.g. create the log file).
-
-    Raises:
-        OSError: the process could not be started.
+    If the spawn fails, ``callback(None, error)`` instead (an ``OSError`` when
+    the process could not be started). ``prepare`` runs first, in the same
+    thread (e.g. create the log file). The callback always comes, so a child
+    is never started and then lost: its receiver must stop it.
     """
-    with anyio.CancelScope(shield=True):
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # not asyncio (trio)
-            return await anyio.to_thread.run_sync(_prepared_spawn, command, env, cwd, prepare)
-        fut: asyncio.Future[Child] = loop.create_future()
-        _spawner.submit(loop, fut, (command, env, cwd, prepare))
-        child = await fut
-    return child
+    _spawner.submit(loop, callback, (command, env, cwd, prepare))
 
 
 def kill_all() -> int:

@@ -11,6 +11,7 @@ records and publishes the batch at the end of the scheduler turn.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import random
@@ -41,6 +42,7 @@ from core.run_options import RunOptions, RunSummary, TaskResult
 from core.scheduler import Pool, Resources, TaskRec, link
 
 if TYPE_CHECKING:
+    from core.launched import LaunchedAttempt
     from core.plan import Plan
     from core.recorder import Recorder
 
@@ -106,13 +108,19 @@ class RunState:
                 by_id[tid].attempt = n
         self._open = sum(1 for r in self.recs if not r.state.is_terminal)
         self._live = 0  # attempt and backoff tasks in flight
+        #: attempts running as loop callbacks (core.launched), and the event
+        #: set when the last one ends during teardown
+        self.launched: set[LaunchedAttempt] = set()
+        self.launched_idle: anyio.Event | None = None
         self._batch: list[Event] = []
         self._foreign: list[Event] = []  # from nested runs: published, not recorded
         self._nested: dict[str, RunState] = {}
         self._readied: list[TaskRec] = []
         self._logs: dict[AttemptLog, tuple[str, int]] = {}
         self._output_logs: set[AttemptLog] = set()  # logs with lines not yet taken
-        self._wake = anyio.Event()
+        # asyncio's Event can be cleared and reused: an anyio.Event per turn
+        # cost more than the turn's own work for short shell tasks
+        self._wake = asyncio.Event()
         self._start_evt = anyio.Event()
         self._tg: anyio.abc.TaskGroup | None = None
         self.status = RunStatus.PENDING
@@ -123,7 +131,8 @@ class RunState:
         self._cancelled = False
         self._close = False
         self._pools_due = False
-        self._poke_due = False  # poke_soon() was called
+        #: attempts that got a pid since the last tick: (record, attempt number)
+        self._pid_news: list[tuple[TaskRec, int]] = []
         self._started_ts: float | None = None
         self._finished_ts: float | None = None
         self._ran = False
@@ -184,15 +193,15 @@ class RunState:
         """Wake the scheduler loop (new events, output or a state change)."""
         self._wake.set()
 
-    def poke_soon(self) -> None:
-        """Publish the events emitted so far with the next scheduler turn,
-        at the latest one tick (``TICK_S``) from now, without a turn of their own.
+    def note_pid(self, rec: TaskRec) -> None:
+        """``rec``'s running attempt has a process: announce it at the next tick.
 
-        For news nobody waits on (an attempt's pid): a busy run publishes it
-        with the next batch, which saves a scheduler turn and a subscriber
-        wake-up per task.
+        The event (``TaskChanged`` with the pid) goes out with the first batch
+        after the next tick (``TICK_S``), and only if the attempt is still
+        running then: a task shorter than a tick costs no event, no scheduler
+        turn and no journal write for its pid.
         """
-        self._poke_due = True
+        self._pid_news.append((rec, rec.attempt))
 
     # ----------------------------------------------------- nested runs
 

@@ -25,17 +25,22 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from core.errors import CycleError, PlanError
 from core.events import TaskState
 
 if TYPE_CHECKING:
-    import anyio
-
     from core.plan import Plan, Task
 
 _EPS = 1e-9
+
+
+class Cancellable(Protocol):
+    """What stops a running attempt or a retry's backoff."""
+
+    def cancel(self) -> None:
+        """Stop it."""
 
 
 class TaskRec:
@@ -91,7 +96,9 @@ class TaskRec:
         self.progress: dict[str, float | int | str] = {}
         self.fraction: float | None = None
         self.metrics: dict[str, float] = {}
-        self.scope: anyio.CancelScope | None = None
+        #: what cancels the current attempt or backoff: an anyio cancel scope or a
+        #: :class:`core.launched.LaunchedAttempt`
+        self.scope: Cancellable | None = None
         self.cancel_reason = ""
         #: True when skipped because an upstream task failed (RetryTask undoes it).
         self.upstream_skip = False

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 if TYPE_CHECKING:
     from core.plan import Task
@@ -86,12 +86,21 @@ class AttemptContext:
     plan_dir: Path
 
 
+class Launched(Protocol):
+    """An attempt started by :meth:`Agent.launch`, running on loop callbacks."""
+
+    def cancel(self) -> None:
+        """Stop it (its ``done`` callback still comes, once it has stopped)."""
+
+
 class Agent(ABC):
     """Runs tasks of one kind. Subclasses set ``name``."""
 
     name: ClassVar[str]
     #: True when a task of this agent must have a non-empty command.
     needs_command: ClassVar[bool] = True
+    #: True when the engine starts attempts with :meth:`launch`, not :meth:`run`.
+    launches: ClassVar[bool] = False
 
     def validate(self, task: Task, plan_dir: Path) -> list[str]:
         """Check a task's command before the run starts.
@@ -110,6 +119,20 @@ class Agent(ABC):
     @abstractmethod
     async def run(self, ctx: AttemptContext) -> Outcome:
         """Run one attempt to its end; on cancellation stop everything started."""
+
+    def launch(
+        self, ctx: AttemptContext, done: Callable[[Outcome], None], grace_s: float
+    ) -> Launched | None:
+        """Start one attempt as event-loop callbacks, or return None to be awaited.
+
+        The fast path for agents whose attempts are mostly waiting (the shell
+        agent): the engine then creates no task or cancel scope for the
+        attempt. ``done`` must be called exactly once, on the loop, after
+        everything the attempt started has stopped; ``cancel()`` on the
+        result (timeout, user, end of run) must lead to it, stopping
+        processes with ``grace_s`` between SIGTERM and SIGKILL.
+        """
+        return None
 
     async def aclose(self) -> None:
         """Release what the agent keeps between tasks (warm workers)."""

@@ -106,8 +106,31 @@ async def test_attempt_environment_cwd_and_log(tmp_path: Path) -> None:
     assert summary.status is RunStatus.SUCCEEDED
     log = Path(os.environ["TEK_HOME"]) / "runs" / "r1" / "t.1.log"
     assert log.read_text().splitlines() == ["r1 t 1 bar baz", str(tmp_path / "sub"), "oops"]
-    running = [e for e in events if isinstance(e, TaskChanged) and e.pid is not None]
-    assert running and running[0].state is TaskState.RUNNING
+
+
+async def test_a_running_attempt_announces_its_pid(tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    task = Task("t", command=f"while [ ! -e {go} ]; do sleep 0.01; done")
+    run = create_run(Plan((task,)), OPTS)
+
+    async def release_when_pid_seen(run: engine.Run, events: EventLog) -> None:
+        await events.wait_for(lambda: any(isinstance(e, TaskChanged) and e.pid for e in events))
+        (ev,) = [e for e in events if isinstance(e, TaskChanged) and e.pid]
+        assert ev.state is TaskState.RUNNING and ev.attempt == 1
+        assert os.getpgid(ev.pid) == ev.pid  # the shell leads its own group
+        go.touch()
+
+    summary, events = await run_collect(run, release_when_pid_seen)
+    assert summary.tasks["t"].state is TaskState.SUCCEEDED
+
+
+async def test_an_attempt_that_ends_within_a_tick_sends_no_pid_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(engine, "TICK_S", 600.0)  # no tick comes during this run
+    summary, events = await run_plan([Task("t", command="true")], OPTS)
+    assert summary.tasks["t"].state is TaskState.SUCCEEDED
+    assert not [e for e in events if isinstance(e, TaskChanged) and e.pid is not None]
 
 
 async def test_retries_with_exponential_backoff_bounds() -> None:

@@ -1,0 +1,298 @@
+"""One shell attempt driven by event-loop callbacks: :class:`ShellAttempt`.
+
+The shell agent's hot path. An attempt is a small state machine on the
+asyncio loop (anyio's asyncio backend, which tek always runs on): no task,
+no coroutine and no cancel scope per attempt, so a short task costs the loop
+a few callbacks. The steps:
+
+1. the command is spawned by a spawner thread (:func:`core.process.spawn_soon`),
+   which also creates the log file; the result comes back as a callback;
+2. the output pipe is read by a reader callback and split into lines
+   (:class:`LineSplitter`); at end of file the leader is usually gone already
+   (one ``waitpid``), else a pidfd tells when it exits;
+3. the attempt ends with :meth:`ShellAttempt.finish`, which hands the
+   :class:`~core.agents.base.Outcome` to the ``done`` callback, exactly once.
+
+Output (stdout and stderr on one pipe, so in arrival order) is read in 64 KiB
+chunks; a line longer than ``MAX_LINE_BYTES`` without a newline is cut there,
+so memory stays flat whatever the task prints. Background members still
+holding the pipe ``DRAIN_S`` after the leader exited are killed (noted in the
+log), and so is anything left in the group at the end: no process of a task
+outlives its attempt. :meth:`ShellAttempt.cancel` sends SIGTERM to the group,
+then SIGKILL after the grace period; the attempt ends once the leader is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Callable
+
+from core.agents.base import AttemptContext, LogSink, Outcome
+from core.poller import poller
+from core.process import Child, spawn_soon
+
+#: Bytes of one line kept before it is cut (without a newline in sight).
+MAX_LINE_BYTES = 1 << 20
+#: How long output may stay open after the main process exited.
+DRAIN_S = 0.5
+#: A pipe quiet this long makes the attempt check whether the leader exited.
+POLL_S = 0.25
+_CHUNK = 1 << 16
+
+
+def describe_exit(code: int) -> str:
+    """``"exit code 3"`` or ``"killed by SIGKILL"`` for a Popen-style return code."""
+    if code >= 0:
+        return f"exit code {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    return f"killed by {name}"
+
+
+class LineSplitter:
+    """Turns chunks of bytes into lines for a log sink."""
+
+    __slots__ = ("log", "partial")
+
+    def __init__(self, log: LogSink) -> None:
+        self.log = log
+        self.partial = b""
+
+    def feed(self, data: bytes) -> None:
+        """Log the complete lines in ``data``; keep the rest for the next chunk."""
+        chunk = self.partial + data if self.partial else data
+        cut = chunk.rfind(b"\n")
+        if cut < 0:
+            self.partial = chunk
+            if len(chunk) > MAX_LINE_BYTES:
+                self.flush()
+            return
+        self.partial = chunk[cut + 1 :]
+        self.log.write_lines(chunk[:cut].decode("utf-8", "replace").split("\n"))
+
+    def flush(self) -> None:
+        """Write an unterminated last line."""
+        if self.partial:
+            self.log.write_line(self.partial.decode("utf-8", "replace"))
+            self.partial = b""
+
+
+class ShellAttempt:
+    """``/bin/sh -c command`` for one attempt, on the running asyncio loop.
+
+    Args:
+        ctx: the attempt's context (command, env, cwd, log, set_pid).
+        done: called once, on the loop, with the outcome.
+        grace_s: SIGTERM -> SIGKILL grace when cancelled.
+    """
+
+    def __init__(self, ctx: AttemptContext, done: Callable[[Outcome], None], grace_s: float) -> None:
+        self.ctx = ctx
+        self.grace_s = grace_s
+        self._done: Callable[[Outcome], None] | None = done
+        self._loop = asyncio.get_running_loop()
+        self._poller = poller(self._loop)
+        self._lines = LineSplitter(ctx.log)
+        self._child: Child | None = None
+        self._pidfd = -1
+        self._timer: asyncio.TimerHandle | None = None
+        self._kill_timer: asyncio.TimerHandle | None = None
+        self._reading = False
+        self._got_data = False
+        self._exited_at: float | None = None
+        self.cancelled = False
+
+    def start(self) -> ShellAttempt:
+        """Hand the spawn to a spawner thread; returns self."""
+        prepare = getattr(self.ctx.log, "prepare", None)
+        ctx = self.ctx
+        spawn_soon(self._loop, self._spawned, ctx.task.command, ctx.env, ctx.cwd, prepare)
+        return self
+
+    @property
+    def finished(self) -> bool:
+        """True once the outcome was handed over."""
+        return self._done is None
+
+    def cancel(self) -> None:
+        """Stop the attempt: SIGTERM the group now, SIGKILL it after the grace."""
+        if self.cancelled or self._done is None:
+            return
+        self.cancelled = True
+        if self._child is not None:
+            self._terminate()
+        # else: _spawned stops the child as soon as it exists
+
+    # -- callbacks -----------------------------------------------------------
+
+    def _spawned(self, child: Child | None, error: BaseException | None) -> None:
+        if child is None:
+            self.finish(Outcome(ok=False, reason=f"could not start /bin/sh: {error}"))
+            return
+        self._child = child
+        try:
+            self.ctx.set_pid(child.pid)
+            self._poller.add(child.out_fd, self._readable)
+            self._reading = True
+            self._timer = self._loop.call_later(POLL_S, self._poll)
+            if self.cancelled:
+                self._terminate()
+        except BaseException as exc:  # a bug: end the attempt, never leave it hanging
+            self._fail(exc)
+
+    def _readable(self) -> None:
+        child = self._child
+        assert child is not None
+        try:
+            data = os.read(child.out_fd, _CHUNK)
+        except BlockingIOError:
+            return
+        except BaseException as exc:
+            self._fail(exc)
+            return
+        try:
+            if data:
+                self._lines.feed(data)
+                self._got_data = True
+                return
+            self._stop_reading()
+            if child.exited():
+                self._end()
+            elif self._pidfd < 0:
+                self._watch_leader()
+        except BaseException as exc:
+            self._fail(exc)
+
+    def _poll(self) -> None:
+        """Every ``POLL_S`` while the pipe is open: has the leader left it to others?"""
+        self._timer = None
+        child = self._child
+        if child is None or not self._reading:
+            return
+        if self._got_data:
+            self._got_data = False
+        elif self._exited_at is None:
+            if child.exited():
+                self._exited_at = time.monotonic()
+        elif time.monotonic() - self._exited_at >= DRAIN_S:
+            self.ctx.log.write_line(
+                "[tek] background processes kept the output open after the task exited; "
+                "killing them"
+            )
+            child.signal_group(signal.SIGKILL)
+            self._end()
+            return
+        self._timer = self._loop.call_later(POLL_S, self._poll)
+
+    def _watch_leader(self) -> None:
+        """Wake when the leader exits (it outlived its output, or we are stopping it)."""
+        child = self._child
+        assert child is not None
+        if child.returncode is not None:
+            self._leader_gone()
+            return
+        self._pidfd = os.pidfd_open(child.pid)
+        self._poller.add(self._pidfd, self._leader_gone)
+
+    def _leader_gone(self) -> None:
+        child = self._child
+        assert child is not None
+        try:
+            if self._pidfd >= 0:
+                self._poller.remove(self._pidfd)
+                os.close(self._pidfd)
+                self._pidfd = -1
+            if not child.exited():
+                child.reap()
+            if self.cancelled:  # background members must not outlive a stopped task
+                child.signal_group(signal.SIGKILL)
+            if self.cancelled or not self._reading:
+                self._end()
+        except BaseException as exc:
+            self._fail(exc)
+
+    def _terminate(self) -> None:
+        child = self._child
+        assert child is not None
+        if child.returncode is None:
+            child.signal_group(signal.SIGTERM)
+            self._kill_timer = self._loop.call_later(self.grace_s, self._kill)
+            if self._pidfd < 0:
+                self._watch_leader()
+        else:
+            child.signal_group(signal.SIGKILL)
+            self._end()
+
+    def _kill(self) -> None:
+        self._kill_timer = None
+        if self._child is not None and self._done is not None:
+            self._child.signal_group(signal.SIGKILL)
+
+    # -- ending --------------------------------------------------------------
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            assert self._child is not None
+            self._poller.remove(self._child.out_fd)
+
+    def _end(self) -> None:
+        """The leader is reaped (or about to be): read what is left, kill the rest, finish."""
+        child = self._child
+        assert child is not None
+        self._stop_reading()
+        self._drain()
+        self._lines.flush()
+        if child.returncode is None:
+            child.signal_group(signal.SIGKILL)
+            child.reap()
+        child.signal_group(signal.SIGKILL)  # leftovers that closed their output
+        code = child.returncode
+        assert code is not None
+        if code == 0:
+            self.finish(Outcome(ok=True, exit_code=0))
+        else:
+            self.finish(Outcome(ok=False, exit_code=code, reason=describe_exit(code)))
+
+    def _drain(self) -> None:
+        """Read what is in the pipe right now, without waiting."""
+        child = self._child
+        if child is None or child.out_fd < 0:
+            return
+        try:
+            while data := os.read(child.out_fd, _CHUNK):
+                self._lines.feed(data)
+        except OSError:
+            pass
+
+    def _fail(self, exc: BaseException) -> None:
+        """An unexpected error: stop the group and fail the attempt with it."""
+        child = self._child
+        if child is not None:
+            self._stop_reading()
+            child.signal_group(signal.SIGKILL)
+            if child.returncode is None:
+                child.reap()
+        self.finish(Outcome(ok=False, reason=f"shell agent error: {exc!r}"))
+
+    def finish(self, outcome: Outcome) -> None:
+        """Release everything and hand ``outcome`` to ``done`` (once)."""
+        done, self._done = self._done, None
+        if done is None:
+            return
+        for timer in (self._timer, self._kill_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._kill_timer = None
+        if self._pidfd >= 0:
+            self._poller.remove(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = -1
+        if self._child is not None:
+            self._child.close()
+        done(outcome)
