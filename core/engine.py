@@ -70,6 +70,8 @@ __all__ = ["Run", "RunOptions", "RunSummary", "TaskResult", "create_run", "new_r
 INLINE_BUDGET = 4096
 #: Tasks skipped over per pool and turn when the best ones do not fit resources.
 SKIP_AHEAD = 32
+#: Shortest time between the starts of two journal writes (group commit).
+WRITE_INTERVAL_S = 0.01
 #: Seconds between pool/memory samples (PoolChanged is sent at most this often).
 TICK_S = 0.25
 _MIB = 1 << 20
@@ -182,8 +184,11 @@ class Run(RunState):
                     await self._start_evt.wait()
                 self._begin()
                 tg.start_soon(self._tick)
+                if self.recorder is not None:
+                    tg.start_soon(self._write_loop)
                 await self._loop()
-                tg.cancel_scope.cancel()  # the ticker; every attempt has ended
+                await self._written()
+                tg.cancel_scope.cancel()  # the ticker and writer; every attempt has ended
         except BaseException:
             self._cancelled = True
             raise
@@ -191,7 +196,7 @@ class Run(RunState):
             summary = self._finish()
             gc.unfreeze()
             with anyio.CancelScope(shield=True), anyio.move_on_after(30):
-                await self._flush()
+                await self._flush(final=True)
         if self._record_error is not None:
             raise self._record_error
         return summary
@@ -425,7 +430,7 @@ class Run(RunState):
             self._update_admission()
             self._poke()
 
-    async def _flush(self) -> None:
+    async def _flush(self, final: bool = False) -> None:
         if self._readied:
             now = time.time()
             append = self._batch.append
@@ -452,7 +457,42 @@ class Run(RunState):
         if not batch:
             return
         self._batch = []
+        if self.recorder is None:
+            self.broadcaster.publish(batch)
+        elif final:
+            self._unwritten.extend(batch)
+            await self._write()
+        else:  # the writer task records it, then publishes it
+            self._unwritten.extend(batch)
+            self._unwritten_evt.set()
+
+    async def _write_loop(self) -> None:
+        """Record what the scheduler flushed, one batch at a time, in order.
+
+        Pipelined: the scheduler goes on while a batch is written, and what it
+        flushes meanwhile is recorded next as one batch (a group commit).
+        Batches start at most every ``WRITE_INTERVAL_S``, so a run of short
+        shell tasks commits a hundred times a second, not once per task. A
+        batch is published only after ``record`` returned: durable before
+        announced.
+        """
+        while True:
+            await self._unwritten_evt.wait()
+            self._unwritten_evt.clear()
+            began = time.monotonic()
+            await self._write()
+            if not self._unwritten:
+                self._written_evt.set()
+            rest = began + WRITE_INTERVAL_S - time.monotonic()
+            if rest > 0 and not self._stopping:
+                await anyio.sleep(rest)
+
+    async def _write(self) -> None:
+        batch, self._unwritten = self._unwritten, []
+        if not batch:
+            return
         if self.recorder is not None and self._record_error is None:
+            self._writing = True
             try:
                 await self.recorder.record(batch)
             except Exception as exc:
@@ -460,4 +500,12 @@ class Run(RunState):
                 # from run() once every process is gone.
                 self._record_error = exc
                 self.stop(f"journal write failed: {exc}")
+            finally:
+                self._writing = False
         self.broadcaster.publish(batch)
+
+    async def _written(self) -> None:
+        """Wait until the writer has recorded and published every flushed batch."""
+        while self._unwritten or self._writing or self._unwritten_evt.is_set():
+            self._written_evt.clear()
+            await self._written_evt.wait()

@@ -137,6 +137,11 @@ class RunState:
         self._finished_ts: float | None = None
         self._ran = False
         self._record_error: Exception | None = None
+        #: flushed events the writer task has yet to record (core.engine)
+        self._unwritten: list[Event] = []
+        self._unwritten_evt = asyncio.Event()
+        self._writing = False
+        self._written_evt = asyncio.Event()
         #: Environment every attempt starts from (os.environ when the run was built).
         self.base_env = dict(os.environ)
         #: The plan's folder: attempts' default cwd and base of relative paths.

@@ -238,10 +238,9 @@ class RunView:
             if state in (TaskState.FAILED, TaskState.RETRYING):
                 # The attempt's tail is read when the lines are written: its
                 # last output may come after the state change (coalescing
-                # keeps a task's state change where its first pending one was).
-                tail = self.watch.tails.get(tid)
-                if tail is not None:
-                    self._pending.append(tail)
+                # keeps a task's state change where its first pending one was,
+                # and may have folded its RUNNING into this one).
+                self._pending.append(self.watch.tails.setdefault(tid, deque(maxlen=_TAIL)))
 
     async def consume(self, events: AsyncIterator[Event]) -> None:
         """Read events until RunFinished."""
