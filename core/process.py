@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import collections
 import os
 import queue
 import signal
 import subprocess
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -258,34 +260,65 @@ class _Spawner:
         self._lock = threading.Lock()
         self._threads = 0
 
-    def submit(self, loop: asyncio.AbstractEventLoop, callback: SpawnCallback,
+    def submit(self, outbox: _Outbox, callback: SpawnCallback,
                args: tuple[str, Mapping[str, str], Path, Callable[[], object] | None]) -> None:
-        """Queue one :func:`spawn`; ``callback(child, error)`` runs on ``loop`` after."""
+        """Queue one :func:`spawn`; ``callback(child, error)`` runs on the outbox's loop."""
         with self._lock:
             if self._threads < self.THREADS:
                 self._threads += 1
                 threading.Thread(target=self._work, name="tek-spawn", daemon=True).start()
-        self._queue.put((loop, callback, args))
+        self._queue.put((outbox, callback, args))
 
     def _work(self) -> None:
         while True:
-            loop, callback, args = self._queue.get()
+            outbox, callback, args = self._queue.get()
             try:
                 child = _prepared_spawn(*args)
             except BaseException as exc:  # handed to the callback
-                _call(loop, callback, None, exc)
+                outbox.put(callback, None, exc)
             else:
-                if not _call(loop, callback, child, None):
+                if not outbox.put(callback, child, None):
                     _orphan(child)
 
 
-def _call(loop: asyncio.AbstractEventLoop, callback: SpawnCallback,
-          child: Child | None, exc: BaseException | None) -> bool:
-    try:
-        loop.call_soon_threadsafe(callback, child, exc)
-    except RuntimeError:  # the loop is closed: nobody will take the child
-        return False
-    return True
+class _Outbox:
+    """Spawn results waiting for one loop, delivered in batches.
+
+    One ``call_soon_threadsafe`` (a write to the loop's wake-up pipe, and a
+    loop wake-up) serves every result that arrives before the loop gets to
+    it, rather than one each.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._items: collections.deque[tuple[SpawnCallback, Child | None, BaseException | None]]
+        self._items = collections.deque()
+        self._scheduled = False
+
+    def put(self, callback: SpawnCallback, child: Child | None, exc: BaseException | None) -> bool:
+        """From a spawner thread; False when the loop is closed (nobody will take it)."""
+        if self.loop.is_closed():
+            return False
+        self._items.append((callback, child, exc))
+        if not self._scheduled:
+            self._scheduled = True
+            try:
+                self.loop.call_soon_threadsafe(self._deliver)
+            except RuntimeError:  # closed just now
+                return False
+        return True
+
+    def _deliver(self) -> None:
+        self._scheduled = False  # before draining: a later put schedules again
+        items = self._items
+        while items:
+            callback, child, exc = items.popleft()
+            callback(child, exc)
+
+
+_outboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Outbox] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _orphan(child: Child) -> None:
@@ -313,7 +346,10 @@ def spawn_soon(
     thread (e.g. create the log file). The callback always comes, so a child
     is never started and then lost: its receiver must stop it.
     """
-    _spawner.submit(loop, callback, (command, env, cwd, prepare))
+    outbox = _outboxes.get(loop)
+    if outbox is None:
+        outbox = _outboxes[loop] = _Outbox(loop)
+    _spawner.submit(outbox, callback, (command, env, cwd, prepare))
 
 
 def kill_all() -> int:

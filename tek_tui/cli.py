@@ -78,7 +78,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    code = main()
+    _leave(code)
+
+
+def _leave(code: int) -> None:
+    """Exit without the interpreter's teardown when nothing needs it.
+
+    Freeing every module at exit costs a ``tek run`` 30-50 ms, as much as
+    running a hundred short tasks. Exit handlers still run and the standard
+    streams are flushed; every file tek writes is closed by now. With a
+    non-daemon thread still alive, the normal exit waits for it instead.
+    """
+    import atexit
+    import os
+    import threading
+
+    if any(not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more to say
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":

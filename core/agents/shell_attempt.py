@@ -103,6 +103,7 @@ class ShellAttempt:
         self._timer: asyncio.TimerHandle | None = None
         self._kill_timer: asyncio.TimerHandle | None = None
         self._reading = False
+        self._eof = False
         self._got_data = False
         self._exited_at: float | None = None
         self.cancelled = False
@@ -160,6 +161,7 @@ class ShellAttempt:
                 self._lines.feed(data)
                 self._got_data = True
                 return
+            self._eof = True
             self._stop_reading()
             if child.exited():
                 self._end()
@@ -246,7 +248,8 @@ class ShellAttempt:
         child = self._child
         assert child is not None
         self._stop_reading()
-        self._drain()
+        if not self._eof:
+            self._drain()
         self._lines.flush()
         if child.returncode is None:
             child.signal_group(signal.SIGKILL)
