@@ -88,13 +88,15 @@ def _leave(code: int) -> None:
     Freeing every module at exit costs a ``tek run`` 30-50 ms, as much as
     running a hundred short tasks. Exit handlers still run and the standard
     streams are flushed; every file tek writes is closed by now. With a
-    non-daemon thread still alive, the normal exit waits for it instead.
+    non-daemon thread still alive, or under a profiler or tracer (which write
+    their results after this returns), the normal exit is taken.
     """
     import atexit
     import os
     import threading
 
-    if any(not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+    others = (t for t in threading.enumerate() if t is not threading.main_thread())
+    if sys.getprofile() or sys.gettrace() or any(not t.daemon for t in others):
         sys.exit(code)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
