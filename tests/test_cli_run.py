@@ -142,10 +142,15 @@ async def test_signal_stops_tasks_and_exits_130(tmp_path: Path, sig: signal.Sign
 
 
 async def test_second_interrupt_kills_at_once(tmp_path: Path) -> None:
-    p = write_plan(tmp_path / "s.csv", ["a,shell,trap '' TERM; while :; do sleep 0.05; done,,,"])
+    trapped = tmp_path / "trapped"
+    p = write_plan(tmp_path / "s.csv",
+                   [f"a,shell,trap '' TERM; touch {trapped}; while :; do sleep 0.05; done,,,"])
     home = os.environ["TEK_HOME"]
     async with await anyio.open_process([*TEK, "run", "--grace", "60", str(p)]) as proc:
         await started(proc, 1)
+        with anyio.fail_after(10):  # SIGTERM must find the trap set
+            while not trapped.exists():
+                await anyio.sleep(0.01)
         proc.send_signal(signal.SIGINT)
         with anyio.move_on_after(0.5):
             await proc.wait()
