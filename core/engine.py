@@ -58,6 +58,7 @@ from core.process import GRACE_S
 from core.run_options import RunOptions, RunSummary, TaskResult, new_run_id
 from core.run_state import CURRENT_RUN, RunState
 from core.scheduler import TaskRec
+from core.sysmem import available_mb
 
 if TYPE_CHECKING:
     from core.client import RunClient
@@ -81,9 +82,7 @@ _RUNNING, _READY, _PENDING, _RETRYING = (
 
 def available_memory_mb() -> int:
     """Available system memory in MiB (tests monkeypatch this)."""
-    import psutil
-
-    return int(psutil.virtual_memory().available // _MIB)
+    return available_mb()
 
 
 def create_run(

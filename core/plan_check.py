@@ -39,7 +39,7 @@ from typing import Any
 import polars as pl
 
 from core.agents.base import Agent
-from core.agents.registry import get_agent, known_agents
+from core.agents.registry import get_agent, is_known_agent, known_agents
 from core.plan import DEFAULT_AGENT, Task
 from core.plan_csv import Problems, Sheet
 
@@ -197,11 +197,11 @@ def _check_agents(
     agents_s: pl.Series, commands_s: pl.Series | None, lines: list[int], problems: Problems
 ) -> dict[str, Agent]:
     """Resolve each agent name once; report unknown or broken ones and missing commands."""
-    known = known_agents()
     loaded: dict[str, Agent] = {}
     for name in sorted(agents_s.unique().to_list()):
         rows = _where(agents_s == name)
-        if name not in known:
+        if not is_known_agent(name):
+            known = known_agents()
             for i in rows:
                 problems.add(lines[i], "agent", f"unknown agent (known: {', '.join(known)})", name)
             continue

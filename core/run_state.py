@@ -162,9 +162,9 @@ class RunState:
                 gpus = gpu_count()
         memory = options.memory_mb
         if memory is None:
-            import psutil
+            from core.sysmem import total_mb
 
-            memory = int(psutil.virtual_memory().total // _MIB)
+            memory = total_mb()
         return cpus, gpus, memory
 
     def snapshot(self) -> RunSnapshot:
