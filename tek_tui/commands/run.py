@@ -19,6 +19,7 @@ parsed here, not by argparse, which would print its usage too).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import signal
 import sys
@@ -214,6 +215,7 @@ def execute(
 
     run = create_run(plan, options, run_id=run_id, recorder=recorder, completed=completed,
                      attempts_so_far=attempts_so_far)
+    gc.enable()  # the CLI starts with it off (imports only)
     try:
         summary, interrupted = anyio.run(_drive, run, args)
     except BaseExceptionGroup as group:

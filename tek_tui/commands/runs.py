@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import gc
 import json
 import sys
 import time
@@ -194,6 +195,7 @@ def _logs(args: argparse.Namespace) -> int:
         if args.task not in {t.task_id for t in tasks}:
             raise StoreError(f"run {run_id} has no task {args.task!r}")
         if args.follow:
+            gc.enable()  # the CLI starts with it off (imports only)
             return _follow(store, run_id, args.task, args.attempt)
         attempt = _pick(store.attempts(run_id, args.task), args.attempt, run_id, args.task)
         if attempt is None:

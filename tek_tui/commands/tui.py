@@ -10,6 +10,7 @@ The console process never imports torch: ML tasks run in worker processes.
 from __future__ import annotations
 
 import argparse
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -43,5 +44,6 @@ def _run(args: argparse.Namespace) -> int:
     else:
         theme = remembered_theme()
     app = TekApp(plan_path=args.plan, start=args.start, theme=theme, jobs=args.jobs)
+    gc.enable()  # the CLI starts with it off (imports only)
     code = app.run()
     return code if isinstance(code, int) else 0
