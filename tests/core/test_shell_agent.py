@@ -172,3 +172,29 @@ async def test_output_flood_keeps_memory_flat_and_log_complete() -> None:
     assert log_of(run, "flood").stat().st_size == size
     assert (peak - base) < 50 * 2**20, f"RSS grew {(peak - base) / 2**20:.1f} MiB"
     del stalled
+
+
+async def test_cancelling_the_caller_stops_every_shell_task_before_returning() -> None:
+    """Shell attempts are loop callbacks, not tasks of the run's task group: the
+    run's teardown must still stop each one (SIGTERM, then SIGKILL after the
+    grace for one that ignores it) before ``run()`` gives the cancellation back."""
+    plan = plan_of(
+        shell("plain", "sleep 100 & sleep 100; wait"),
+        shell("stubborn", "trap '' TERM; sleep 100 & sleep 100; wait"),
+    )
+    run = create_run(plan, OPTS)
+    events = EventLog()
+
+    async def consume() -> None:
+        async for ev in run.client().events():
+            events.add(ev)
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            tg.start_soon(run.run)
+            await events.wait_for(lambda: bool(pids(events, "plain") and pids(events, "stubborn")))
+            await anyio.sleep(0.1)  # let sh install its trap before the signal comes
+            tg.cancel_scope.cancel()  # the caller of run() is cancelled
+    assert survivors(run.run_id) == []
+    assert run.snapshot().status is RunStatus.CANCELLED
