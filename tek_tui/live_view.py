@@ -46,6 +46,9 @@ FPS = 8
 #: Plain lines are written at most this often (and when the run ends).
 PLAIN_FLUSH_S = 0.1
 _TAIL = 5
+#: States that end an attempt that was started (skipped tasks never started one).
+_ENDS_AN_ATTEMPT = frozenset(
+    {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.RETRYING, TaskState.CANCELLED})
 _FAILURES = 5
 _STATE_STYLE = {
     "succeeded": "green", "failed": "red", "running": "cyan", "retrying": "yellow",
@@ -194,6 +197,7 @@ class RunView:
         self.done = anyio.Event()
         self._live: Any = None
         self._pending: list[str | deque[str]] = []  # plain lines / failure tails not yet written
+        self._started: dict[str, int] = {}  # attempt whose start line was printed, per task
         self._stamp_s = -1
         self._stamp = ""
 
@@ -225,9 +229,16 @@ class RunView:
 
     def _plain(self, ev: TaskChanged) -> None:
         tid, state = ev.task_id, ev.state
-        if state is TaskState.RUNNING:
+        if state is TaskState.RUNNING or (
+            ev.attempt and state in _ENDS_AN_ATTEMPT and self._started.get(tid) != ev.attempt
+        ):
+            # An attempt whose RUNNING was coalesced into its end still gets
+            # its start line, so every attempt has one.
+            self._started[tid] = ev.attempt
             self._line(f"start {tid} (attempt {ev.attempt})")
-        elif state is TaskState.SUCCEEDED:
+            if state is TaskState.RUNNING:
+                return
+        if state is TaskState.SUCCEEDED:
             self._line(f"ok    {tid}")
         elif state is TaskState.PENDING:
             self._line(f"again {tid} (pending)")

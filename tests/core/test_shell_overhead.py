@@ -132,3 +132,38 @@ async def test_plain_view_writes_in_order_and_reads_a_failure_tail_late() -> Non
     view.flush()
     lines = [ln.split(" ", 1)[1] for ln in out.getvalue().splitlines()]
     assert lines == ["start a (attempt 1)", "FAIL  a: exit code 3", "        | boom"]
+
+
+async def test_plain_view_prints_a_start_line_for_an_attempt_whose_running_was_coalesced() -> None:
+    import io
+    from types import SimpleNamespace
+
+    from core.events import TaskChanged, TaskState
+    from tek_tui.live_view import RunView
+
+    snap = SimpleNamespace(run_id="r", tasks=[SimpleNamespace(id=t, state=TaskState.PENDING)
+                                              for t in "abcd"])
+    out = io.StringIO()
+    view = RunView(SimpleNamespace(snapshot=lambda: snap), live=False, quiet=False, out=out)  # type: ignore[arg-type]
+    events = [
+        TaskChanged("a", TaskState.RUNNING, 1, 0.0),
+        TaskChanged("a", TaskState.SUCCEEDED, 1, 0.0),
+        TaskChanged("b", TaskState.SUCCEEDED, 1, 0.0),  # its RUNNING was folded into this
+        TaskChanged("c", TaskState.RETRYING, 1, 0.0, None, "exit code 1"),
+        TaskChanged("c", TaskState.CANCELLED, 1, 0.0, None, "cancelled by user"),
+        TaskChanged("d", TaskState.SKIPPED, 0, 0.0, None, "upstream c cancelled"),
+    ]
+
+    async def stream():  # type: ignore[no-untyped-def]
+        for ev in events:
+            yield ev
+
+    await view.consume(stream())
+    view.flush()
+    lines = [ln.split(" ", 1)[1] for ln in out.getvalue().splitlines()]
+    assert lines == [
+        "start a (attempt 1)", "ok    a",
+        "start b (attempt 1)", "ok    b",
+        "start c (attempt 1)", "retry c: exit code 1", "CANCEL c: cancelled by user",
+        "skip  d: upstream c cancelled",
+    ]
