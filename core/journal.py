@@ -167,7 +167,7 @@ def create_journal(
 
     if resume is None:
         rid = run_id or new_run_id()
-        store.begin_run(rid, plan, options)
+        store.begin_run(rid, plan, options, background=True)
         return RunJournal(store, rid, JournalRecorder(store, rid))
     plan_path = str(plan.path.resolve()) if plan.path is not None and resume == "last" else None
     rid = store.resolve_run(resume, plan_path=plan_path)

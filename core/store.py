@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,7 +51,7 @@ from core.store_records import (
     process_alive,
     run_from_row,
 )
-from core.store_runs import insert_run, new_run_id, plan_hash, reset_run, task_rows
+from core.store_runs import insert_run, new_run_id, new_tasks, plan_hash, reset_run, task_rows
 from core.store_schema import connect
 
 __all__ = [
@@ -78,6 +78,8 @@ class Store:
         #: Whether a run this Store writes has queued batches. Only the run's
         #: writer adds to ``pending`` (others only apply), so False is sure.
         self._has_pending: dict[str, bool] = {}
+        #: A new run's rows being written in the background (``begin_run``).
+        self._setup: _Setup | None = None
 
     def __enter__(self) -> Store:
         return self
@@ -87,8 +89,27 @@ class Store:
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
-        with self._lock:
-            self._conn.close()
+        try:
+            self.settle()
+        finally:
+            with self._lock:
+                self._conn.close()
+
+    def settle(self) -> None:
+        """Wait for the rows ``begin_run`` writes in the background.
+
+        Every other use of the connection calls this first, so nothing reads
+        or writes before the new run's rows are committed.
+
+        Raises:
+            StoreError: writing them failed.
+        """
+        setup = self._setup
+        if setup is not None and setup is not threading.current_thread():
+            setup.join()
+            self._setup = None
+            if setup.error is not None:
+                raise setup.error
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -98,6 +119,7 @@ class Store:
             StoreError: SQLite failed (a corrupt page, a full disk, a lock
                 held past the busy timeout); the transaction is rolled back.
         """
+        self.settle()
         with self._lock, self._errors():
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
@@ -116,6 +138,7 @@ class Store:
         Raises:
             StoreError: SQLite failed (e.g. a corrupt page).
         """
+        self.settle()
         with self._lock, self._errors():
             conn = self._conn
             conn.execute("BEGIN")
@@ -212,20 +235,49 @@ class Store:
 
         Called once a run is over, so the run itself never waits for one.
         """
+        self.settle()
         with self._lock, self._errors():
             self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
-    def begin_run(self, run_id: str, plan: Plan, options: Mapping[str, Any] | None = None) -> None:
-        """Record a new run and its tasks (all ``pending``) before it starts.
+    def begin_run(
+        self,
+        run_id: str,
+        plan: Plan,
+        options: Mapping[str, Any] | None = None,
+        *,
+        background: bool = False,
+    ) -> None:
+        """Record a new run and its tasks (all ``pending``), in one transaction.
+
+        Args:
+            run_id: the new run's id.
+            plan: its plan.
+            options: run options, kept as JSON.
+            background: return once the rows are built and let a thread
+                commit them. That thread holds the GIL only to start one
+                statement; SQLite inserts the task rows on another core
+                while the caller builds the run (``create_run``). Whatever
+                uses the store next waits for the commit (:meth:`settle`),
+                so the first batch of the run is written after its rows.
 
         Raises:
-            StoreError: a run with this id is already in the journal.
+            StoreError: a run with this id is already in the journal (or,
+                in the background, writing failed: raised by the next use).
         """
-        rows, phash = task_rows(run_id, plan)  # hashing happens before the write lock
-        with self.write() as conn:
+        tasks, phash = new_tasks(plan)  # hashing happens before the write lock
+        with self.read() as conn:
             if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
                 raise StoreError(f"{self.path}: run {run_id!r} is already in the journal")
-            insert_run(conn, run_id, plan, rows, phash, options)
+
+        def insert() -> None:
+            with self.write() as conn:
+                insert_run(conn, run_id, plan, tasks, phash, options)
+
+        if not background:
+            insert()
+            return
+        self._setup = _Setup(insert)
+        self._setup.start()
 
     def reopen_run(
         self, run_id: str, plan: Plan, rerun: frozenset[str], options: Mapping[str, Any] | None = None
@@ -338,6 +390,21 @@ class Store:
                     (run_id, task_id),
                 )
             ]
+
+
+class _Setup(threading.Thread):
+    """A thread running one write, keeping what it raised for ``Store.settle``."""
+
+    def __init__(self, work: Callable[[], None]) -> None:
+        super().__init__(name="tek-journal-setup")
+        self.work = work
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        try:
+            self.work()
+        except Exception as exc:  # raised in the caller's thread by settle()
+            self.error = exc
 
 
 def open_store(path: Path | str | None = None, *, create: bool = True, sync: str = "normal") -> Store:

@@ -17,9 +17,10 @@ import socket
 import sqlite3
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from core.resume import row_hash
+from core.resume import HASH_LEN, row_hash
 
 if TYPE_CHECKING:
     from core.plan import Plan
@@ -51,11 +52,33 @@ def task_rows(run_id: str, plan: Plan) -> tuple[list[tuple[Any, ...]], str]:
     return rows, plan_hash(plan, hashes)
 
 
+@dataclass(frozen=True, slots=True)
+class NewTasks:
+    """A plan's rows of ``tasks``, ready for :func:`insert_tasks`.
+
+    Attributes:
+        packed: JSON list of ``row_hash + task_id`` strings, in plan order.
+        odd: ``(cpus, memory_mb, task_id)`` of tasks whose resources are not
+            the defaults (1 CPU, no memory): usually none.
+    """
+
+    packed: str
+    odd: list[tuple[float, int, str]]
+
+
+def new_tasks(plan: Plan) -> tuple[NewTasks, str]:
+    """The plan's task rows for a new run, and the plan's hash."""
+    hashes = [row_hash(t) for t in plan.tasks]
+    packed = json.dumps([h + t.id for h, t in zip(hashes, plan.tasks, strict=True)])
+    odd = [(t.cpus, t.memory_mb, t.id) for t in plan.tasks if t.cpus != 1.0 or t.memory_mb]
+    return NewTasks(packed, odd), plan_hash(plan, hashes)
+
+
 def insert_run(
     conn: sqlite3.Connection,
     run_id: str,
     plan: Plan,
-    rows: list[tuple[Any, ...]],
+    tasks: NewTasks,
     phash: str,
     options: Mapping[str, Any] | None,
 ) -> None:
@@ -67,11 +90,20 @@ def insert_run(
         (run_id, _plan_path(plan), phash, _json(options), len(plan), now, os.getpid(), now,
          socket.gethostname()),
     )  # fmt: skip
-    conn.executemany(
+    # One statement over a JSON list instead of a row per task: SQLite walks
+    # the list itself (~10 ms at 10k tasks instead of ~20 ms binding rows),
+    # without holding the GIL (see Store.begin_run).
+    conn.execute(
         "INSERT INTO tasks (run_id, task_id, idx, row_hash, state, cpus, memory_mb)"
-        " VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-        rows,
+        f" SELECT ?1, substr(value, {HASH_LEN + 1}), key, substr(value, 1, {HASH_LEN}),"
+        " 'pending', 1.0, 0 FROM json_each(?2)",
+        (run_id, tasks.packed),
     )
+    if tasks.odd:
+        conn.executemany(
+            "UPDATE tasks SET cpus = ?, memory_mb = ? WHERE run_id = ? AND task_id = ?",
+            [(cpus, mem, run_id, tid) for cpus, mem, tid in tasks.odd],
+        )
 
 
 def reset_run(

@@ -11,7 +11,7 @@ import pytest
 from core.errors import PlanError, StoreError
 from core.journal import create_journal
 from core.plan import Plan, Task
-from core.resume import decide_resume, row_hash
+from core.resume import decide_resume, legacy_row_hash, row_hash
 from core.store import Store, TaskRecord, open_store
 from tests.core.journal_helpers import diamond_plan
 
@@ -106,7 +106,36 @@ def test_row_hash_is_stable_and_sensitive() -> None:
     t = Task(id="a", command="echo hi", deps=("x", "y"))
     assert row_hash(t) == row_hash(dataclasses.replace(t, deps=("y", "x"), line=9))
     assert row_hash(t) != row_hash(dataclasses.replace(t, command="echo ho"))
-    assert len(row_hash(t)) == 24
+    assert len(row_hash(t)) == 16
+
+
+def test_hashes_of_an_older_tek_still_match() -> None:
+    """Rows journaled before v3 hold the repr-based hash: unchanged rows do not rerun."""
+    plan = diamond_plan()
+    old = [dataclasses.replace(r, row_hash=legacy_row_hash(plan.task(r.task_id))) for r in _journal(plan, ALL_OK)]
+    assert {len(r.row_hash) for r in old} == {24}
+    assert decide_resume(plan, old).rerun == frozenset()
+    changed = _replace(plan, "b", command="2")
+    assert decide_resume(changed, old).why == {"b": "row changed", "d": "downstream of b"}
+
+
+def test_a_run_set_up_in_the_background_resumes_like_any_other(tmp_path: Path) -> None:
+    """begin_run(background=True): a reader beside it sees the run whole or not at all."""
+    plan = Plan(tuple(Task(id=f"t{i}", agent="noop", cpus=0.5 if i == 7 else 1.0) for i in range(3000)))
+    path = tmp_path / "j.db"
+    with open_store(path) as store, open_store(path, create=False) as reader:
+        store.begin_run("R", plan, background=True)
+        runs = reader.list_runs()
+        assert runs == [] or sum(runs[0].counts.values()) == 3000
+        store.settle()
+        run, tasks, _ = reader.read_run("R")
+        assert run.counts == {"pending": 3000} and [t.idx for t in tasks] == list(range(3000))
+        assert all(t.row_hash == row_hash(plan.tasks[t.idx]) for t in tasks)
+        with reader.read() as conn:
+            assert conn.execute("SELECT cpus FROM tasks WHERE task_id = 't7'").fetchone() == (0.5,)
+        with pytest.raises(StoreError, match="already in the journal"):
+            store.begin_run("R", plan, background=True)
+        assert decide_resume(plan, tasks).rerun == frozenset(plan.by_id)  # all pending
 
 
 def _crashed_run(store: Store) -> tuple[str, Plan]:

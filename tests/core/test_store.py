@@ -342,4 +342,17 @@ def test_tasks_that_end_alike_are_written_together_the_same(
             results.append(_all_rows(store, "R"))
     assert results[0] == results[1]
     _, counts, tasks, attempts = results[0]
+    assert isinstance(tasks, tuple) and isinstance(attempts, tuple)
     assert counts == {"succeeded": 213, "failed": 67} and len(tasks) == len(attempts) == 280
+
+
+def test_a_background_set_up_that_fails_raises_on_next_use(tmp_path: Path) -> None:
+    """Whatever the set-up thread hit comes out of the next use, as a StoreError."""
+    from core.plan import Plan, Task
+
+    twice = Plan((Task(id="a", agent="noop"), Task(id="a", agent="noop")))  # not validated: same id
+    with open_store(tmp_path / "j.db") as store:
+        store.begin_run("R", twice, background=True)
+        with pytest.raises(StoreError, match="journal error: UNIQUE constraint failed"):
+            store.list_runs()
+        assert store.list_runs() == []  # one transaction: no run row without its tasks
