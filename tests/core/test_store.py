@@ -356,3 +356,33 @@ def test_a_background_set_up_that_fails_raises_on_next_use(tmp_path: Path) -> No
         with pytest.raises(StoreError, match="journal error: UNIQUE constraint failed"):
             store.list_runs()
         assert store.list_runs() == []  # one transaction: no run row without its tasks
+
+
+def test_attempts_inserted_in_chunks_keep_every_column(tmp_path: Path, tek_home: Path) -> None:
+    """700 attempts in one batch (chunks of 256, 128, ... 4): each row whole and right."""
+    from core.paths import run_log_path
+    from core.plan import Plan, Task
+
+    plan = Plan(tuple(Task(id=f"t{i}", agent="noop", cpus=2.0 if i == 5 else 1.0, memory_mb=64 * (i == 5))
+                      for i in range(600)))  # fmt: skip
+    events = flat(
+        started("R", 600),
+        *(ran(f"t{i}", ok=i % 7 != 0) for i in range(600)),
+        *(ran(f"t3/s{i}") for i in range(100)),  # sub-plan tasks: no row of their own
+        TaskChanged("t9", TaskState.RUNNING, 2, 300.0),
+        TaskChanged("t9", TaskState.RUNNING, 2, 301.0, pid=77),  # the pid comes later
+    )
+    with open_store(tmp_path / "j.db") as store:
+        store.begin_run("R", plan)
+        JournalRecorder(store, "R").record_sync(events)
+        _, tasks, attempts = store.read_run("R")
+    by = {(a.task_id, a.attempt): a for a in attempts}
+    assert len(attempts) == 701 and len(tasks) == 700
+    t5, t7, sub, t9 = by["t5", 1], by["t7", 1], by["t3/s42", 1], by["t9", 2]
+    assert (t5.state, t5.exit_code, t5.reason, t5.metrics, t5.pid, t5.gpus) == (
+        "succeeded", 0, "", {"loss": 0.25}, 4242, (0,))
+    assert (t5.cpus, t5.memory_mb, t5.started_ts, t5.ended_ts) == (2.0, 64, 100.0, 101.5)
+    assert (t7.state, t7.exit_code, t7.reason, t7.metrics, t7.cpus) == ("failed", 1, "exit code 1", {}, 1.0)
+    assert t5.log_path == str(run_log_path("R", "t5", 1))
+    assert (sub.cpus, sub.memory_mb, sub.log_path) == (None, None, str(run_log_path("R", "t3__s42", 1)))
+    assert (t9.state, t9.started_ts, t9.ended_ts, t9.pid) == ("running", 300.0, None, 77)
