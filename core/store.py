@@ -15,6 +15,13 @@ runs inside one read transaction, so a reader sees whole batches only.
 A ``Store`` may be used from several threads (the recorder writes from a
 worker thread); a lock serialises its one connection.
 
+A new run's rows can be committed in the background (``begin_run(...,
+background=True)``, what ``core.journal.create_journal`` does): its task rows
+go in by one statement that SQLite runs without the GIL, beside the caller
+building the run, and every later use of the store waits for that commit
+first (:meth:`Store.settle`). The run row and its tasks are one transaction,
+so a reader never sees a run without its tasks.
+
 Pending batches: a batch of task changes becomes rows of ``attempts`` and
 ``tasks`` (``core.store_batch``). A small batch is applied at once; a big one
 (thousands of noop tasks finishing in one scheduler turn) is committed as one
@@ -33,14 +40,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import StoreError
 from core.paths import default_store_path
-from core.store_batch import RawChange, apply_batch, pack, paused_gc, unpack
+from core.store_batch import RawChange, apply_batch, apply_queued, pack
 from core.store_records import (
     ATTEMPT_COLS,
     RUN_COLS,
@@ -48,10 +55,19 @@ from core.store_records import (
     RunRecord,
     TaskRecord,
     attempt_from_row,
+    counts_by_state,
     process_alive,
     run_from_row,
 )
-from core.store_runs import insert_run, new_run_id, new_tasks, plan_hash, reset_run, task_rows
+from core.store_runs import (
+    SetupThread,
+    insert_run,
+    new_run_id,
+    new_tasks,
+    plan_hash,
+    reset_run,
+    task_rows,
+)
 from core.store_schema import connect
 
 __all__ = [
@@ -79,7 +95,7 @@ class Store:
         #: writer adds to ``pending`` (others only apply), so False is sure.
         self._has_pending: dict[str, bool] = {}
         #: A new run's rows being written in the background (``begin_run``).
-        self._setup: _Setup | None = None
+        self._setup: SetupThread | None = None
 
     def __enter__(self) -> Store:
         return self
@@ -204,31 +220,13 @@ class Store:
             return self._apply_pending(conn, where, params)
 
     def _apply_pending(self, conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> int:
-        rows = conn.execute(
-            f"SELECT run_id, log_dir, rows FROM pending {where} ORDER BY seq", params
-        ).fetchall()
-        with paused_gc():
-            # A run's queued batches, back to back, are applied as one: this
-            # is one transaction, so merging them is as safe as merging within
-            # a batch (an attempt opened in one and closed in the next is one
-            # INSERT). Only neighbours merge, so the order never changes.
-            merged: list[tuple[str, str, list[RawChange]]] = []
-            for run, log_dir, data in rows:
-                try:
-                    batch = unpack(data)
-                except StoreError as exc:
-                    raise StoreError(f"{self.path}: run {run}: {exc}") from None
-                if merged and merged[-1][:2] == (run, log_dir):
-                    merged[-1][2].extend(batch)
-                else:
-                    merged.append((run, log_dir, batch))
-            for run, log_dir, batch in merged:
-                apply_batch(conn, run, log_dir, batch)
-        if rows:
-            conn.execute(f"DELETE FROM pending {where}", params)
-        for run in {r[0] for r in rows}:
+        try:
+            runs = apply_queued(conn, where, params)
+        except StoreError as exc:
+            raise StoreError(f"{self.path}: {exc}") from None
+        for run in set(runs):
             self._has_pending[run] = False
-        return len(rows)
+        return len(runs)
 
     def checkpoint(self) -> None:
         """Copy the WAL into the database file now (a passive checkpoint).
@@ -276,7 +274,7 @@ class Store:
         if not background:
             insert()
             return
-        self._setup = _Setup(insert)
+        self._setup = SetupThread(insert)
         self._setup.start()
 
     def reopen_run(
@@ -308,7 +306,7 @@ class Store:
             rows = conn.execute(
                 f"SELECT {RUN_COLS} FROM runs {where} ORDER BY created_ts DESC, id DESC{lim}", params
             ).fetchall()
-            counts = _counts(conn, [r[0] for r in rows])
+            counts = counts_by_state(conn, [r[0] for r in rows])
         return [run_from_row(r, counts.get(r[0], {})) for r in rows]
 
     def resolve_run(self, ref: str, plan_path: str | None = None) -> str:
@@ -359,7 +357,7 @@ class Store:
             row = conn.execute(f"SELECT {RUN_COLS} FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise StoreError(f"{self.path}: no run {run_id!r} in the journal")
-            counts = _counts(conn, [run_id])
+            counts = counts_by_state(conn, [run_id])
             tasks = [
                 TaskRecord(*r)
                 for r in conn.execute(
@@ -392,21 +390,6 @@ class Store:
             ]
 
 
-class _Setup(threading.Thread):
-    """A thread running one write, keeping what it raised for ``Store.settle``."""
-
-    def __init__(self, work: Callable[[], None]) -> None:
-        super().__init__(name="tek-journal-setup")
-        self.work = work
-        self.error: Exception | None = None
-
-    def run(self) -> None:
-        try:
-            self.work()
-        except Exception as exc:  # raised in the caller's thread by settle()
-            self.error = exc
-
-
 def open_store(path: Path | str | None = None, *, create: bool = True, sync: str = "normal") -> Store:
     """Open the journal at ``path`` (default ``$TEK_HOME/tek.db``).
 
@@ -420,17 +403,3 @@ def open_store(path: Path | str | None = None, *, create: bool = True, sync: str
     """
     p = Path(path).expanduser() if path is not None else default_store_path()
     return Store(connect(p, create=create, sync=sync), p)
-
-
-def _counts(conn: sqlite3.Connection, run_ids: list[str]) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
-    if not run_ids:
-        return out
-    marks = ",".join("?" * len(run_ids))
-    for run_id, state, n in conn.execute(
-        f"SELECT run_id, state, count(*) FROM tasks WHERE run_id IN ({marks})"
-        " GROUP BY run_id, state",
-        run_ids,
-    ):
-        out.setdefault(run_id, {})[state] = n
-    return out

@@ -202,6 +202,42 @@ def apply_batch(
         write_tasks(conn, run_id, task_rows.values())
 
 
+def apply_queued(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> list[str]:
+    """Apply the ``pending`` rows ``where`` selects, in order, then delete them.
+
+    Runs inside the caller's write transaction.
+
+    Returns:
+        The run id of each applied row.
+
+    Raises:
+        StoreError: a queued batch is damaged (names its run).
+    """
+    rows = conn.execute(
+        f"SELECT run_id, log_dir, rows FROM pending {where} ORDER BY seq", params
+    ).fetchall()
+    with paused_gc():
+        # A run's queued batches, back to back, are applied as one: this is
+        # one transaction, so merging them is as safe as merging within a
+        # batch (an attempt opened in one and closed in the next is one
+        # INSERT). Only neighbours merge, so the order never changes.
+        merged: list[tuple[str, str, list[RawChange]]] = []
+        for run, log_dir, data in rows:
+            try:
+                batch = unpack(data)
+            except StoreError as exc:
+                raise StoreError(f"run {run}: {exc}") from None
+            if merged and merged[-1][:2] == (run, log_dir):
+                merged[-1][2].extend(batch)
+            else:
+                merged.append((run, log_dir, batch))
+        for run, log_dir, batch in merged:
+            apply_batch(conn, run, log_dir, batch)
+    if rows:
+        conn.execute(f"DELETE FROM pending {where}", params)
+    return [str(r[0]) for r in rows]
+
+
 def write_tasks(conn: sqlite3.Connection, run_id: str, rows: Iterable[tuple[Any, ...]]) -> None:
     """Write tasks' last states: ``(state, attempts, exit_code, reason, task_id, run_id)`` rows.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -142,3 +143,18 @@ def attempt_from_row(row: tuple[Any, ...]) -> AttemptRecord:
         task_id, attempt, state, started, ended, code, reason, log, pid, cpus,
         tuple(int(g) for g in gpus.split(",") if g), mem, json.loads(metrics or "{}"),
     )  # fmt: skip
+
+
+def counts_by_state(conn: sqlite3.Connection, run_ids: list[str]) -> dict[str, dict[str, int]]:
+    """Task counts by state of each run in ``run_ids`` (runs without tasks left out)."""
+    out: dict[str, dict[str, int]] = {}
+    if not run_ids:
+        return out
+    marks = ",".join("?" * len(run_ids))
+    for run_id, state, n in conn.execute(
+        f"SELECT run_id, state, count(*) FROM tasks WHERE run_id IN ({marks})"
+        " GROUP BY run_id, state",
+        run_ids,
+    ):
+        out.setdefault(run_id, {})[state] = n
+    return out

@@ -15,8 +15,9 @@ import os
 import secrets
 import socket
 import sqlite3
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -162,3 +163,18 @@ def _plan_path(plan: Plan) -> str:
 
 def _json(options: Mapping[str, Any] | None) -> str:
     return json.dumps(dict(options or {}), default=str)
+
+
+class SetupThread(threading.Thread):
+    """A thread running one write, keeping what it raised for ``Store.settle``."""
+
+    def __init__(self, work: Callable[[], None]) -> None:
+        super().__init__(name="tek-journal-setup")
+        self.work = work
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        try:
+            self.work()
+        except Exception as exc:  # raised in the caller's thread by settle()
+            self.error = exc
