@@ -338,6 +338,7 @@ def spawn_soon(
     env: Mapping[str, str],
     cwd: Path,
     prepare: Callable[[], object] | None = None,
+    inline: bool = False,
 ) -> None:
     """:func:`spawn` in a spawner thread; then ``callback(child, None)`` on ``loop``.
 
@@ -346,6 +347,14 @@ def spawn_soon(
     thread (e.g. create the log file). The callback always comes, so a child
     is never started and then lost: its receiver must stop it.
     """
+    if inline:
+        try:
+            child = _prepared_spawn(command, env, cwd, prepare)
+        except BaseException as exc:  # handed to the callback
+            loop.call_soon(callback, None, exc)
+        else:
+            loop.call_soon(callback, child, None)
+        return
     outbox = _outboxes.get(loop)
     if outbox is None:
         outbox = _outboxes[loop] = _Outbox(loop)

@@ -5,11 +5,13 @@ asyncio loop (anyio's asyncio backend, which tek always runs on): no task,
 no coroutine and no cancel scope per attempt, so a short task costs the loop
 a few callbacks. The steps:
 
-1. the command is spawned by a spawner thread (:func:`core.process.spawn_soon`),
+1. the command is spawned by a spawner thread (:func:`core.process.spawn_soon`;
+   on the loop itself when it is the only attempt running, ``INLINE_MAX``),
    which also creates the log file; the result comes back as a callback;
-2. the output pipe is read by a reader callback and split into lines
-   (:class:`LineSplitter`); at end of file the leader is usually gone already
-   (one ``waitpid``), else a pidfd tells when it exits;
+2. the output pipe is read by a callback of the loop's epoll set
+   (:mod:`core.poller`) and split into lines (:class:`LineSplitter`); at end
+   of file the leader is usually gone already (one ``waitpid``), else a pidfd
+   tells when it exits;
 3. the attempt ends with :meth:`ShellAttempt.finish`, which hands the
    :class:`~core.agents.base.Outcome` to the ``done`` callback, exactly once.
 
@@ -82,6 +84,14 @@ class LineSplitter:
             self.partial = b""
 
 
+#: Spawn on the loop itself while at most this many shell attempts run.
+#: A spawner thread lets the loop go on during vfork + exec, which matters
+#: when many tasks start at once; a lone attempt (a chain of dependent
+#: tasks, ``-j 1``) starts sooner without the two thread hand-offs
+#: (measured: 1000 sequential ``true`` tasks 1.78 -> 1.60 s).
+INLINE_MAX = 1
+
+
 class ShellAttempt:
     """``/bin/sh -c command`` for one attempt, on the running asyncio loop.
 
@@ -90,6 +100,9 @@ class ShellAttempt:
         done: called once, on the loop, with the outcome.
         grace_s: SIGTERM -> SIGKILL grace when cancelled.
     """
+
+    #: shell attempts started and not yet finished, in this process
+    running = 0
 
     def __init__(self, ctx: AttemptContext, done: Callable[[Outcome], None], grace_s: float) -> None:
         self.ctx = ctx
@@ -109,10 +122,12 @@ class ShellAttempt:
         self.cancelled = False
 
     def start(self) -> ShellAttempt:
-        """Hand the spawn to a spawner thread; returns self."""
+        """Spawn (in a spawner thread unless it is the only attempt); returns self."""
         prepare = getattr(self.ctx.log, "prepare", None)
         ctx = self.ctx
-        spawn_soon(self._loop, self._spawned, ctx.task.command, ctx.env, ctx.cwd, prepare)
+        ShellAttempt.running += 1
+        inline = ShellAttempt.running <= INLINE_MAX
+        spawn_soon(self._loop, self._spawned, ctx.task.command, ctx.env, ctx.cwd, prepare, inline)
         return self
 
     @property
@@ -288,6 +303,7 @@ class ShellAttempt:
         done, self._done = self._done, None
         if done is None:
             return
+        ShellAttempt.running -= 1
         for timer in (self._timer, self._kill_timer):
             if timer is not None:
                 timer.cancel()
