@@ -149,7 +149,7 @@ async def test_second_interrupt_kills_at_once(tmp_path: Path) -> None:
     async with await anyio.open_process([*TEK, "run", "--grace", "60", str(p)]) as proc:
         await started(proc, 1)
         with anyio.fail_after(10):  # SIGTERM must find the trap set
-            while not trapped.exists():
+            while not trapped.exists():  # noqa: ASYNC110 - made by another process
                 await anyio.sleep(0.01)
         proc.send_signal(signal.SIGINT)
         with anyio.move_on_after(0.5):
