@@ -7,16 +7,19 @@ run.run()`` executes it and returns a :class:`RunSummary`. Front ends use
 How it goes fast and stays correct:
 
 - One scheduler loop owns every state change. A turn dispatches what it can,
-  then flushes the turn's events as one batch: ``recorder.record(batch)`` is
-  awaited first (durable before announced), then the batch is published to
-  subscribers, which never block (:mod:`core.broadcast`).
-- Attempts that wait on something (a process, a sleep) run as one anyio task
-  each in the run's task group. A noop with no delay finishes inline in the
-  loop (:meth:`NoopAgent.run_inline`), so plain dispatch costs a few
-  microseconds a task. At most ``INLINE_BUDGET`` inline tasks run per turn, so
-  events flow and controls apply even in a 1M-task run.
-- Timeouts and cancellation are anyio cancel scopes around ``agent.run``;
-  agents stop their process groups on cancellation (:mod:`core.process`).
+  then flushes the turn's events as one batch, recorded (durable) before it
+  is published, by a writer pipelined with the scheduler
+  (:mod:`core.run_events`); subscribers never block (:mod:`core.broadcast`).
+- A noop with no delay finishes inline in the loop
+  (:meth:`NoopAgent.run_inline`), so plain dispatch costs a few microseconds
+  a task. At most ``INLINE_BUDGET`` inline tasks run per turn, so events flow
+  and controls apply even in a 1M-task run.
+- A shell attempt runs as event-loop callbacks (:meth:`Agent.launch`,
+  :mod:`core.launched`): no task or cancel scope per attempt. Other attempts
+  that wait on something run as one anyio task each in the run's task group,
+  with their timeout and cancellation as anyio cancel scopes around
+  ``agent.run``. Either way, agents stop their process groups when cancelled,
+  and nothing outlives the task group.
 
 Decisions beyond DESIGN.md: a task cancelled by a user makes the run end
 ``failed`` (exit 1), like a failed task; retry delays are ``retry_backoff_s *
@@ -43,9 +46,6 @@ from core.broadcast import InProcessClient
 from core.errors import PlanError
 from core.events import (
     Control,
-    OutputDropped,
-    OutputLines,
-    PoolChanged,
     RunStarted,
     RunStatus,
     TaskChanged,
@@ -55,8 +55,9 @@ from core.launched import LaunchedAttempt, stop_launched
 from core.logsink import AttemptLog
 from core.paths import run_log_path
 from core.process import GRACE_S
+from core.run_events import RunEvents
 from core.run_options import RunOptions, RunSummary, TaskResult, new_run_id
-from core.run_state import CURRENT_RUN, RunState
+from core.run_state import CURRENT_RUN
 from core.scheduler import TaskRec
 from core.sysmem import available_mb
 
@@ -71,8 +72,6 @@ __all__ = ["Run", "RunOptions", "RunSummary", "TaskResult", "create_run", "new_r
 INLINE_BUDGET = 4096
 #: Tasks skipped over per pool and turn when the best ones do not fit resources.
 SKIP_AHEAD = 32
-#: Shortest time between the starts of two journal writes (group commit).
-WRITE_INTERVAL_S = 0.01
 #: Seconds between pool/memory samples (PoolChanged is sent at most this often).
 TICK_S = 0.25
 _MIB = 1 << 20
@@ -140,7 +139,7 @@ def create_run(
             gc.enable()
 
 
-class Run(RunState):
+class Run(RunEvents):
     """One execution of a plan. Build with :func:`create_run`."""
 
     def client(self) -> RunClient:
@@ -361,21 +360,6 @@ class Run(RunState):
         self._logs[log] = (rec.task.id, rec.attempt)
         return build_context(self, rec, log)
 
-    def _on_output(self, log: AttemptLog) -> None:
-        self._output_logs.add(log)
-        self._poke()
-
-    def _take_output(self, log: AttemptLog) -> None:
-        key = self._logs.get(log)
-        if key is None:
-            return
-        lines, dropped = log.take()
-        if lines:
-            self._batch.append(OutputLines(key[0], key[1], tuple(lines)))
-        if dropped:
-            self.dropped_lines += dropped
-            self._batch.append(OutputDropped(key[0], key[1], dropped))
-
     _log_dir: Path | None = None
 
     def _schedule_retry(self, rec: TaskRec, delay: float) -> None:
@@ -410,14 +394,6 @@ class Run(RunState):
         finally:  # the run's task group is ending: launched attempts go with it
             await stop_launched(self)
 
-    def _announce_pids(self) -> None:
-        news, self._pid_news = self._pid_news, []
-        now = time.time()
-        for rec, attempt in news:
-            if rec.attempt == attempt and rec.state is _RUNNING and rec.pid is not None:
-                self._batch.append(TaskChanged(rec.task.id, _RUNNING, attempt, now, None, "",
-                                               rec.pid, rec.gpus))
-
     def _check_memory(self) -> None:
         floor = self.options.memory_floor_mb
         if floor <= 0:
@@ -428,83 +404,3 @@ class Run(RunState):
             self._memory_low = low
             self._update_admission()
             self._poke()
-
-    async def _flush(self, final: bool = False) -> None:
-        if self._readied:
-            now = time.time()
-            append = self._batch.append
-            for rec in self._readied:
-                if rec.state is _READY:
-                    append(TaskChanged(rec.task.id, _READY, rec.attempt, now))
-            self._readied = []
-        if self._output_logs:  # only logs that got lines since their last take
-            logs, self._output_logs = self._output_logs, set()
-            for log in logs:
-                self._take_output(log)
-        if self._pools_due:
-            self._pools_due = False
-            now = time.time()
-            for p in self.pools.values():
-                if p.dirty:
-                    p.dirty = False
-                    self._batch.append(PoolChanged(p.name, p.size, p.busy, p.queued,
-                                                   p.finished, now))
-        if self._foreign:
-            foreign, self._foreign = self._foreign, []
-            self.broadcaster.publish(foreign)
-        batch = self._batch
-        if not batch:
-            return
-        self._batch = []
-        if self.recorder is None:
-            self.broadcaster.publish(batch)
-        elif final:
-            self._unwritten.extend(batch)
-            await self._write()
-        else:  # the writer task records it, then publishes it
-            self._unwritten.extend(batch)
-            self._unwritten_evt.set()
-
-    async def _write_loop(self) -> None:
-        """Record what the scheduler flushed, one batch at a time, in order.
-
-        Pipelined: the scheduler goes on while a batch is written, and what it
-        flushes meanwhile is recorded next as one batch (a group commit).
-        Batches start at most every ``WRITE_INTERVAL_S``, so a run of short
-        shell tasks commits a hundred times a second, not once per task. A
-        batch is published only after ``record`` returned: durable before
-        announced.
-        """
-        while True:
-            await self._unwritten_evt.wait()
-            self._unwritten_evt.clear()
-            began = time.monotonic()
-            await self._write()
-            if not self._unwritten:
-                self._written_evt.set()
-            rest = began + WRITE_INTERVAL_S - time.monotonic()
-            if rest > 0 and not self._stopping:
-                await anyio.sleep(rest)
-
-    async def _write(self) -> None:
-        batch, self._unwritten = self._unwritten, []
-        if not batch:
-            return
-        if self.recorder is not None and self._record_error is None:
-            self._writing = True
-            try:
-                await self.recorder.record(batch)
-            except Exception as exc:
-                # Nothing may run unrecorded: stop everything, then raise it
-                # from run() once every process is gone.
-                self._record_error = exc
-                self.stop(f"journal write failed: {exc}")
-            finally:
-                self._writing = False
-        self.broadcaster.publish(batch)
-
-    async def _written(self) -> None:
-        """Wait until the writer has recorded and published every flushed batch."""
-        while self._unwritten or self._writing or self._unwritten_evt.is_set():
-            self._written_evt.clear()
-            await self._written_evt.wait()
