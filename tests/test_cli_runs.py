@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -17,9 +16,16 @@ from core.events import RunStatus, TaskChanged, TaskState
 from core.journal import JournalRecorder
 from core.paths import run_log_path
 from core.store import open_store
-from core.store_schema import SCHEMA_VERSION
 from tek_tui.cli import main
-from tests.core.journal_helpers import chain_plan, finished, flat, ran, started
+from tests.core.journal_helpers import (
+    chain_plan,
+    finished,
+    flat,
+    foreign_sqlite,
+    newer_tek,
+    ran,
+    started,
+)
 
 RUN_A = "20260101-100000-aaaa"
 RUN_B = "20260102-100000-bbbb"
@@ -103,22 +109,7 @@ def test_bad_references_are_one_line_exit_2(capsys: pytest.CaptureFixture[str], 
     assert err.count("\n") == 1 and err.startswith("tek: ") and message in err
 
 
-def _foreign(path: Path) -> None:
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE t (x)")
-    conn.commit()
-    conn.close()
-
-
-def _newer(path: Path) -> None:
-    open_store(path).close()
-    conn = sqlite3.connect(path)
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    conn.commit()
-    conn.close()
-
-
-@pytest.mark.parametrize("make", [lambda p: p.write_bytes(os.urandom(3000)), _foreign, _newer], ids=["random", "foreign", "newer"])
+@pytest.mark.parametrize("make", [lambda p: p.write_bytes(os.urandom(3000)), foreign_sqlite, newer_tek], ids=["random", "foreign", "newer"])
 @pytest.mark.parametrize("cmd", [["runs"], ["show", "last"], ["logs", "last", "a"]])
 def test_bad_journal_file_exit_2_untouched(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], make: Callable[[Path], object], cmd: list[str]

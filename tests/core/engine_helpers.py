@@ -120,6 +120,11 @@ def noop(tid: str, delay: str = "", **kw: Any) -> Task:
     return Task(tid, agent="noop", command=delay, **kw)
 
 
+def probe(tid: str, command: str = "", **kw: Any) -> Task:
+    """A task of the probing agent (``command`` is ``DELAY[:FAILS]``)."""
+    return Task(tid, agent="probe", command=command, **kw)
+
+
 class EventLog(list[Event]):
     """Events a subscriber got, with a way to wait for one that matters."""
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable
+from pathlib import Path
 
 from core.events import Event, RunFinished, RunStarted, RunStatus, TaskChanged, TaskState
 from core.plan import Plan, Task
@@ -55,3 +57,27 @@ def flat(*parts: Iterable[Event] | Event) -> list[Event]:
         else:
             out.append(p)
     return out
+
+
+def foreign_sqlite(path: Path) -> None:
+    """Make ``path`` an SQLite database of another application."""
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.commit()
+    conn.close()
+
+
+#: How far ahead of this tek's schema :func:`newer_tek` puts a journal.
+NEWER_BY = 7
+
+
+def newer_tek(path: Path) -> None:
+    """Make ``path`` a journal written by a newer tek (schema ``NEWER_BY`` ahead)."""
+    from core.store import open_store
+    from core.store_schema import SCHEMA_VERSION
+
+    open_store(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + NEWER_BY}")
+    conn.commit()
+    conn.close()

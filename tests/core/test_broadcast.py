@@ -20,14 +20,9 @@ from core.events import (
     from_json,
     to_json,
 )
-from core.plan import Task
-from tests.core.engine_helpers import noop, plan_of, run_collect
+from tests.core.engine_helpers import noop, plan_of, probe, run_collect
 
 S = TaskState
-
-
-def probe(tid: str, command: str = "", **kw: object) -> Task:
-    return Task(tid, agent="probe", command=command, **kw)  # type: ignore[arg-type]
 
 
 def tc(tid: str, state: TaskState) -> TaskChanged:

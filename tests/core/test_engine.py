@@ -29,16 +29,13 @@ from tests.core.engine_helpers import (
     new_probe,
     noop,
     plan_of,
+    probe,
     run_collect,
     run_plan,
     shell,
 )
 
 OPTS = RunOptions(jobs=4, memory_floor_mb=0)
-
-
-def probe(tid: str, command: str = "", **kw: object) -> Task:
-    return Task(tid, agent="probe", command=command, **kw)  # type: ignore[arg-type]
 
 
 async def test_dependency_order_summary_and_events(tmp_path: Path) -> None:

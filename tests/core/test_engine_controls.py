@@ -22,14 +22,9 @@ from core.events import (
     from_json,
     to_json,
 )
-from core.plan import Task
-from tests.core.engine_helpers import EventLog, new_probe, noop, plan_of, run_collect
+from tests.core.engine_helpers import EventLog, new_probe, noop, plan_of, probe, run_collect
 
 OPTS = RunOptions(jobs=4, memory_floor_mb=0)
-
-
-def probe(tid: str, command: str = "", **kw: object) -> Task:
-    return Task(tid, agent="probe", command=command, **kw)  # type: ignore[arg-type]
 
 
 def is_state(events: EventLog, tid: str, state: TaskState) -> bool:

@@ -18,7 +18,17 @@ from core.events import Event, RunStatus, TaskChanged, TaskState
 from core.journal import JournalRecorder, create_journal
 from core.store import Store, new_run_id, open_store, process_alive
 from core.store_schema import APP_ID, SCHEMA_VERSION, create_at_version
-from tests.core.journal_helpers import chain_plan, diamond_plan, finished, flat, ran, started
+from tests.core.journal_helpers import (
+    NEWER_BY,
+    chain_plan,
+    diamond_plan,
+    finished,
+    flat,
+    foreign_sqlite,
+    newer_tek,
+    ran,
+    started,
+)
 
 
 def _fingerprint(path: Path) -> tuple[bytes, int]:
@@ -73,29 +83,14 @@ def test_migration_from_v1_keeps_runs_and_adds_columns(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
-def _foreign_sqlite(path: Path) -> None:
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY, name TEXT)")
-    conn.commit()
-    conn.close()
-
-
-def _newer_tek(path: Path) -> None:
-    open_store(path).close()
-    conn = sqlite3.connect(path)
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 7}")
-    conn.commit()
-    conn.close()
-
-
 @pytest.mark.parametrize(
     ("make", "message"),
     [
         (lambda p: p.write_bytes(os.urandom(4096)), "not an SQLite database"),
         (lambda p: p.write_bytes(b"SQLite format 3\x00" + os.urandom(4080)), "not a tek journal|not a usable"),
         (lambda p: p.write_text("id,command\na,true\n"), "not an SQLite database"),
-        (_foreign_sqlite, "another application"),
-        (_newer_tek, f"schema version {SCHEMA_VERSION + 7} is newer"),
+        (foreign_sqlite, "another application"),
+        (newer_tek, f"schema version {SCHEMA_VERSION + NEWER_BY} is newer"),
     ],
     ids=["random-bytes", "corrupt-sqlite", "csv-file", "foreign-sqlite", "newer-schema"],
 )
