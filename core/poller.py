@@ -68,16 +68,9 @@ class Poller:
                 )
 
 
-_last: Poller | None = None  # the one asked for last: a weak-dict lookup costs more
-
-
 def poller(loop: asyncio.AbstractEventLoop) -> Poller:
     """The loop's poller, made on first use."""
-    global _last
-    p = _last
-    if p is None or p._loop is not loop:
-        p = _pollers.get(loop)
-        if p is None:
-            p = _pollers[loop] = Poller(loop)
-        _last = p
+    p = _pollers.get(loop)
+    if p is None:
+        p = _pollers[loop] = Poller(loop)
     return p

@@ -1,9 +1,10 @@
-"""Child processes for agents: own process group, pidfd wait, group kill.
+"""Child processes for agents: own process group, non-blocking reap, group kill.
 
 :func:`spawn` starts a command in a new session (so it leads its own process
 group) with stdout and stderr on one pipe. A :class:`Child` is reaped with
 ``waitpid(WNOHANG)`` when its output ends (the leader is usually gone by
-then), else through a pidfd, never through asyncio's child watcher, which
+then), else once its pidfd says so (the shell attempt watches it), never
+through asyncio's child watcher, which
 costs a thread or a SIGCHLD scan per process and is what makes
 ``asyncio.create_subprocess_exec`` about 1.45x slower than ``xargs -P``.
 :func:`spawn_soon` runs the spawn itself on a few spawner threads, because
@@ -34,8 +35,6 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeAlias
 
-import anyio
-
 #: SIGTERM -> SIGKILL grace of the current attempt (the engine sets it per attempt).
 GRACE_S: ContextVar[float] = ContextVar("tek_grace_s", default=5.0)
 
@@ -55,28 +54,14 @@ class Child:
         # Popen must reap its own child (else its __del__ would, later, and
         # steal the exit status); others are reaped here.
         self._popen = popen
-        # Opened only when the leader outlives its output (see wait): a short
-        # task is reaped by exited() and never needs one. Safe to open late:
-        # the pid stays ours until we reap it.
-        self._pidfd = -1
         self.returncode: int | None = None
         _live_groups.add(pid)
-
-    async def wait(self) -> int:
-        """Wait for the leader to exit; returns the code (negative = signal)."""
-        if self.returncode is None and not self.exited():
-            if self._pidfd < 0:
-                self._pidfd = os.pidfd_open(self.pid)
-            await anyio.wait_readable(self._pidfd)
-            self.reap()
-        assert self.returncode is not None
-        return self.returncode
 
     def exited(self) -> bool:
         """True once the leader has exited (reaps it); never blocks.
 
         Usually true already when the output pipe reaches end of file, which
-        saves the pidfd wait (two epoll calls and a loop turn).
+        saves waiting on a pidfd (see :mod:`core.agents.shell_attempt`).
         """
         if self.returncode is None:
             if self._popen is not None:
@@ -84,24 +69,17 @@ class Child:
             else:
                 pid, status = os.waitpid(self.pid, os.WNOHANG)
                 if pid:
-                    self._set_status(status)
+                    self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode is not None
-
-    def _set_status(self, status: int) -> None:
-        self.returncode = os.waitstatus_to_exitcode(status)
-        if self._pidfd >= 0:
-            os.close(self._pidfd)
-            self._pidfd = -1
 
     def reap(self) -> None:
         """Wait for the leader to exit, blocking (call when it has, or was killed)."""
+        if self.returncode is not None:
+            return
         if self._popen is not None:
             self.returncode = self._popen.wait()
-            if self._pidfd >= 0:
-                os.close(self._pidfd)
-                self._pidfd = -1
         else:
-            self._set_status(os.waitpid(self.pid, 0)[1])
+            self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
 
     def signal_group(self, sig: int) -> bool:
         """Send ``sig`` to the whole group; False when no member is left."""
@@ -112,11 +90,8 @@ class Child:
         return True
 
     def close(self) -> None:
-        """Release the pidfd and pipe, forget the group (leader must be reaped)."""
+        """Release the pipe, forget the group (leader must be reaped)."""
         _live_groups.discard(self.pid)
-        if self._pidfd >= 0:
-            os.close(self._pidfd)
-            self._pidfd = -1
         if self.out_fd >= 0:
             os.close(self.out_fd)
             self.out_fd = -1
@@ -342,6 +317,8 @@ def spawn_soon(
 ) -> None:
     """:func:`spawn` in a spawner thread; then ``callback(child, None)`` on ``loop``.
 
+    With ``inline``, the spawn happens right here, on the loop's thread (the
+    loop waits for the exec), and the callback still comes from the loop.
     If the spawn fails, ``callback(None, error)`` instead (an ``OSError`` when
     the process could not be started). ``prepare`` runs first, in the same
     thread (e.g. create the log file). The callback always comes, so a child

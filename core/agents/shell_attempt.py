@@ -130,11 +130,6 @@ class ShellAttempt:
         spawn_soon(self._loop, self._spawned, ctx.task.command, ctx.env, ctx.cwd, prepare, inline)
         return self
 
-    @property
-    def finished(self) -> bool:
-        """True once the outcome was handed over."""
-        return self._done is None
-
     def cancel(self) -> None:
         """Stop the attempt: SIGTERM the group now, SIGKILL it after the grace."""
         if self.cancelled or self._done is None:
