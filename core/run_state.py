@@ -137,7 +137,7 @@ class RunState:
         self._finished_ts: float | None = None
         self._ran = False
         self._record_error: Exception | None = None
-        #: flushed events the writer task has yet to record (core.engine)
+        #: flushed events the writer task has yet to record (core.run_events)
         self._unwritten: list[Event] = []
         self._unwritten_evt = asyncio.Event()
         self._writing = False

@@ -10,8 +10,11 @@ from pathlib import Path
 import anyio
 import psutil
 
+from core.agents.registry import register_agent
+from core.agents.shell import ShellAgent
 from core.engine import Run, RunOptions, create_run
 from core.events import CancelTask, OutputLines, RunStatus, TaskChanged, TaskState
+from core.plan import Task
 from tests.core.engine_helpers import EventLog, plan_of, run_collect, shell
 
 OPTS = RunOptions(jobs=4, memory_floor_mb=0, grace_s=0.3)
@@ -198,3 +201,25 @@ async def test_cancelling_the_caller_stops_every_shell_task_before_returning() -
             tg.cancel_scope.cancel()  # the caller of run() is cancelled
     assert survivors(run.run_id) == []
     assert run.snapshot().status is RunStatus.CANCELLED
+
+
+class AwaitedShellAgent(ShellAgent):
+    """The shell agent driven through ``run()``, the way the engine drives agents
+    that do not launch: the awaited path must behave as the launched one."""
+
+    launches = False
+
+
+register_agent("awaited_shell", "tests.core.test_shell_agent:AwaitedShellAgent")
+
+
+async def test_awaited_shell_agent_runs_and_stops_like_the_launched_one() -> None:
+    run = create_run(plan_of(
+        Task("out", agent="awaited_shell", command="echo hi; exit 3"),
+        Task("slow", agent="awaited_shell", command="sleep 100 & sleep 100; wait", timeout_s=0.3),
+    ), OPTS)  # fmt: skip
+    summary, _ = await run_collect(run)
+    assert (summary.tasks["out"].exit_code, summary.tasks["out"].reason) == (3, "exit code 3")
+    assert log_of(run, "out").read_text() == "hi\n"
+    assert summary.tasks["slow"].reason == "timed out after 0.3s"
+    assert survivors(run.run_id) == []
