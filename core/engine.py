@@ -216,6 +216,8 @@ class Run(RunEvents):
     async def _loop(self) -> None:
         while True:
             more = self._dispatch()
+            if not more and (self._stalled or (self._live == 0 and self._open)):
+                self._note_stall()
             await self._flush()
             if self._open == 0 and self._live == 0 and (self._close or not self.options.stay_open):
                 return
@@ -262,6 +264,24 @@ class Run(RunEvents):
             if budget <= 0:
                 return True
         return False
+
+    def _note_stall(self) -> None:
+        """Say so when the run can go no further without a control.
+
+        Nothing running or waiting to retry, dispatch not paused, and tasks
+        still open: they sit in pools resized to 0 (``--pool`` allows 0 in
+        the API and ResizePool while running). The run stays open for a
+        resize, but announces why it waits (an AdmissionChanged) instead of
+        hanging silently; the note is withdrawn once something runs again.
+        """
+        reason = ""
+        if self._live == 0 and self._open and self._admitting():
+            held = [f"pool {p.name} has size 0 ({p.queued} queued)"
+                    for p in self.pools.values() if p.queued and p.size <= 0]
+            reason = "waiting: " + ("; ".join(held) or "no task can start")
+        if reason != self._stalled:
+            self._stalled = reason
+            self._update_admission()
 
     def _start(self, rec: TaskRec) -> int:
         """Start one attempt; returns 1 when it finished inline, else 0."""
@@ -325,18 +345,28 @@ class Run(RunEvents):
                     outcome = Outcome(ok=False, reason=f"{agent.name} agent error: {exc!r}")
         finally:
             rec.scope = None
-            self.attempt_stopped(log)
-        self.attempt_ended(rec, outcome, timed_out)
+            log_error = self.attempt_stopped(log)
+        self.attempt_ended(rec, outcome, timed_out, log_error)
 
-    def attempt_stopped(self, log: AttemptLog) -> None:
-        """An attempt's work has stopped: close its log, take its last lines."""
+    def attempt_stopped(self, log: AttemptLog) -> str:
+        """An attempt's work has stopped: close its log, take its last lines.
+
+        Returns:
+            Why its log file could not be written, or "".
+        """
         self._live -= 1
         log.close()
         self._take_output(log)
         self._logs.pop(log, None)
+        return log.error
 
-    def attempt_ended(self, rec: TaskRec, outcome: Outcome | None, timed_out: bool) -> None:
-        """The common end of an attempt: its reason, resources, state, next steps."""
+    def attempt_ended(self, rec: TaskRec, outcome: Outcome | None, timed_out: bool,
+                      log_error: str = "") -> None:
+        """The common end of an attempt: its reason, resources, state, next steps.
+
+        An attempt whose log could not be written (``log_error``) fails
+        with that reason, even when its command succeeded: its output is lost.
+        """
         code = outcome.exit_code if outcome is not None else None
         if rec.cancel_reason:
             outcome = Outcome(ok=False, exit_code=code, reason=rec.cancel_reason)
@@ -345,6 +375,9 @@ class Run(RunEvents):
                               reason=f"timed out after {rec.task.timeout_s:g}s")
         elif outcome is None:
             outcome = Outcome(ok=False, reason="cancelled")
+        elif log_error and outcome.ok:
+            outcome = Outcome(ok=False, exit_code=code, reason=log_error,
+                              metrics=outcome.metrics)
         self.resources.release(rec)
         rec.pool.busy -= 1
         rec.pool.finished += 1

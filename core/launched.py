@@ -85,8 +85,8 @@ class LaunchedAttempt:
         run.launched.discard(self)
         if rec.scope is self:
             rec.scope = None
-        run.attempt_stopped(self.log)
-        run.attempt_ended(rec, outcome, self.timed_out and not outcome.ok)
+        log_error = run.attempt_stopped(self.log)
+        run.attempt_ended(rec, outcome, self.timed_out and not outcome.ok, log_error)
         if not run.launched and run.launched_idle is not None:
             run.launched_idle.set()
 

@@ -11,6 +11,11 @@ bounded.
 The file is opened on the first line; an attempt that printed nothing gets
 an empty file when it ends (one ``open``, no ``mkdir`` or ``utime`` unless
 the run's folder is missing), so every attempt the journal lists has a log.
+
+A file that cannot be written (disk full, folder gone) never raises into the
+engine or the agent: the first error is kept in :attr:`AttemptLog.error`,
+the file is given up, the live stream goes on, and the engine fails the
+attempt with that reason (a log that silently lost lines is not "complete").
 """
 
 from __future__ import annotations
@@ -53,6 +58,22 @@ class AttemptLog(LogSink):
         self._dropped = 0
         self.lines_written = 0
         self.closed = False
+        #: why the file could not be written ("" while it can)
+        self.error = ""
+
+    def _file_failed(self, exc: OSError) -> None:
+        """Keep the first error, drop the file, go on without it."""
+        if not self.error:
+            self.error = f"could not write log {self.path}: {exc.strerror or exc}"
+        f, self._file = self._file, None
+        fd, self._fd = self._fd, -1
+        try:
+            if f is not None:
+                f.close()
+            elif fd >= 0:
+                os.close(fd)
+        except OSError:  # the buffered lines are what failed: already counted
+            pass
 
     def _open(self) -> IO[str]:
         if self._fd >= 0:
@@ -77,12 +98,11 @@ class AttemptLog(LogSink):
         made here; the text layer is built by the first write, so a task
         that prints nothing costs the loop one ``close``.
         """
-        if self._file is None and self._fd < 0 and not self.closed:
+        if self._file is None and self._fd < 0 and not self.closed and not self.error:
             try:
-                self._fd = os.open(self.path, _CREATE, 0o644)
-            except FileNotFoundError:  # the run's folder: made by the first attempt
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._fd = os.open(self.path, _CREATE, 0o644)
+                self._fd = _create(self.path)
+            except OSError as exc:
+                self._file_failed(exc)
 
     def write_line(self, line: str) -> None:
         """Append one line (without its newline)."""
@@ -92,9 +112,15 @@ class AttemptLog(LogSink):
         """Append lines to the file and, within the bound, to the live buffer."""
         if not lines or self.closed:
             return
-        f = self._file or self._open()
-        f.write("\n".join(lines))
-        f.write("\n")
+        try:
+            f = self._file
+            if f is None and not self.error:
+                f = self._open()
+            if f is not None:
+                f.write("\n".join(lines))
+                f.write("\n")
+        except OSError as exc:
+            self._file_failed(exc)
         self.lines_written += len(lines)
         live = self._live
         notify = not live and not self._dropped
@@ -114,7 +140,10 @@ class AttemptLog(LogSink):
         self._live = []
         self._dropped = 0
         if self._file is not None:
-            self._file.flush()
+            try:
+                self._file.flush()
+            except OSError as exc:
+                self._file_failed(exc)
         return lines, dropped
 
     def close(self) -> None:
@@ -122,17 +151,23 @@ class AttemptLog(LogSink):
         if self.closed:
             return
         self.closed = True
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-            return
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-            return
         try:
-            fd = os.open(self.path, _CREATE, 0o644)
-        except FileNotFoundError:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, _CREATE, 0o644)
-        os.close(fd)
+            if self._file is not None:
+                f, self._file = self._file, None
+                f.close()
+            elif self._fd >= 0:
+                fd, self._fd = self._fd, -1
+                os.close(fd)
+            elif not self.error:
+                os.close(_create(self.path))
+        except OSError as exc:
+            self._file_failed(exc)
+
+
+def _create(path: Path) -> int:
+    """Open (creating) a log file for appending, making the run's folder if missing."""
+    try:
+        return os.open(path, _CREATE, 0o644)
+    except FileNotFoundError:  # the run's folder: made by the first attempt
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, _CREATE, 0o644)

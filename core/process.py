@@ -16,6 +16,8 @@ arguments Popen would pass (half Popen's CPU); other versions use Popen.
 Stopping a group (SIGTERM, then SIGKILL after the grace) is the caller's
 (:mod:`core.agents.shell_attempt`). Live children are tracked in a module
 registry so a second Ctrl-C can SIGKILL every group at once (:func:`kill_all`).
+:func:`kill_pipe_holders` finds processes that left a task's group but still
+hold its output pipe.
 """
 
 from __future__ import annotations
@@ -348,3 +350,51 @@ def kill_all() -> int:
         except (ProcessLookupError, PermissionError):
             pass
     return n
+
+
+def kill_pipe_holders(fd: int) -> int:
+    """SIGKILL every other process holding the pipe that ``fd`` is one end of.
+
+    For a task's output pipe after its whole group was killed: whoever still
+    holds the write end left the group (``setsid``) and would outlive the
+    attempt. Found by scanning ``/proc/*/fd`` (milliseconds; only done when
+    the pipe outlived the group's SIGKILL, never on the hot path).
+
+    Args:
+        fd: this process's end of the pipe.
+
+    Returns:
+        How many processes were sent SIGKILL (0 where ``/proc`` is missing).
+    """
+    try:
+        target = f"pipe:[{os.fstat(fd).st_ino}]"
+        pids = [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return 0
+    me = str(os.getpid())
+    killed = 0
+    for pid in pids:
+        if pid == me:
+            continue
+        if _holds(f"/proc/{pid}/fd", target):
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+                killed += 1
+            except (ProcessLookupError, PermissionError):
+                pass
+    return killed
+
+
+def _holds(fd_dir: str, target: str) -> bool:
+    """True when one of the descriptors listed in ``fd_dir`` links to ``target``."""
+    try:
+        names = os.listdir(fd_dir)
+    except OSError:  # gone, or not ours to look at
+        return False
+    for name in names:
+        try:
+            if os.readlink(f"{fd_dir}/{name}") == target:
+                return True
+        except OSError:  # closed meanwhile
+            continue
+    return False

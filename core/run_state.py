@@ -126,6 +126,7 @@ class RunState:
         self.status = RunStatus.PENDING
         self._user_paused = False
         self._memory_low = ""
+        self._stalled = ""  # why nothing can start (see Run._note_stall)
         self._admission: tuple[bool, str] = (False, "")
         self._stopping = False  # no new attempts: CancelRun, fail-fast or interrupt
         self._cancelled = False
@@ -328,6 +329,8 @@ class RunState:
             state = (True, "paused by user")
         elif self._memory_low:
             state = (True, self._memory_low)
+        elif self._stalled:
+            state = (True, self._stalled)
         else:
             state = (False, "")
         if state != self._admission:

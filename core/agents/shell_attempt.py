@@ -19,8 +19,13 @@ Output (stdout and stderr on one pipe, so in arrival order) is read in 64 KiB
 chunks; a line longer than ``MAX_LINE_BYTES`` without a newline is cut there,
 so memory stays flat whatever the task prints. Background members still
 holding the pipe ``DRAIN_S`` after the leader exited are killed (noted in the
-log), and so is anything left in the group at the end: no process of a task
-outlives its attempt. :meth:`ShellAttempt.cancel` sends SIGTERM to the group,
+log), whether or not they keep printing, and so is anything left in the group
+at the end. A process that left the group (``setsid``) but still holds the
+output pipe ``ESCAPE_S`` after the group was killed is found through
+``/proc`` and killed too (:func:`core.process.kill_pipe_holders`): no process
+of a task that still writes to its output outlives its attempt. One that
+left the group *and* let go of the output (a daemon) is out of reach without
+cgroups; tek leaves it alone. :meth:`ShellAttempt.cancel` sends SIGTERM to the group,
 then SIGKILL after the grace period; the attempt ends once the leader is gone.
 """
 
@@ -34,14 +39,17 @@ from collections.abc import Callable
 
 from core.agents.base import AttemptContext, LogSink, Outcome
 from core.poller import poller
-from core.process import Child, spawn_soon
+from core.process import Child, kill_pipe_holders, spawn_soon
 
 #: Bytes of one line kept before it is cut (without a newline in sight).
 MAX_LINE_BYTES = 1 << 20
 #: How long output may stay open after the main process exited.
 DRAIN_S = 0.5
-#: A pipe quiet this long makes the attempt check whether the leader exited.
+#: How often an attempt whose pipe is open checks whether the leader exited.
 POLL_S = 0.25
+#: How long the output may stay open after the whole group was SIGKILLed
+#: before whoever still holds it is hunted down (it left the group: setsid).
+ESCAPE_S = 0.2
 _CHUNK = 1 << 16
 
 
@@ -117,7 +125,7 @@ class ShellAttempt:
         self._kill_timer: asyncio.TimerHandle | None = None
         self._reading = False
         self._eof = False
-        self._got_data = False
+        self._ending = False
         self._exited_at: float | None = None
         self.cancelled = False
 
@@ -143,7 +151,12 @@ class ShellAttempt:
 
     def _spawned(self, child: Child | None, error: BaseException | None) -> None:
         if child is None:
-            self.finish(Outcome(ok=False, reason=f"could not start /bin/sh: {error}"))
+            reason = f"could not start /bin/sh: {error}"
+            try:  # the log says why it is empty (unless the log itself failed)
+                self.ctx.log.write_line(f"[tek] {reason}")
+            except Exception:
+                pass
+            self.finish(Outcome(ok=False, reason=reason))
             return
         self._child = child
         try:
@@ -169,11 +182,12 @@ class ShellAttempt:
         try:
             if data:
                 self._lines.feed(data)
-                self._got_data = True
                 return
             self._eof = True
             self._stop_reading()
-            if child.exited():
+            if self._ending:
+                self._finish_end()
+            elif child.exited():
                 self._end()
             elif self._pidfd < 0:
                 self._watch_leader()
@@ -181,14 +195,17 @@ class ShellAttempt:
             self._fail(exc)
 
     def _poll(self) -> None:
-        """Every ``POLL_S`` while the pipe is open: has the leader left it to others?"""
+        """Every ``POLL_S`` while the pipe is open: has the leader left it to others?
+
+        Checked whether or not output flows: a background loop that keeps
+        printing after the leader exited must not keep the attempt alive
+        (one ``waitpid`` a ``POLL_S`` is nothing next to reading its output).
+        """
         self._timer = None
         child = self._child
-        if child is None or not self._reading:
+        if child is None or not self._reading or self._ending:
             return
-        if self._got_data:
-            self._got_data = False
-        elif self._exited_at is None:
+        if self._exited_at is None:
             if child.exited():
                 self._exited_at = time.monotonic()
         elif time.monotonic() - self._exited_at >= DRAIN_S:
@@ -254,17 +271,62 @@ class ShellAttempt:
             self._poller.remove(self._child.out_fd)
 
     def _end(self) -> None:
-        """The leader is reaped (or about to be): read what is left, kill the rest, finish."""
+        """The leader is reaped (or about to be): kill the rest, read what is left, finish.
+
+        Usually the pipe is at end of file already and the attempt finishes
+        here. Else the group is SIGKILLed and the attempt reads on until the
+        pipe closes; a holder still there after ``ESCAPE_S`` left the group,
+        and is found and killed by :meth:`_sweep`.
+        """
+        if self._ending:
+            return
+        child = self._child
+        assert child is not None
+        if child.returncode is None:
+            child.signal_group(signal.SIGKILL)
+            child.reap()
+        # Leftovers, killed before the pipe is drained: a member that floods
+        # it would otherwise keep the drain (and the loop) busy for ever.
+        child.signal_group(signal.SIGKILL)
+        if not self._eof:
+            self._drain()
+        if self._eof:
+            self._finish_end()
+            return
+        # The pipe is still held: by members dying of the SIGKILL just sent,
+        # or by a process that escaped the group. Wait for the one, hunt the other.
+        self._ending = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_later(ESCAPE_S, self._sweep)
+        if not self._reading:
+            self._poller.add(child.out_fd, self._readable)
+            self._reading = True
+
+    def _sweep(self) -> None:
+        """The pipe outlived the group's SIGKILL: kill whoever holds it, then finish."""
+        self._timer = None
+        child = self._child
+        assert child is not None
+        try:
+            if not self._eof and kill_pipe_holders(child.out_fd):
+                self.ctx.log.write_line(
+                    "[tek] processes that left the task's process group kept its output "
+                    "open; killed them"
+                )
+        except BaseException as exc:
+            self._fail(exc)
+            return
+        self._finish_end()
+
+    def _finish_end(self) -> None:
+        """Read what is in the pipe, write the last line, hand over the outcome."""
         child = self._child
         assert child is not None
         self._stop_reading()
         if not self._eof:
             self._drain()
         self._lines.flush()
-        if child.returncode is None:
-            child.signal_group(signal.SIGKILL)
-            child.reap()
-        child.signal_group(signal.SIGKILL)  # leftovers that closed their output
         code = child.returncode
         assert code is not None
         if code == 0:
@@ -280,7 +342,8 @@ class ShellAttempt:
         try:
             while data := os.read(child.out_fd, _CHUNK):
                 self._lines.feed(data)
-        except OSError:
+            self._eof = True
+        except OSError:  # EAGAIN: still held open by someone
             pass
 
     def _fail(self, exc: BaseException) -> None:

@@ -1,0 +1,156 @@
+"""The engine under misbehaving tasks: findings of the failure audit, one test each.
+
+Each test here failed before its fix: a background loop that kept printing
+held the attempt open for ever, a process that left the task's group with
+``setsid`` outlived the attempt, a log file that could not be written
+crashed the run, a pool of size 0 left the run waiting without a word, and
+a task whose ``cwd`` was missing got an empty log.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import anyio
+import psutil
+
+from core.engine import Run, RunOptions, create_run
+from core.events import AdmissionChanged, ResizePool, RunStatus, TaskState
+from tests.core.engine_helpers import EventLog, plan_of, run_collect, shell
+from tests.core.test_shell_agent import log_of, survivors
+
+OPTS = RunOptions(jobs=4, memory_floor_mb=0, grace_s=0.3)
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (up to 2 s for a SIGKILL to land); zombies count as gone."""
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def escapee(tmp_path: Path) -> tuple[str, Path]:
+    """Shell text that starts a ``setsid`` process holding the output, and its pid file.
+
+    The leader waits until the escapee has written its pid, so the escape
+    has happened before anything else does.
+    """
+    pid_file = tmp_path / "escapee.pid"
+    cmd = (f"setsid sh -c 'echo $$ > {pid_file}; exec sleep 100' & "
+           f"while [ ! -s {pid_file} ]; do sleep 0.01; done; echo started")
+    return cmd, pid_file
+
+
+async def test_background_loop_that_keeps_printing_does_not_hold_the_attempt() -> None:
+    # Before: the exit check ran only on a quiet pipe, so this ran for ever.
+    cmd = "(while :; do echo bg; sleep 0.02; done) & echo leader done"
+    run = create_run(plan_of(shell("t", cmd)), OPTS)
+    with anyio.fail_after(10):
+        summary, _ = await run_collect(run, keep_output=False)
+    assert summary.tasks["t"].state is TaskState.SUCCEEDED
+    text = log_of(run, "t").read_text()
+    assert text.startswith("leader done\n")
+    assert "background processes kept the output open" in text
+    assert survivors(run.run_id) == []
+
+
+async def test_process_that_left_the_group_holding_output_is_killed(tmp_path: Path) -> None:
+    cmd, pid_file = escapee(tmp_path)
+    run = create_run(plan_of(shell("t", cmd)), OPTS)
+    with anyio.fail_after(10):
+        summary, _ = await run_collect(run)
+    assert summary.tasks["t"].state is TaskState.SUCCEEDED
+    assert gone(int(pid_file.read_text()))
+    assert "left the task's process group" in log_of(run, "t").read_text()
+    assert survivors(run.run_id) == []
+
+
+async def test_timeout_kills_a_process_that_left_the_group(tmp_path: Path) -> None:
+    cmd, pid_file = escapee(tmp_path)
+    run = create_run(plan_of(shell("t", cmd + "; sleep 100", timeout_s=0.5)), OPTS)
+    with anyio.fail_after(10):
+        summary, _ = await run_collect(run)
+    assert summary.tasks["t"].reason == "timed out after 0.5s"
+    assert gone(int(pid_file.read_text()))
+    assert survivors(run.run_id) == []
+
+
+async def test_daemon_that_let_go_of_the_output_does_not_delay_the_attempt(
+    tmp_path: Path,
+) -> None:
+    # Out of reach (documented), but it must not slow the attempt down either.
+    pid_file = tmp_path / "daemon.pid"
+    cmd = f"setsid sh -c 'echo $$ > {pid_file}; exec sleep 100' >/dev/null 2>&1 &"
+    cmd += f" while [ ! -s {pid_file} ]; do sleep 0.01; done"
+    run = create_run(plan_of(shell("t", cmd)), OPTS)
+    try:
+        with anyio.fail_after(10):
+            summary, _ = await run_collect(run)
+        assert summary.tasks["t"].state is TaskState.SUCCEEDED
+        assert summary.wall_s < 2
+    finally:
+        os.kill(int(pid_file.read_text()), 9)
+
+
+def full_log(run: Run, tid: str) -> None:
+    """Make the attempt's log file a link to /dev/full (every write: ENOSPC)."""
+    path = log_of(run, tid)
+    path.parent.mkdir(parents=True)
+    path.symlink_to("/dev/full")
+
+
+async def test_unwritable_log_fails_its_task_not_the_run() -> None:
+    # Before: the flush of a short log raised out of the engine (traceback).
+    run = create_run(plan_of(shell("t", "echo hi"), shell("u", "echo fine")), OPTS)
+    full_log(run, "t")
+    with anyio.fail_after(10):
+        summary, _ = await run_collect(run)
+    t = summary.tasks["t"]
+    assert t.state is TaskState.FAILED and t.exit_code == 0
+    assert "could not write log" in t.reason and "No space left on device" in t.reason
+    assert summary.tasks["u"].state is TaskState.SUCCEEDED
+    assert log_of(run, "u").read_text() == "fine\n"
+
+
+async def test_unwritable_log_of_a_flood_fails_its_task_once() -> None:
+    cmd = "head -c 3000000 /dev/zero | tr '\\0' 'a' | fold -w 100"
+    run = create_run(plan_of(shell("t", cmd)), OPTS)
+    full_log(run, "t")
+    with anyio.fail_after(10):
+        summary, _ = await run_collect(run, keep_output=False)
+    assert summary.tasks["t"].reason.startswith("could not write log")
+    assert summary.status is RunStatus.FAILED
+
+
+async def test_pool_of_size_zero_says_why_the_run_waits() -> None:
+    run = create_run(plan_of(shell("a", "true"), shell("z", "true", pool="held")),
+                     RunOptions(jobs=2, memory_floor_mb=0, pool_sizes={"held": 0}))
+
+    def notes(events: EventLog) -> list[AdmissionChanged]:
+        return [e for e in events if isinstance(e, AdmissionChanged)]
+
+    async def resize_when_stalled(run: Run, events: EventLog) -> None:
+        await events.wait_for(lambda: any(e.paused for e in notes(events)))
+        await run.client().control(ResizePool("held", 1))
+
+    summary, events = await run_collect(run, resize_when_stalled)
+    assert summary.status is RunStatus.SUCCEEDED
+    paused, resumed = notes(events)[-2:]
+    assert paused.paused and paused.reason == "waiting: pool held has size 0 (1 queued)"
+    assert not resumed.paused
+
+
+async def test_missing_cwd_reason_is_in_the_log(tmp_path: Path) -> None:
+    run = create_run(plan_of(shell("t", "true", cwd=str(tmp_path / "nope"))), OPTS)
+    summary, _ = await run_collect(run)
+    reason = summary.tasks["t"].reason
+    assert reason.startswith("could not start")
+    assert log_of(run, "t").read_text() == f"[tek] {reason}\n"
