@@ -59,7 +59,7 @@ from core.run_events import RunEvents
 from core.run_options import RunOptions, RunSummary, TaskResult, new_run_id
 from core.run_state import CURRENT_RUN
 from core.scheduler import TaskRec
-from core.sysmem import available_mb
+from core.sysmem import available_mb, total_mb
 
 if TYPE_CHECKING:
     from core.client import RunClient
@@ -82,6 +82,11 @@ _RUNNING, _READY, _PENDING, _RETRYING = (
 def available_memory_mb() -> int:
     """Available system memory in MiB (tests monkeypatch this)."""
     return available_mb()
+
+
+def total_memory_mb() -> int:
+    """Total system memory in MiB (tests monkeypatch this)."""
+    return total_mb()
 
 
 def create_run(
@@ -107,8 +112,9 @@ def create_run(
         The run, not started.
 
     Raises:
-        PlanError: unknown agent, dependency or completed id, a cycle, or a
-            ``pool_sizes`` entry naming no pool or giving a negative size.
+        PlanError: unknown agent, dependency or completed id, a cycle, a
+            ``pool_sizes`` entry naming no pool or giving a negative size, or
+            a memory floor no less than the machine's total memory.
     """
     options = options or RunOptions()
     agents: dict[str, Agent] = {}
@@ -125,6 +131,10 @@ def create_run(
             problems.append(f"--pool {name}: no task uses this pool (pools: {', '.join(pools)})")
         elif size < 0:
             problems.append(f"--pool {name}={size}: size must be 0 or more")
+    floor = options.memory_floor_mb
+    if floor > 0 and floor >= (total := total_memory_mb()):
+        problems.append(f"--memory-floor-mb {floor}: not below this machine's total memory "
+                        f"({total} MiB), so no task could ever start")
     if problems:
         raise PlanError(problems)
     # Building 100k records with the collector on costs 3x: it rescans them
@@ -432,6 +442,10 @@ class Run(RunEvents):
         if floor <= 0:
             return
         avail = available_memory_mb()
+        # Announced when it turns low or back, not each time the figure moves
+        # (that was an AdmissionChanged, and a journal row, every tick).
+        if (avail < floor) == bool(self._memory_low):
+            return
         low = f"available memory {avail} MiB below floor {floor} MiB" if avail < floor else ""
         if low != self._memory_low:
             self._memory_low = low

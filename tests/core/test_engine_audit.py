@@ -4,7 +4,9 @@ Each test here failed before its fix: a background loop that kept printing
 held the attempt open for ever, a process that left the task's group with
 ``setsid`` outlived the attempt, a log file that could not be written
 crashed the run, a pool of size 0 left the run waiting without a word, and
-a task whose ``cwd`` was missing got an empty log.
+a task whose ``cwd`` was missing got an empty log, a memory floor above the
+machine's memory paused the run for ever, and low memory was announced
+again on every tick as the figure moved.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from pathlib import Path
 
 import anyio
 import psutil
+import pytest
 
+from core import engine
 from core.engine import Run, RunOptions, create_run
-from core.events import AdmissionChanged, ResizePool, RunStatus, TaskState
+from core.errors import PlanError
+from core.events import AdmissionChanged, CancelRun, ResizePool, RunStatus, TaskState
 from tests.core.engine_helpers import EventLog, plan_of, run_collect, shell
 from tests.core.test_shell_agent import log_of, survivors
 
@@ -154,3 +159,35 @@ async def test_missing_cwd_reason_is_in_the_log(tmp_path: Path) -> None:
     reason = summary.tasks["t"].reason
     assert reason.startswith("could not start")
     assert log_of(run, "t").read_text() == f"[tek] {reason}\n"
+
+
+def test_memory_floor_above_total_memory_is_bad_input() -> None:
+    with pytest.raises(PlanError, match="--memory-floor-mb 99999999: not below"):
+        create_run(plan_of(shell("t", "true")), RunOptions(memory_floor_mb=99_999_999))
+
+
+async def test_low_memory_is_announced_once_while_the_figure_moves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    avail = iter(range(100, 0, -1))  # a little less each tick, always below the floor
+    ticks = anyio.Event()
+
+    def sample() -> int:
+        mb = next(avail)
+        if mb < 90:
+            ticks.set()
+        return mb
+
+    monkeypatch.setattr(engine, "available_memory_mb", sample)
+    monkeypatch.setattr(engine, "TICK_S", 0.001)
+    run = create_run(plan_of(shell("t", "true")), RunOptions(jobs=1, memory_floor_mb=512))
+
+    async def cancel_after_ticks(run: Run, events: EventLog) -> None:
+        with anyio.fail_after(10):
+            await ticks.wait()
+        await run.control(CancelRun())
+
+    summary, events = await run_collect(run, cancel_after_ticks)
+    notes = [e for e in events if isinstance(e, AdmissionChanged)]
+    assert [n.reason for n in notes] == [
+        "available memory 100 MiB below floor 512 MiB", "run stopping"]
