@@ -386,15 +386,24 @@ def kill_pipe_holders(fd: int) -> int:
 
 
 def _holds(fd_dir: str, target: str) -> bool:
-    """True when one of the descriptors listed in ``fd_dir`` links to ``target``."""
+    """True when one of the descriptors in ``fd_dir`` is the write end of pipe ``target``.
+
+    Both ends of a pipe link to the same ``pipe:[inode]``; the read end (held
+    for an instant by a process forked here before its exec) is told apart
+    by the access mode in ``fdinfo``.
+    """
     try:
         names = os.listdir(fd_dir)
     except OSError:  # gone, or not ours to look at
         return False
     for name in names:
         try:
-            if os.readlink(f"{fd_dir}/{name}") == target:
+            if os.readlink(f"{fd_dir}/{name}") != target:
+                continue
+            with open(f"{fd_dir}info/{name}", "rb") as info:
+                flags = next(ln for ln in info if ln.startswith(b"flags:")).split()[1]
+            if int(flags, 8) & os.O_ACCMODE != os.O_RDONLY:
                 return True
-        except OSError:  # closed meanwhile
+        except (OSError, StopIteration, ValueError, IndexError):  # closed meanwhile
             continue
     return False
