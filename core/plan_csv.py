@@ -36,9 +36,23 @@ from core.plan import COLUMNS
 _COLUMN_ORDER = {name: i for i, name in enumerate(COLUMNS)}
 
 
+#: Encoding problems reported one by one; the rest are counted in one more line.
+ENCODING_SHOWN = 10
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
 def show(value: str, limit: int = 60) -> str:
-    """A value as one short line for a message (newlines escaped, long text cut)."""
-    value = value.replace("\r", "\\r").replace("\n", "\\n")
+    """A value as one short line for a message (controls escaped, long text cut).
+
+    Newlines, tabs, escape characters and every other non-printable
+    character are written as ``\\n``, ``\\x1b``...: a message is one line and
+    never moves the cursor or colours the terminal of whoever reads it.
+    """
+    if not value.isprintable():
+        value = "".join(
+            ch if ch.isprintable() else _ESCAPES.get(ch) or ascii(ch)[1:-1] for ch in value
+        )
     return value if len(value) <= limit else value[: limit - 3] + "..."
 
 
@@ -88,14 +102,35 @@ def decode(data: bytes, problems: Problems) -> str:
 
 
 def _report_encoding(data: bytes, problems: Problems) -> None:
-    """One problem per line holding bytes that are not UTF-8, with the byte offset."""
-    first = data.split(b"\n", 1)[0].decode("utf-8", "replace").lstrip("\ufeff")
-    names = [n.strip() for n in first.split(",")]
+    """One problem per line holding bytes that are not UTF-8, with the byte offset.
+
+    At most :data:`ENCODING_SHOWN` lines are named, then one line counts the
+    rest. A file with NUL bytes in its first 8 KiB is not a text file at all
+    (an archive, an image, a spreadsheet): that is said once instead.
+    """
+    nul = data.find(b"\x00", 0, 8192)
+    if nul >= 0:
+        number = data.count(b"\n", 0, nul) + 1
+        problems.add(number, "header" if number == 1 else "row",
+                     f"not a text file: NUL byte at byte offset {nul} (a plan is UTF-8 CSV text)")
+        return
+    first = data.split(b"\n", 1)[0]
+    try:  # column names only from a clean header: others would be noise
+        names = [n.strip() for n in first.decode("utf-8").lstrip("\ufeff").split(",")]
+    except UnicodeDecodeError:
+        names = []
     offset = 0
+    shown = more = first_hidden = 0
     for number, raw in enumerate(data.split(b"\n"), 1):
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as exc:
+            if shown == ENCODING_SHOWN:
+                first_hidden = first_hidden or number
+                more += 1
+                offset += len(raw) + 1
+                continue
+            shown += 1
             prefix = raw[: exc.start].decode("utf-8", "replace")
             field, quoted = 0, False
             for ch in prefix:
@@ -108,6 +143,9 @@ def _report_encoding(data: bytes, problems: Problems) -> None:
             problems.add(number, column, f"bytes are not UTF-8 at byte offset {offset + exc.start}",
                          repr(bad))
         offset += len(raw) + 1
+    if more:
+        problems.add(first_hidden, "row",
+                     f"and {more} more line(s) with bytes that are not UTF-8 (not shown)")
 
 
 def read_header(text: str, quoted: bool, problems: Problems) -> list[str]:

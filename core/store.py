@@ -38,6 +38,7 @@ that started in one turn and ended in the next is written once.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
@@ -317,6 +318,8 @@ class Store:
         Raises:
             StoreError: no such run, or the prefix matches several.
         """
+        if not ref.strip():  # an empty prefix would match every run
+            raise StoreError("RUN is empty: give a run id, a unique prefix of one, or 'last'")
         with self.read() as conn:
             if ref == "last":
                 where, params = ("WHERE plan_path = ?", (plan_path,)) if plan_path else ("", ())
@@ -402,4 +405,44 @@ def open_store(path: Path | str | None = None, *, create: bool = True, sync: str
         StoreError: see :func:`core.store_schema.connect`.
     """
     p = Path(path).expanduser() if path is not None else default_store_path()
-    return Store(connect(p, create=create, sync=sync), p)
+    try:
+        conn = connect(p, create=create, sync=sync)
+    except StoreError:
+        if not p.is_file() or os.access(p.parent, os.W_OK) and os.access(p, os.W_OK):
+            raise
+        if create:
+            raise StoreError(f"{p}: cannot write the journal: the file or its folder is "
+                             "read-only (fix the permissions, or give --store PATH)") from None
+        read_only = _connect_read_only(p)
+        if read_only is None:
+            raise
+        conn = read_only
+    return Store(conn, p)
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection | None:
+    """Open a journal this user may read but not write (a copied CI artefact).
+
+    SQLite opens a WAL database read-only only when its ``-shm`` file exists
+    or can be created. When the folder is read-only and there is no ``-wal``
+    file, no writer is at work (a writer keeps one), so the file is opened as
+    immutable. Returns None when that does not apply or the file is not a
+    tek journal of this schema (the caller re-raises its error).
+    """
+    from core.store_schema import APP_ID, SCHEMA_VERSION
+
+    if path.with_name(path.name + "-wal").exists():
+        return None
+    try:
+        conn = sqlite3.connect(
+            f"{path.absolute().as_uri()}?immutable=1", uri=True, isolation_level=None,
+            check_same_thread=False,
+        )  # fmt: skip
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.Error:
+        return None
+    if app_id != APP_ID or version != SCHEMA_VERSION:
+        conn.close()
+        return None
+    return conn

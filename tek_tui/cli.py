@@ -12,6 +12,7 @@ import gc
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn, TextIO
 
 from core.errors import TekError
 
@@ -26,7 +27,7 @@ COMMAND_MODULES = ("validate", "run", "tui", "runs", "models")
 
 def build_parser() -> argparse.ArgumentParser:
     """The full ``tek`` parser with every subcommand registered."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tek",
         description="tek, the Task Execution Kit: run plans of dependent tasks and watch them live.",
     )
@@ -36,6 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"tek_tui.commands.{name}")
         module.register(sub)
     return parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with tek's one-line errors (subcommand parsers inherit it)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``tek: MESSAGE (see PROG --help)`` instead of usage plus error; exit 2."""
+        self.exit(EXIT_BAD_INPUT, f"tek: {message} (see `{self.prog} --help`)\n")
 
 
 class _VersionAction(argparse.Action):
@@ -73,8 +82,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # `tek runs | head` closed the pipe: not an error worth a traceback.
+        quiet_stream(sys.stdout)
         return EXIT_OK
+    except OSError as exc:
+        # The environment, not tek: TEK_HOME in a folder this user cannot
+        # create or write, a disk gone read-only. One line, like bad input.
+        print(f"tek: {_os_error_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     return code
+
+
+def _os_error_line(exc: OSError) -> str:
+    """``FILE: reason``, naming tek's data folder when that is what failed."""
+    import os
+    from pathlib import Path
+
+    line = f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc.strerror or exc)
+    env = os.environ.get("TEK_HOME")
+    if exc.filename and env:
+        home = Path(env).expanduser().absolute()
+        failed = Path(os.fsdecode(exc.filename)).absolute()
+        if failed == home or failed in home.parents or home in failed.parents:
+            line += f" (tek's data folder is TEK_HOME={env}: make it writable or point it elsewhere)"
+    return line
+
+
+def quiet_stream(stream: TextIO) -> None:
+    """Point ``stream`` (stdout or stderr) at /dev/null once its reader has gone.
+
+    Whatever is still buffered would otherwise fail again when the
+    interpreter flushes it at exit ("Exception ignored ... BrokenPipeError").
+    """
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file (tests capture it): nothing to quiet
+        pass
 
 
 def entry() -> None:

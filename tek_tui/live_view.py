@@ -17,6 +17,7 @@ Nothing here imports textual: ``tek run`` must start fast.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections import deque
@@ -54,6 +55,23 @@ _STATE_STYLE = {
     "succeeded": "green", "failed": "red", "running": "cyan", "retrying": "yellow",
     "cancelled": "magenta", "skipped": "dim", "ready": "blue", "pending": "dim",
 }  # fmt: skip
+
+
+#: Terminal control sequences and control characters (tab aside) in task output.
+_CONTROL = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b.?|[\x00-\x08\x0a-\x1f\x7f-\x9f]"
+)
+
+
+def printable(line: str) -> str:
+    """A task's output line without colour codes, cursor moves or other controls.
+
+    Task output is shown as text: a task that colours its output (or prints
+    ``\\x1b[2J``) must not move the view's cursor or colour tek's own lines,
+    and a plain ``tek run > ci.log`` must carry no escape codes. The log file
+    keeps the bytes as the task wrote them.
+    """
+    return _CONTROL.sub("", line) if not line.isprintable() else line
 
 
 class RunWatch:
@@ -170,7 +188,8 @@ def render(watch: RunWatch, width: int = 100, rows: int = 12) -> RenderableType:
             tail = watch.tails.get(tid)
             progress = watch.progress.get(tid)
             info = _fmt_values(progress) if progress else (tail[-1] if tail else "")
-            table.add_row(tid, f"{now - t:.1f}s", info)
+            # Text, not str: rich would read "[/red]" in a task's output as markup.
+            table.add_row(tid, f"{now - t:.1f}s", Text(printable(info)))
         if len(running) > rows:
             table.add_row(f"... {len(running) - rows} more", "", "")
         parts.append(table)
@@ -181,7 +200,7 @@ def render(watch: RunWatch, width: int = 100, rows: int = 12) -> RenderableType:
                          min_width=min(max(longest, 15), width // 3), max_width=width // 3)
         fails.add_column("why / last output", no_wrap=True, overflow="ellipsis")
         for tid, reason, last in watch.failures:
-            fails.add_row(tid, f"{reason}  {last}".strip())
+            fails.add_row(tid, Text(printable(f"{reason}  {last}".strip())))
         parts.append(fails)
     return Group(*parts)
 
@@ -194,6 +213,8 @@ class RunView:
         self.live = live
         self.quiet = quiet
         self.out = out
+        #: The reader of ``out`` has gone (a closed pipe): nothing more is written.
+        self.out_gone = False
         self.done = anyio.Event()
         self._live: Any = None
         self._pending: list[str | deque[str]] = []  # plain lines / failure tails not yet written
@@ -216,11 +237,28 @@ class RunView:
                 if isinstance(item, str):
                     parts.append(item)
                 else:
-                    parts.extend(f"         | {line}\n" for line in item)
+                    parts.extend(f"         | {printable(line)}\n" for line in item)
             text = "".join(parts)
             self._pending = []
+            self.write(text)
+
+    def write(self, text: str) -> None:
+        """Write and flush; once the reader has gone, write nothing more.
+
+        ``tek run PLAN | head`` closes the pipe early: the run goes on to its
+        end (its journal and logs get everything, its exit code is the run's)
+        rather than dying half-way with a traceback.
+        """
+        if self.out_gone:
+            return
+        try:
             self.out.write(text)
             self.out.flush()
+        except BrokenPipeError:
+            from tek_tui.cli import quiet_stream
+
+            self.out_gone = True
+            quiet_stream(self.out)
 
     async def _flush_plain(self) -> None:
         while True:
@@ -283,7 +321,7 @@ class RunView:
         counts = ", ".join(f"{n} {s}" for s, n in fin.counts.items() if n)
         text = f"run {fin.run_id} {fin.status.value}: {counts} in {fin.wall_s:.2f}s"
         if self.live:
-            print(text, file=self.out)
+            self.write(text + "\n")
         else:
             self._line(text)
             self.flush()

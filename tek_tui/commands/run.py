@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
+import os
 import signal
 import sys
 from collections.abc import Collection, Mapping
@@ -75,7 +77,9 @@ def _number(flag: str, text: str | None, kind: type, minimum: float) -> Any:
     except ValueError:
         what = "a whole number" if kind is int else "a number"
         raise TekError(f"{flag} {text}: must be {what}") from None
-    if value < minimum or value != value:
+    if not math.isfinite(value):  # float("nan") and float("inf") parse
+        raise TekError(f"{flag} {text}: must be a finite number")
+    if value < minimum:
         raise TekError(f"{flag} {text}: must be at least {minimum:g}")
     return value
 
@@ -164,14 +168,41 @@ def _run_config() -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from core.plan_io import read_plan
     from tek_tui.commands.run_journal import plan_path_for, run_journaled
+    from tek_tui.commands.validate import read_cli_plan
 
     options = options_from_args(args)  # flags first: a typo fails before the plan is read
-    plan = read_plan(plan_path_for(args))
+    plan = read_cli_plan(plan_path_for(args))
     if args.dry_run:
         return dry_run(plan, as_json=args.json)
+    check_log_folder()  # before the journal records a run that could not log
     return run_journaled(plan, options, args)  # journal on unless --no-journal
+
+
+def check_log_folder() -> None:
+    """Make sure task logs can be written under ``$TEK_HOME/runs``.
+
+    The engine opens each attempt's log as the attempt starts; a folder it
+    cannot write would fail every task one by one (or worse, inside a
+    callback), so ``tek run`` says it once, up front.
+
+    Raises:
+        TekError: the folder cannot be created or written.
+    """
+    from core.paths import runs_dir
+
+    path = runs_dir()
+    if path.exists() and not path.is_dir():
+        raise TekError(f"{path}: is not a folder: tek keeps task logs there "
+                       "(move it away, or set TEK_HOME to another folder)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TekError(f"{path}: cannot create the folder for task logs: "
+                       f"{exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise TekError(f"{path}: cannot write task logs here: permission denied "
+                       "(set TEK_HOME to a writable folder)")
 
 
 def dry_run(plan: Plan, *, as_json: bool = False) -> int:
@@ -226,7 +257,12 @@ def execute(
             raise
         raise _first_leaf(tek_errors) from None
     if args.json:
-        print(json.dumps(summary.to_json()))
+        try:
+            print(json.dumps(summary.to_json()), flush=True)
+        except BrokenPipeError:  # the reader has gone; the exit code still tells
+            from tek_tui.cli import quiet_stream
+
+            quiet_stream(sys.stdout)
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if summary.status.value == "succeeded" else EXIT_FAILED

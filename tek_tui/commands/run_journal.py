@@ -48,7 +48,7 @@ def plan_path_for(args: argparse.Namespace) -> str:
     if args.plan is not None:
         return str(args.plan)
     if not args.resume:
-        raise TekError("tek run: PLAN is required (or --resume [RUN_ID|last] to rerun a run's plan)")
+        raise TekError("PLAN is required (or --resume [RUN_ID|last] to rerun a run's plan)")
     if args.no_journal:
         raise TekError("--resume needs the journal: drop --no-journal")
     store = open_journal(args)

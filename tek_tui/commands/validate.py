@@ -51,9 +51,13 @@ def past_durations(plan: Any) -> tuple[str, dict[str, float]] | None:
     from core.errors import TekError
     from core.paths import default_store_path
 
-    if plan.path is None or not default_store_path().is_file():
+    if plan.path is None:
         return None
     try:
+        # Inside the try: finding the journal creates $TEK_HOME, which may
+        # not be possible (a read-only home); validating needs none of it.
+        if not default_store_path().is_file():
+            return None
         from core.store import open_store
 
         with open_store(create=False) as store:
@@ -99,13 +103,32 @@ def summarise(plan: Any) -> dict[str, Any]:
     }
 
 
-def run_validate(args: argparse.Namespace) -> int:
-    """Check ``args.plan``; print the summary or the problems; return the exit code."""
+def read_cli_plan(path: str) -> Any:
+    """Read a plan for ``tek validate`` and ``tek run``: valid and not empty.
+
+    A file with a header and no task rows is a plan the engine would "run"
+    in no time and call succeeded; on the command line it is a mistake
+    (a truncated export, the wrong file), so it is bad input here. The
+    console may still open one to fill it in.
+
+    Raises:
+        PlanError: as :func:`core.plan_io.read_plan`, or the plan has no task.
+    """
     from core.errors import PlanError
     from core.plan_io import read_plan
 
+    plan = read_plan(path)
+    if not len(plan):
+        raise PlanError(f"{path}:1: header: no tasks: the file has no row below its header")
+    return plan
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    """Check ``args.plan``; print the summary or the problems; return the exit code."""
+    from core.errors import PlanError
+
     try:
-        plan = read_plan(args.plan)
+        plan = read_cli_plan(args.plan)
     except PlanError as exc:
         for line in exc.problems:
             print(f"tek: {line}", file=sys.stderr)

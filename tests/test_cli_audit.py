@@ -1,0 +1,263 @@
+"""The command line as users and scripts meet it: bad input, closed pipes, odd homes.
+
+Each test here failed before the fix it names (the CLI audit): one ``tek:``
+line and exit 2 for bad input and an unusable ``$TEK_HOME``, no traceback
+when the reader of stdout goes away, no escape codes or rich markup taken
+from task output, and messages that stay one printable line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+TEK = [sys.executable, "-m", "tek_tui.cli"]
+
+
+def tek(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*TEK, *args], capture_output=True, text=True, timeout=60, env=env)
+
+
+def one_line(r: subprocess.CompletedProcess[str]) -> str:
+    """The single ``tek:`` line of a bad-input exit (and nothing else)."""
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tek: "), r.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def ok_plan(tmp_path: Path) -> Path:
+    path = tmp_path / "ok.csv"
+    path.write_text("id,command,deps\na,echo A,\nb,echo B,a\n")
+    return path
+
+
+# ----------------------------------------------------------- flags and plans
+
+
+@pytest.mark.parametrize("args", [["runs", "-n", "x"], ["logs", "last", "a", "--attempt", "x"],
+                                  ["run", "--frobnicate", "p.csv"], ["models", "export", "--to"]])
+def test_argparse_errors_are_one_line_without_usage(args: list[str]) -> None:
+    line = one_line(tek(*args))
+    assert "usage:" not in line and "--help" in line
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--cpus", "inf"), ("--cpus", "nan"),
+                                             ("--grace", "inf"), ("--grace", "Infinity")])
+def test_non_finite_numbers_are_refused(ok_plan: Path, flag: str, value: str) -> None:
+    assert one_line(tek("run", str(ok_plan), flag, value)) == (
+        f"tek: {flag} {value}: must be a finite number")
+
+
+def test_header_only_plan_is_bad_input(tmp_path: Path, tek_home: Path) -> None:
+    plan = tmp_path / "empty.csv"
+    plan.write_text("id,agent,command,deps\n\n")
+    expected = f"tek: {plan}:1: header: no tasks: the file has no row below its header"
+    assert one_line(tek("validate", str(plan))) == expected
+    assert one_line(tek("run", str(plan))) == expected
+    assert not (tek_home / "tek.db").exists()  # nothing recorded
+
+
+def test_empty_run_reference_is_not_ambiguous(ok_plan: Path) -> None:
+    assert tek("run", str(ok_plan)).returncode == 0
+    assert tek("run", str(ok_plan)).returncode == 0
+    assert "RUN is empty" in one_line(tek("show", ""))
+
+
+# ------------------------------------------------------------ encodings, text
+
+
+def test_binary_file_is_one_line(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.csv"
+    plan.write_bytes(b"PK\x03\x04\x14\x00\x06\x00" + bytes(range(256)) * 40)
+    assert "not a text file: NUL byte at byte offset 5" in one_line(tek("validate", str(plan)))
+
+
+def test_many_non_utf8_lines_are_capped(tmp_path: Path) -> None:
+    from core.plan_csv import ENCODING_SHOWN
+
+    plan = tmp_path / "latin1.csv"
+    plan.write_bytes(b"id,command\n" + b"".join(b"t%d,echo caf\xe9\n" % i for i in range(50)))
+    r = tek("validate", str(plan))
+    lines = r.stderr.splitlines()
+    assert r.returncode == 2 and len(lines) == ENCODING_SHOWN + 1
+    assert lines[0] == f"tek: {plan}:2: command: bytes are not UTF-8 at byte offset 22 (b'\\xe9')"
+    assert lines[-1].endswith(f"and {50 - ENCODING_SHOWN} more line(s) with bytes that are not "
+                              "UTF-8 (not shown)")
+
+
+def test_undecodable_header_gives_no_garbage_column_names(tmp_path: Path) -> None:
+    plan = tmp_path / "p.csv"
+    plan.write_bytes(b"id,comm\xe9nd\na,echo \xe9\n")
+    lines = tek("validate", str(plan)).stderr.splitlines()
+    assert lines == [f"tek: {plan}:1: header: bytes are not UTF-8 at byte offset 7 (b'\\xe9')",
+                     f"tek: {plan}:2: row: bytes are not UTF-8 at byte offset 18 (b'\\xe9')"]
+
+
+def test_messages_escape_control_characters(tmp_path: Path) -> None:
+    plan = tmp_path / "p.csv"
+    plan.write_text("id,command,\x1b[31mevil\x1b[0m\na,echo,x\n")
+    line = one_line(tek("validate", str(plan)))
+    assert "\x1b" not in line and "\\x1b[31mevil\\x1b[0m: unknown column" in line
+
+
+# ------------------------------------------------------------ output, pipes
+
+
+def test_plain_failure_tail_has_no_escape_codes(tmp_path: Path) -> None:
+    plan = tmp_path / "p.csv"
+    plan.write_text('id,command\nf,"printf \'\\033[31mred\\033[0m\\n\\033]0;title\\007x\\n\'; exit 3"\n')
+    r = tek("run", str(plan), env={**os.environ, "TERM": "xterm"})
+    assert r.returncode == 1
+    assert "\x1b" not in r.stdout and "\x07" not in r.stdout
+    assert "         | red" in r.stdout.splitlines() and "         | x" in r.stdout.splitlines()
+
+
+def test_live_view_shows_markup_like_output_as_text() -> None:
+    from rich.console import Console
+
+    from core.events import OutputLines, RunSnapshot, RunStatus, TaskChanged, TaskInfo, TaskState
+    from tek_tui.live_view import RunWatch, render
+
+    class Client:
+        def snapshot(self) -> RunSnapshot:
+            tasks = tuple(TaskInfo(t, t, "shell", "shell", ()) for t in ("a", "b"))
+            return RunSnapshot("r1", "p.csv", RunStatus.RUNNING, tasks)
+
+    watch = RunWatch(Client())  # type: ignore[arg-type]
+    for ev in (TaskChanged("a", TaskState.RUNNING, 1, 0.0),
+               OutputLines("a", 1, ("[/red] [bold]x\x1b[2J",)),
+               TaskChanged("b", TaskState.RUNNING, 1, 0.0),
+               OutputLines("b", 1, ("[/]",)),
+               TaskChanged("b", TaskState.FAILED, 1, 0.0, 1, "exit code 1")):
+        watch.apply(ev)
+    console = Console(width=100, record=True, color_system=None)
+    console.print(render(watch, 100))  # raised MarkupError before
+    text = console.export_text()
+    assert "[/red] [bold]x" in text and "exit code 1  [/]" in text and "\x1b" not in text
+
+
+def _closed_pipe() -> int:
+    """A pipe's write end whose reader has already gone."""
+    r, w = os.pipe()
+    os.close(r)
+    return w
+
+
+def test_run_into_a_closed_pipe_finishes_the_run(tmp_path: Path) -> None:
+    plan = tmp_path / "p.csv"
+    plan.write_text("id,command,deps\n" + "".join(f"t{i},echo {i},\n" for i in range(40)))
+    w = _closed_pipe()
+    try:
+        r = subprocess.run([*TEK, "run", str(plan)], stdout=w, stderr=subprocess.PIPE,
+                           text=True, timeout=60)
+    finally:
+        os.close(w)
+    assert r.returncode == 0 and r.stderr == ""  # no BrokenPipeError traceback
+    runs = json.loads(tek("runs", "--json").stdout)
+    assert runs[0]["status"] == "succeeded" and runs[0]["counts"] == {"succeeded": 40}
+
+
+@pytest.mark.parametrize("args", [["runs"], ["show", "last"], ["logs", "last", "t0"],
+                                  ["run", "--json", "PLAN"], ["validate", "PLAN"]])
+def test_history_commands_into_a_closed_pipe(tmp_path: Path, args: list[str]) -> None:
+    plan = tmp_path / "p.csv"
+    plan.write_text("id,command\nt0,seq 1 30000\n")
+    assert tek("run", str(plan)).returncode == 0
+    w = _closed_pipe()
+    try:
+        r = subprocess.run([*TEK, *[str(plan) if a == "PLAN" else a for a in args]], stdout=w,
+                           stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(w)
+    assert r.returncode == 0 and r.stderr == ""
+
+
+# ---------------------------------------------------------- TEK_HOME, journal
+
+
+def test_uncreatable_tek_home_is_one_line(tmp_path: Path, ok_plan: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    env = {**os.environ, "TEK_HOME": str(blocker / "home")}
+    for args in (["runs"], ["show", "last"], ["run", str(ok_plan)], ["models", "list"]):
+        line = one_line(tek(*args, env=env))
+        assert "TEK_HOME=" in line, line
+    assert tek("validate", str(ok_plan), env=env).returncode == 0  # needs no data folder
+
+
+def test_runs_folder_that_is_a_file_is_one_line(tek_home: Path, ok_plan: Path) -> None:
+    (tek_home / "runs").write_text("")
+    for extra in ([], ["--no-journal"]):
+        line = one_line(tek("run", str(ok_plan), *extra))
+        assert line == f"tek: {tek_home / 'runs'}: is not a folder: tek keeps task logs there " \
+            "(move it away, or set TEK_HOME to another folder)"
+    assert not (tek_home / "tek.db").exists()
+
+
+_AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+needs_other_user = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="needs root and setpriv to run tek as another user",
+)
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A folder another user may enter (pytest's own tmp folders are 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="tek-audit-"))
+    path.chmod(0o755)
+    yield path
+    for p in [path, *path.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    shutil.rmtree(path)
+
+
+def _read_only_home(shared_dir: Path) -> tuple[dict[str, str], Path, Path]:
+    """A journal with one run of ``ok.csv``, then made read-only for everyone."""
+    home, plan = shared_dir / "home", shared_dir / "ok.csv"
+    plan.write_text("id,command,deps\na,echo A,\nb,echo B,a\n")
+    env = {**os.environ, "TEK_HOME": str(home)}
+    assert tek("run", str(plan), env=env).returncode == 0
+    for path in [*home.rglob("*"), home]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    return env, home, plan
+
+
+@needs_other_user
+def test_read_only_home_run_is_one_line_not_a_hang(shared_dir: Path) -> None:
+    env, _, plan = _read_only_home(shared_dir)
+    for extra in ([], ["--no-journal"]):
+        r = subprocess.run([*_AS_NOBODY, *TEK, "run", str(plan), *extra], env=env,
+                           capture_output=True, text=True, timeout=30)
+        assert "cannot write task logs here: permission denied" in one_line(r)
+
+
+@needs_other_user
+def test_read_only_journal_can_still_be_read(shared_dir: Path) -> None:
+    env, home, _ = _read_only_home(shared_dir)
+    for args in (["runs", "--json"], ["show", "last", "--json"], ["logs", "last", "a"]):
+        r = subprocess.run([*_AS_NOBODY, *TEK, *args], env=env, capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 0, r.stderr
+    assert r.stdout == "A\n"
+    assert not list(home.glob("tek.db-*"))
+
+
+def test_read_only_opening_refuses_a_foreign_file(tmp_path: Path) -> None:
+    from core.store import _connect_read_only
+
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
+    assert _connect_read_only(other) is None
