@@ -23,7 +23,7 @@ from textual.binding import Binding
 from textual.containers import Container, Vertical
 from textual.events import DescendantFocus, Resize
 from textual.widget import Widget
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import DataTable, Input
 from textual.worker import Worker
 
 from core.client import RunClient
@@ -32,6 +32,7 @@ from core.paths import run_log_path
 from tek_tui.screens.panes import make_dag_view, make_pools_pane, make_system_pane
 from tek_tui.screens.run_controls import RunControlScreen
 from tek_tui.screens.run_state import RunState
+from tek_tui.widgets.footer import TekFooter
 from tek_tui.widgets.log_view import LogView
 from tek_tui.widgets.run_bar import RunBar
 from tek_tui.widgets.task_table import TaskTable
@@ -62,7 +63,8 @@ class MainScreen(RunControlScreen):
         # before the next keys (fast typing, paste) are delivered.
         Binding("slash", "filter", "Filter", id="task-filter", priority=True,
                 tooltip="Filter tasks (text, state:failed, tag:x); in the log: search"),
-        Binding("escape", "close_filter", "Close filter", id="filter-close", show=False),
+        Binding("escape", "back", "Back", id="back", show=False,
+                tooltip="Close the filter box, unzoom, or go back to the task table"),
         Binding("q", "quit_console", "Quit", id="quit", tooltip="Quit (asks during a run)"),
     ]
 
@@ -113,7 +115,7 @@ class MainScreen(RunControlScreen):
             with Vertical(id="pane-system", classes="pane"):
                 yield make_system_pane(sampler=self._sampler, interval=self._telemetry_s,
                                        id="system-pane")
-        yield Footer()
+        yield TekFooter()
 
     def on_mount(self) -> None:
         for pane_id, title in PANES:
@@ -310,12 +312,17 @@ class MainScreen(RunControlScreen):
         # after `/` (a fast typist, a paste, tmux send-keys) must reach the box.
         self.set_focus(box)
 
-    def action_close_filter(self) -> None:
-        """Close the filter box, keeping its filter."""
+    def action_back(self) -> None:
+        """Back out one step: close the filter box (keeping its filter), unzoom, or
+        return to the task table."""
         box = self.query_one("#task-filter", Input)
         if box.display:
             box.display = False
             self.set_focus(self.table)
+        elif self.zoomed is not None:
+            self.action_zoom()
+        elif self.active_pane != "tasks":
+            self._focus_pane("tasks")
 
     @on(Input.Submitted, "#task-filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:

@@ -19,9 +19,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 from textual.worker import Worker
 
+from tek_tui.widgets.footer import TekFooter
 from tek_tui.widgets.states import format_duration
 
 
@@ -77,7 +78,7 @@ class PickerScreen(Screen[None]):
             yield DataTable(id="plan-list", cursor_type="row")
             yield Static("recent runs", id="runs-title")
             yield DataTable(id="run-list", cursor_type="row")
-        yield Footer()
+        yield TekFooter()
 
     def on_mount(self) -> None:
         self.query_one("#plan-problems").display = False

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from textual import on, work
+from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -190,9 +191,10 @@ class LogView(Vertical):
     def action_close_search(self) -> None:
         """Close the search box without searching."""
         box = self.query_one("#log-search", Input)
-        if box.display:
-            box.display = False
-            self.lines_widget.focus()
+        if not box.display:
+            raise SkipAction()  # nothing to close: the screen's esc goes back
+        box.display = False
+        self.lines_widget.focus()
 
     # -------------------------------------------------------------- private
 

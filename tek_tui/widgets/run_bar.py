@@ -41,6 +41,8 @@ class RunBar(Static):
         label = status.value
         if status is RunStatus.PENDING:
             label = "waiting for start (s)"
+        elif status is RunStatus.PAUSED:
+            label = "paused (p resumes)"
         elif done:
             label = "all tasks ended (r retries, q closes)"
         text.append(label, style="bold reverse" if status is RunStatus.PAUSED else "bold")
@@ -51,8 +53,10 @@ class RunBar(Static):
                 text.append(f"{STATE_SYMBOLS[state]} {n}", style=state_colour(variables, state))
         if elapsed is not None:
             text.append(f"  · {format_duration(elapsed)}")
-        if admission:
-            text.append(f"  · admission paused: {admission}", style="bold")
+        if admission and not (status is RunStatus.PAUSED and "user" in admission):
+            # A user's pause is the status itself; other reasons (memory,
+            # stopping) are news.
+            text.append(f"  · ⏸ {admission}", style="bold")
         if dropped:
             text.append(f"  · {dropped} live lines dropped")
         self.update(text)

@@ -81,6 +81,10 @@ def progress_text(task: TaskInfo) -> str:
     if task.fraction is not None:
         parts.append(f"{task.fraction:4.0%}")
     p = task.progress
+    if "epochs" in p and parts:
+        # "ep 20/20" already says how far; the percentage would push the
+        # loss past the column's edge ("loss 0.3" for 0.3123).
+        parts = []
     if "epoch" in p:
         parts.append(f"ep {p['epoch']}/{p['epochs']}" if "epochs" in p else f"ep {p['epoch']}")
     loss = p.get("loss")
@@ -94,6 +98,8 @@ class TaskTable(DataTable[Any]):
 
     BINDINGS = [
         Binding("o", "cycle_sort", "Sort", id="sort-tasks", tooltip="Cycle the sort order"),
+        Binding("j", "cursor_down", "Down", id="task-down", show=False),
+        Binding("k", "cursor_up", "Up", id="task-up", show=False),
     ]
 
     class TaskSelected(Message):
@@ -167,6 +173,7 @@ class TaskTable(DataTable[Any]):
     def update_tasks(self, tasks: Iterable[TaskInfo]) -> None:
         """Apply changed tasks: update changed cells, add or drop rows for the filter."""
         now = self._clock()
+        before = self.selected_task_id
         removals: list[str] = []
         resort = False
         for task in tasks:
@@ -190,6 +197,11 @@ class TaskTable(DataTable[Any]):
             self._remove(task_id)
         if resort:
             self._sort()
+        # Removing or adding rows under a cursor that stays on the same index
+        # posts no RowHighlighted: without this the screen would keep (and
+        # send controls to) a task the table no longer shows.
+        if self.selected_task_id != before:
+            self._post_selection()
 
     def tick(self) -> None:
         """Refresh the duration of running tasks (called about once a second)."""

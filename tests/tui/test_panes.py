@@ -30,7 +30,7 @@ async def test_table_shows_state_symbol_and_progress(size: tuple[int, int]) -> N
         table = screen.table
         assert table.row_count == 12
         assert str(table.get_cell("fetch_data", "state")) == "✓ succeeded"  # painted
-        assert str(table.get_cell("train_model", "progress")) == " 40% ep 8/20 loss 0.55"
+        assert str(table.get_cell("train_model", "progress")) == "ep 8/20 loss 0.55"
         assert table.get_cell("train_model", "duration") == "35s"  # running: clock - start
         values = table.cell_values("unit_tests")
         assert values["state"] is TaskState.FAILED and values["attempt"] == "1"

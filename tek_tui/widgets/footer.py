@@ -1,0 +1,64 @@
+"""The footer: Textual's key footer, always with help and quit, and no entry cut in two.
+
+Textual's :class:`~textual.widgets.Footer` lists the focused widget's keys,
+then the screen's, then the app's, and clips whatever passes the right edge.
+On an 80-column terminal that hid ``? Help`` and ``q Quit`` (the two keys a
+newcomer looks for) and cut the last entry mid-word (``x Sk``). This footer
+always shows the :data:`PINNED` actions (after the focused pane's keys, which
+still lead) and leaves out the entries that do not fit whole; every key is
+still in the help screen and the command palette.
+"""
+
+from __future__ import annotations
+
+from rich.cells import cell_len
+from textual.app import ComposeResult
+from textual.events import Resize
+from textual.widget import Widget
+from textual.widgets import Footer
+from textual.widgets._footer import FooterKey
+
+#: Actions always shown, whatever has the focus, in this order.
+PINNED: tuple[str, ...] = ("help", "quit_console", "quit")
+
+
+def _width(key: FooterKey) -> int:
+    """Cells a key takes in the (non-compact) footer: `` k description ``."""
+    width = cell_len(key.key_display) + 2
+    if key.description:
+        width += cell_len(key.description) + 1
+    return width
+
+
+class TekFooter(Footer):
+    """A :class:`Footer` that always shows help and quit and drops entries that would be cut."""
+
+    def compose(self) -> ComposeResult:
+        # tek binds no binding groups, so every widget the parent composes is
+        # a top-level FooterKey (none is nested in a KeyGroup).
+        widgets = list(super().compose())
+        keys = [w for w in widgets if isinstance(w, FooterKey)]
+        palette = [k for k in keys if k.has_class("-command-palette")]
+        pinned = [k for k in keys if k.action in PINNED and k not in palette]
+        pinned.sort(key=lambda k: PINNED.index(k.action))
+        # The focused pane's keys lead, as many as fit whole beside the
+        # pinned ones; the pinned ones close the list.
+        room = self.app.size.width - sum(_width(k) for k in [*palette, *pinned])
+        shown: list[Widget] = []
+        for key in keys:
+            if key in palette or key in pinned:
+                continue
+            room -= _width(key)
+            if room < 0:
+                break
+            shown.append(key)
+        others = [w for w in widgets if not isinstance(w, FooterKey)]
+        yield from [*shown, *pinned, *others, *palette]
+
+    _composed_width = 0
+
+    def on_resize(self, event: Resize) -> None:
+        """A new width may fit more (or fewer) entries."""
+        if self._bindings_ready and event.size.width != self._composed_width:
+            self._composed_width = event.size.width
+            self.call_after_refresh(self.recompose)

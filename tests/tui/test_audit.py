@@ -1,0 +1,153 @@
+"""Pilot tests for problems found driving ``tek tui`` in tmux (the console audit).
+
+Each test reproduces one problem as a user met it: a control acting on a task
+the filtered table no longer shows, ``j``/``k`` not moving, footer entries for
+help and quit pushed off an 80-column screen, the run bar cut mid-phrase, a
+loss figure truncated in the progress column, and ``esc`` not leading back to
+the task table.
+"""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import Footer
+from textual.widgets._footer import FooterKey
+
+from core.events import AdmissionChanged, CancelTask, RunStatus, TaskChanged, TaskInfo, TaskState
+from tek_tui.widgets.run_bar import RunBar
+from tek_tui.widgets.task_table import progress_text
+from tests.tui.fakes import (
+    SIZES,
+    T0,
+    FakeClient,
+    demo_events,
+    demo_snapshot,
+    make_app,
+    ready,
+    until,
+)
+
+sizes = pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+
+
+@sizes
+async def test_selection_follows_a_row_that_leaves_the_filter(size: tuple[int, int]) -> None:
+    """``state:run`` filter; the running task ends: ``c`` must not cancel a hidden task."""
+    client = FakeClient(demo_snapshot(), demo_events())
+    app = make_app(client)
+    async with app.run_test(size=size) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("slash", *"state:run", "enter")
+        await until(pilot, lambda: screen.table.shown_ids == ["train_model"])
+        await until(pilot, lambda: screen.selected == "train_model")
+        client.emit(TaskChanged("train_model", TaskState.SUCCEEDED, 1, T0 + 60, exit_code=0),
+                    TaskChanged("evaluate", TaskState.RUNNING, 1, T0 + 61))
+        await until(pilot, lambda: screen.table.shown_ids == ["evaluate"])
+        await until(pilot, lambda: screen.selected == "evaluate")
+        await pilot.press("c")
+        assert client.controls == [CancelTask("evaluate")]
+        # The last shown row leaves: nothing is selected, and `c` says so.
+        client.emit(TaskChanged("evaluate", TaskState.SUCCEEDED, 1, T0 + 62, exit_code=0))
+        await until(pilot, lambda: screen.table.row_count == 0)
+        await until(pilot, lambda: screen.selected is None)
+        await pilot.press("c")
+        assert client.controls == [CancelTask("evaluate")]
+
+
+@sizes
+async def test_j_and_k_move_in_the_task_table(size: tuple[int, int]) -> None:
+    app = make_app()
+    async with app.run_test(size=size) as pilot:
+        screen = await ready(pilot)
+        assert screen.selected == "fetch_data"
+        await pilot.press("j", "j")
+        await until(pilot, lambda: screen.selected == "build_features")
+        await pilot.press("k")
+        await until(pilot, lambda: screen.selected == "check_schema")
+
+
+def _footer_keys(app: object) -> list[FooterKey]:
+    footer = app.screen.query_one(Footer)  # type: ignore[attr-defined]
+    return [k for k in footer.query(FooterKey) if not k.has_class("-command-palette")]
+
+
+def _fits(app: object, key: FooterKey) -> bool:
+    footer = app.screen.query_one(Footer)  # type: ignore[attr-defined]
+    region = key.region
+    return region.width > 0 and region.right <= footer.region.right
+
+
+@sizes
+@pytest.mark.parametrize("pane_keys", [(), ("tab",), ("tab", "tab", "tab")],
+                         ids=["tasks", "log", "pools"])
+async def test_footer_always_shows_help_and_quit_and_no_cut_entry(
+    size: tuple[int, int], pane_keys: tuple[str, ...]
+) -> None:
+    app = make_app()
+    async with app.run_test(size=size) as pilot:
+        await ready(pilot)
+        await pilot.press(*pane_keys)
+        await until(pilot, lambda: any(k.action == "help" and k.region.width
+                                       for k in _footer_keys(app)))
+        keys = _footer_keys(app)
+        shown = {k.action for k in keys if k.display and _fits(app, k)}
+        assert {"help", "quit_console"} <= shown, shown
+        palette = app.screen.query_one(Footer).query_one(".-command-palette")
+        for key in keys:
+            if key.display:  # whole, and left of the palette key
+                assert _fits(app, key) and key.region.right <= palette.region.x, key.description
+
+
+async def test_run_bar_never_wraps_and_does_not_repeat_a_user_pause() -> None:
+    client = FakeClient(demo_snapshot(), demo_events())
+    app = make_app(client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("p")
+        client.emit(AdmissionChanged(True, "paused by user", T0 + 66))
+        await until(pilot, lambda: screen.state.status is RunStatus.PAUSED)
+        await pilot.pause(0.2)
+        text = str(screen.query_one(RunBar).render())
+        assert "paused" in text and "admission paused" not in text
+        # Paused for memory while running: the reason is shown, and a line
+        # too long for the screen ends in an ellipsis instead of vanishing.
+        client.emit(AdmissionChanged(True, "available memory 410 MiB below floor 512 MiB",
+                                     T0 + 67))
+        await until(pilot, lambda: screen.state.status is RunStatus.RUNNING)
+        await pilot.pause(0.2)
+        bar = screen.query_one(RunBar)
+        line = "".join(s.text for s in bar.render_line(0)).rstrip()
+        assert "⏸ available" in line and line.endswith("…"), line
+
+
+def test_progress_text_keeps_the_loss_whole_in_its_column() -> None:
+    task = TaskInfo(id="t", name="t", agent="ml", pool="ml", deps=(), fraction=1.0,
+                    progress={"epoch": 20, "epochs": 20, "loss": 0.31234})
+    text = progress_text(task)
+    assert text.endswith("loss 0.3123") and len(text) <= 22, text
+    # Without epochs the fraction is the only progress figure and stays.
+    assert progress_text(TaskInfo(id="t", name="t", agent="sh", pool="sh", deps=(),
+                                         fraction=0.5)) == " 50%"
+
+
+@sizes
+async def test_escape_leads_back_to_the_task_table(size: tuple[int, int]) -> None:
+    app = make_app()
+    async with app.run_test(size=size) as pilot:
+        screen = await ready(pilot)
+        for keys in (("tab",), ("tab", "tab"), ("tab", "tab", "tab", "tab")):
+            await pilot.press(*keys)
+            assert screen.active_pane != "tasks"
+            await pilot.press("escape")
+            assert screen.active_pane == "tasks" and app.focused is screen.table
+        # In the log: the first esc closes the search box, the second goes back.
+        await pilot.press("tab", "slash")
+        await pilot.press("escape")
+        assert screen.active_pane == "log"
+        await pilot.press("escape")
+        assert app.focused is screen.table
+        # Zoomed: esc unzooms.
+        await pilot.press("z")
+        assert screen.zoomed == "tasks"
+        await pilot.press("escape")
+        assert screen.zoomed is None
