@@ -70,6 +70,7 @@ class PickerScreen(Screen[None]):
         super().__init__()
         self.dirs = list(dirs) if dirs is not None else default_plan_dirs()
         self.plans: list[Path] = []
+        self._run_plans: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
         with Vertical(id="picker"):
@@ -112,9 +113,12 @@ class PickerScreen(Screen[None]):
             table.add_row("no runs yet", "", "", "", "", key="")
         for run in runs:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created_ts))
+            # Keyed by run id: a plan run twice has two rows (a plan-path key
+            # made the second add_row fail and hid the rest of the list).
+            self._run_plans[run.id] = run.plan_path or ""
             table.add_row(
                 f"{run.id} {when}", run.effective_status, str(run.task_count),
-                format_duration(run.duration_s), run.plan_path, key=run.plan_path or "",
+                format_duration(run.duration_s), run.plan_path, key=run.id,
             )
 
     def show_problems(self, problems: Sequence[str]) -> None:
@@ -127,6 +131,8 @@ class PickerScreen(Screen[None]):
     def _chosen(self, event: DataTable.RowSelected) -> None:
         event.stop()
         key = event.row_key.value
+        if event.data_table.id == "run-list":
+            key = self._run_plans.get(key or "")
         if not key:
             return
         path = Path(key)

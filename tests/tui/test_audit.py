@@ -4,16 +4,21 @@ Each test reproduces one problem as a user met it: a control acting on a task
 the filtered table no longer shows, ``j``/``k`` not moving, footer entries for
 help and quit pushed off an 80-column screen, the run bar cut mid-phrase, a
 loss figure truncated in the progress column, and ``esc`` not leading back to
-the task table.
+the task table, and the picker failing on a plan run twice.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from textual.widgets import Footer
+from textual.widgets import DataTable, Footer
 from textual.widgets._footer import FooterKey
 
 from core.events import AdmissionChanged, CancelTask, RunStatus, TaskChanged, TaskInfo, TaskState
+from tek_tui.app import TekApp
+from tek_tui.screens.main import MainScreen
+from tek_tui.screens.picker import PickerScreen
 from tek_tui.widgets.run_bar import RunBar
 from tek_tui.widgets.task_table import progress_text
 from tests.tui.fakes import (
@@ -151,3 +156,28 @@ async def test_escape_leads_back_to_the_task_table(size: tuple[int, int]) -> Non
         assert screen.zoomed == "tasks"
         await pilot.press("escape")
         assert screen.zoomed is None
+
+
+async def test_picker_lists_two_runs_of_one_plan_and_reopens_it(tmp_path: Path) -> None:
+    """Found with ``tek tui`` after running a plan twice: the run list failed
+    with "row key already exists" (rows were keyed by plan path)."""
+    from core.journal import create_journal
+    from core.plan_io import read_plan
+    from core.store import open_store
+
+    plan_path = tmp_path / "p.csv"
+    plan_path.write_text("id,agent,command\na,noop,\n")
+    with open_store() as store:
+        ids = [create_journal(read_plan(plan_path), store=store).run_id for _ in range(2)]
+    app = TekApp(search_dirs=[tmp_path])
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, PickerScreen))
+        runs = app.screen.query_one("#run-list", DataTable)
+        await until(pilot, lambda: runs.row_count == 2)
+        assert not app._notifications
+        assert sorted(str(runs.get_row_at(i)[0]).split()[0] for i in range(2)) == sorted(ids)
+        runs.focus()
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: isinstance(app.screen, MainScreen)
+                    and app.screen.state is not None)
+        assert app.screen.table.row_count == 1
