@@ -261,3 +261,30 @@ def test_read_only_opening_refuses_a_foreign_file(tmp_path: Path) -> None:
     other = tmp_path / "other.db"
     sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
     assert _connect_read_only(other) is None
+
+
+# ------------------------------------------------------------- logs, console
+
+
+def test_logs_of_a_skipped_task_says_why(tmp_path: Path) -> None:
+    plan = tmp_path / "p.csv"
+    plan.write_text("id,command,deps\na,exit 1,\nb,echo B,a\n")
+    assert tek("run", str(plan)).returncode == 1
+    assert one_line(tek("logs", "last", "b")).endswith(
+        "has not started (skipped: upstream a failed)")
+
+
+def test_logs_whose_file_is_gone_is_not_an_empty_log(tek_home: Path, ok_plan: Path) -> None:
+    assert tek("run", str(ok_plan)).returncode == 0
+    (log,) = tek_home.glob("runs/*/a.1.log")
+    log.unlink()
+    assert one_line(tek("logs", "last", "a")) == (
+        f"tek: {log}: the log of attempt 1 is gone (removed?)")
+
+
+def test_tui_without_a_terminal_is_one_line_not_a_hang(ok_plan: Path) -> None:
+    r = subprocess.run([*TEK, "tui", str(ok_plan)], stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=60)
+    assert one_line(r) == ("tek: tek tui needs a terminal: stdin and stderr are not one "
+                           "(for a headless run use `tek run PLAN`)")
+    assert r.stdout == ""

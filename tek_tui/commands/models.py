@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from core.ml import registry
 from core.paths import models_dir
 
+_REF_HELP = "model name, and a version (default: the latest)"
+
 
 def register(sub: Any) -> None:
     """Add ``tek models`` and its subcommands."""
@@ -27,23 +29,24 @@ def register(sub: Any) -> None:
     p.set_defaults(func=lambda args: _usage(p))
 
     ls = msub.add_parser("list", help="every model version")
-    ls.add_argument("name", nargs="?", help="only this model's versions")
+    ls.add_argument("name", nargs="?", metavar="NAME", help="only this model's versions")
     ls.add_argument("--json", action="store_true", help="JSON list instead of a table")
     ls.set_defaults(func=_list)
 
     show = msub.add_parser("show", help="one version's meta.json (latest when no @VERSION)")
-    show.add_argument("ref", metavar="NAME[@VERSION]")
+    show.add_argument("ref", metavar="NAME[@VERSION]", help=_REF_HELP)
     show.add_argument("--json", action="store_true", help="raw meta.json")
     show.set_defaults(func=_show)
 
     rm = msub.add_parser("rm", help="remove a version (NAME@V) or a whole model (NAME)")
-    rm.add_argument("ref", metavar="NAME[@VERSION]")
+    rm.add_argument("ref", metavar="NAME[@VERSION]", help=_REF_HELP)
     rm.add_argument("--json", action="store_true", help="JSON list of removed versions")
     rm.set_defaults(func=_rm)
 
     ex = msub.add_parser("export", help="write a version as onnx, pt (state dict) or safetensors")
-    ex.add_argument("ref", metavar="NAME[@VERSION]")
-    ex.add_argument("-f", "--format", choices=("onnx", "pt", "safetensors"), default="onnx")
+    ex.add_argument("ref", metavar="NAME[@VERSION]", help=_REF_HELP)
+    ex.add_argument("-f", "--format", choices=("onnx", "pt", "safetensors"), default="onnx",
+                    help="what to write (default onnx)")
     ex.add_argument("-o", "--output", type=Path, help="file to write (default NAME-vV.FORMAT)")
     ex.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     ex.add_argument("--json", action="store_true", help="JSON summary")

@@ -46,7 +46,8 @@ def register(sub: Any) -> None:
         description="Run a plan's tasks in dependency order. Exit codes: 0 all succeeded, "
         "1 a task failed, 2 bad input, 130 interrupted.",
     )
-    p.add_argument("plan", nargs="?", help="plan file (CSV); optional with --resume")
+    p.add_argument("plan", nargs="?", metavar="PLAN",
+                   help="plan file (CSV); optional with --resume")
     p.add_argument("-j", "--jobs", metavar="N",
                    help="tasks at once: every pool's size, and the CPU capacity unless --cpus")
     p.add_argument("--pool", metavar="NAME=SIZE", action="append", default=[],

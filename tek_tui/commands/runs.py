@@ -199,11 +199,17 @@ def _logs(args: argparse.Namespace) -> int:
             return _follow(store, run_id, args.task, args.attempt)
         attempt = _pick(store.attempts(run_id, args.task), args.attempt, run_id, args.task)
         if attempt is None:
-            raise StoreError(f"task {args.task!r} of run {run_id} has not started")
+            task = next(t for t in tasks if t.task_id == args.task)
+            why = f" ({task.state}: {task.reason})" if task.reason else f" ({task.state})"
+            raise StoreError(f"task {args.task!r} of run {run_id} has not started{why}")
     path = Path(attempt.log_path)
     if path.is_file():
         with path.open("rb") as f:
             _copy(f, codecs.getincrementaldecoder("utf-8")("replace"))
+    elif attempt.ended_ts is not None:
+        # A running attempt may not have written its file yet; an ended one
+        # always has: printing nothing with exit 0 would pass for an empty log.
+        raise StoreError(f"{path}: the log of attempt {attempt.attempt} is gone (removed?)")
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ from core.errors import TekError
 def register(sub: Any) -> None:
     """Add the ``tui`` subcommand."""
     p = sub.add_parser("tui", help="open the live console (optionally on a plan)")
-    p.add_argument("plan", nargs="?", type=Path, help="plan CSV to load (default: pick one)")
+    p.add_argument("plan", nargs="?", type=Path, metavar="PLAN",
+                   help="plan CSV to load (default: pick one)")
     p.add_argument("--start", action="store_true", help="start the run at once")
     p.add_argument("--theme", metavar="NAME", help="console theme (remembered for next time)")
     p.add_argument("-j", "--jobs", type=int, metavar="N", help="default pool size")
@@ -40,10 +42,29 @@ def _run(args: argparse.Namespace) -> int:
     if theme is not None:
         if theme not in names:
             raise TekError(f"unknown theme {theme!r} (known: {', '.join(names)})")
+        _need_terminal()
         remember_theme(theme)
     else:
+        _need_terminal()
         theme = remembered_theme()
     app = TekApp(plan_path=args.plan, start=args.start, theme=theme, jobs=args.jobs)
     gc.enable()  # the CLI starts with it off (imports only)
     code = app.run()
     return code if isinstance(code, int) else 0
+
+
+def _need_terminal() -> None:
+    """Refuse to start without a terminal (Textual reads stdin, draws on stderr).
+
+    Without one the console would wait for keys that never come, writing
+    escape codes into whatever file or pipe stderr is.
+
+    Raises:
+        TekError: stdin or stderr is not a terminal.
+    """
+    streams = {"stdin": sys.stdin, "stderr": sys.__stderr__}
+    missing = [name for name, s in streams.items() if s is None or not s.isatty()]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        raise TekError(f"tek tui needs a terminal: {' and '.join(missing)} {verb} not one "
+                       "(for a headless run use `tek run PLAN`)")
