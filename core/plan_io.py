@@ -230,17 +230,32 @@ def _check_header(
                 meta.append((name, k))
             else:
                 unknown.append(name)
-    if "id" not in known and not known and not meta and not problems:
+    near = {name: name.lower() for name in unknown if name.lower() in COLUMNS}
+    if not known and not meta and not near and not problems:
         problems.add(1, "header", "missing header: the first line must name the columns, "
-                     "e.g. id,agent,command,deps", ",".join(names))
+                     f"e.g. id,agent,command,deps{_separator_hint(names)}", ",".join(names))
         return None
     for name in unknown:
-        problems.add(1, name, f"unknown column (known: {_KNOWN_HINT})")
+        if name in near:  # "ID" from a spreadsheet: say so, not "missing header"
+            problems.add(1, name, f'unknown column; did you mean "{near[name]}"? '
+                         "(column names are lower case)")
+        else:
+            problems.add(1, name, f"unknown column (known: {_KNOWN_HINT})")
     if "id" not in known:
-        if names:
+        if names and "id" not in near.values():
             problems.add(1, "id", "missing id column", ",".join(names))
         return None
     return known, meta
+
+
+def _separator_hint(names: list[str]) -> str:
+    """A hint when a one-column header looks split by something else than commas."""
+    if len(names) != 1:
+        return ""
+    for sep, word in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
+        if sep in names[0]:
+            return f"; plans are comma-separated, this header is split by {word}"
+    return ""
 
 
 def _num(value: float | int | None, default: float | int | None) -> str:

@@ -288,3 +288,25 @@ def test_tui_without_a_terminal_is_one_line_not_a_hang(ok_plan: Path) -> None:
     assert one_line(r) == ("tek: tek tui needs a terminal: stdin and stderr are not one "
                            "(for a headless run use `tek run PLAN`)")
     assert r.stdout == ""
+
+
+# ------------------------------------------------------------------ headers
+
+
+def test_capitalised_header_is_not_called_missing(tmp_path: Path) -> None:
+    plan = tmp_path / "p.csv"
+    plan.write_text("ID,Command\na,echo\n")
+    assert tek("validate", str(plan)).stderr.splitlines() == [
+        f'tek: {plan}:1: ID: unknown column; did you mean "id"? (column names are lower case)',
+        f'tek: {plan}:1: Command: unknown column; did you mean "command"? '
+        "(column names are lower case)",
+    ]
+
+
+@pytest.mark.parametrize(("sep", "word"), [(";", "semicolons"), ("\t", "tabs")])
+def test_other_separators_are_named(tmp_path: Path, sep: str, word: str) -> None:
+    plan = tmp_path / "p.csv"
+    plan.write_text(f"id{sep}command\na{sep}echo\n")
+    assert one_line(tek("validate", str(plan))).endswith(
+        f"e.g. id,agent,command,deps; plans are comma-separated, this header is split by {word} "
+        f"(id{sep.replace(chr(9), chr(92) + 't')}command)")
