@@ -51,6 +51,8 @@ POLL_S = 0.25
 #: before whoever still holds it is hunted down (it left the group: setsid).
 ESCAPE_S = 0.2
 _CHUNK = 1 << 16
+#: Most bytes one synchronous drain reads (see ShellAttempt._drain).
+_DRAIN_MAX = 1 << 22
 
 
 def describe_exit(code: int) -> str:
@@ -335,14 +337,21 @@ class ShellAttempt:
             self.finish(Outcome(ok=False, exit_code=code, reason=describe_exit(code)))
 
     def _drain(self) -> None:
-        """Read what is in the pipe right now, without waiting."""
+        """Read what is in the pipe right now, without waiting.
+
+        At most ``_DRAIN_MAX`` bytes: a writer outside the group (not killed
+        yet) could otherwise keep this loop, and the event loop, busy for ever.
+        """
         child = self._child
         if child is None or child.out_fd < 0:
             return
         try:
-            while data := os.read(child.out_fd, _CHUNK):
+            for _ in range(_DRAIN_MAX // _CHUNK):
+                data = os.read(child.out_fd, _CHUNK)
+                if not data:
+                    self._eof = True
+                    return
                 self._lines.feed(data)
-            self._eof = True
         except OSError:  # EAGAIN: still held open by someone
             pass
 

@@ -42,14 +42,14 @@ def gone(pid: int) -> bool:
     return False
 
 
-def escapee(tmp_path: Path) -> tuple[str, Path]:
+def escapee(tmp_path: Path, program: str = "sleep 100") -> tuple[str, Path]:
     """Shell text that starts a ``setsid`` process holding the output, and its pid file.
 
     The leader waits until the escapee has written its pid, so the escape
     has happened before anything else does.
     """
     pid_file = tmp_path / "escapee.pid"
-    cmd = (f"setsid sh -c 'echo $$ > {pid_file}; exec sleep 100' & "
+    cmd = (f"setsid sh -c 'echo $$ > {pid_file}; exec {program}' & "
            f"while [ ! -s {pid_file} ]; do sleep 0.01; done; echo started")
     return cmd, pid_file
 
@@ -83,6 +83,20 @@ async def test_timeout_kills_a_process_that_left_the_group(tmp_path: Path) -> No
     run = create_run(plan_of(shell("t", cmd + "; sleep 100", timeout_s=0.5)), OPTS)
     with anyio.fail_after(10):
         summary, _ = await run_collect(run)
+    assert summary.tasks["t"].reason == "timed out after 0.5s"
+    assert gone(int(pid_file.read_text()))
+    assert survivors(run.run_id) == []
+
+
+async def test_flooding_process_that_left_the_group_is_killed_on_cancel(
+    tmp_path: Path,
+) -> None:
+    # The drain at the end of an attempt is bounded: a writer outside the
+    # group, not killed yet, must not keep the event loop reading for ever.
+    cmd, pid_file = escapee(tmp_path, "cat /dev/zero")
+    run = create_run(plan_of(shell("t", cmd + "; sleep 100", timeout_s=0.5)), OPTS)
+    with anyio.fail_after(10):
+        summary, _ = await run_collect(run, keep_output=False)
     assert summary.tasks["t"].reason == "timed out after 0.5s"
     assert gone(int(pid_file.read_text()))
     assert survivors(run.run_id) == []
