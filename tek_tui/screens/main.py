@@ -198,6 +198,8 @@ class MainScreen(RunControlScreen):
             if dirty.tasks:
                 self.table.update_tasks([state.tasks[i] for i in dirty.tasks])
                 self._dag_pending.update({i: state.tasks[i].state for i in dirty.tasks})
+                if self.table.filter_text:
+                    self._show_filter_count()  # rows come and go with their states
             if tick:
                 self.table.tick()
             if self._dag_pending and self.pane_visible("dag"):
@@ -210,6 +212,8 @@ class MainScreen(RunControlScreen):
                     list(state.pools.values()), state.admission_paused, reason
                 )
                 self._pools_pending = False
+            if dirty.run:
+                self.refresh_bindings()  # "p Pause" / "p Resume" follows the status
             if dirty.run or tick:
                 self._paint_run_bar(state, now)
             if dirty.tasks:
@@ -328,9 +332,16 @@ class MainScreen(RunControlScreen):
     def _filter_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self.table.set_filter(event.value)
-        self.pane("tasks").border_subtitle = f"filter: {event.value}" if event.value else ""
+        self._show_filter_count()
         event.input.display = False
         self.set_focus(self.table)
+
+    def _show_filter_count(self) -> None:
+        """``filter: text · 3 of 90`` under the table, or why it is empty."""
+        text = self.table.filter_text
+        shown, total = self.table.row_count, len(self.table.tasks)
+        count = f"{shown} of {total}" if shown else "no task matches (/ edits)"
+        self.pane("tasks").border_subtitle = f"filter: {text} · {count}" if text.strip() else ""
 
     def _focus_pane(self, pane_id: str, *, focus: bool = True) -> None:
         self.active_pane = pane_id

@@ -48,8 +48,12 @@ class RunControlScreen(Screen[None]):
 
     BINDINGS = [
         Binding("s", "start", "Start", id="run-start", tooltip="Start the run"),
+        # One key, two labels: check_action shows "Pause" while running and
+        # "Resume" while paused (both toggle).
         Binding("p", "pause_resume", "Pause", id="run-pause-resume",
-                tooltip="Pause or resume dispatching new tasks"),
+                tooltip="Pause dispatching new tasks"),
+        Binding("p", "pause_resume('resume')", "Resume", id="run-resume",
+                tooltip="Resume dispatching new tasks"),
         Binding("c", "cancel_task", "Cancel", id="task-cancel", tooltip="Cancel the selected task"),
         Binding("r", "retry_task", "Retry", id="task-retry", tooltip="Retry the selected task"),
         Binding("x", "skip_task", "Skip", id="task-skip", tooltip="Skip the selected task"),
@@ -93,8 +97,15 @@ class RunControlScreen(Screen[None]):
         """Start a run that waits for it."""
         await self._control(Start())
 
-    async def action_pause_resume(self) -> None:
-        """Pause dispatching, or resume it."""
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Offer ``Pause`` while running and ``Resume`` while paused."""
+        if action == "pause_resume":
+            paused = self.state is not None and self.state.status is RunStatus.PAUSED
+            return paused == bool(parameters)
+        return True
+
+    async def action_pause_resume(self, _label: str = "") -> None:
+        """Pause dispatching, or resume it (``_label`` only tells the bindings apart)."""
         paused = self.state is not None and self.state.status is RunStatus.PAUSED
         await self._control(Resume() if paused else Pause())
 

@@ -15,7 +15,16 @@ import pytest
 from textual.widgets import DataTable, Footer
 from textual.widgets._footer import FooterKey
 
-from core.events import AdmissionChanged, CancelTask, RunStatus, TaskChanged, TaskInfo, TaskState
+from core.events import (
+    AdmissionChanged,
+    CancelTask,
+    Pause,
+    Resume,
+    RunStatus,
+    TaskChanged,
+    TaskInfo,
+    TaskState,
+)
 from tek_tui.app import TekApp
 from tek_tui.screens.main import MainScreen
 from tek_tui.screens.picker import PickerScreen
@@ -181,3 +190,41 @@ async def test_picker_lists_two_runs_of_one_plan_and_reopens_it(tmp_path: Path) 
         await until(pilot, lambda: isinstance(app.screen, MainScreen)
                     and app.screen.state is not None)
         assert app.screen.table.row_count == 1
+
+
+@sizes
+async def test_filter_says_how_many_tasks_match_and_when_none_do(size: tuple[int, int]) -> None:
+    """A filter matching nothing left an empty table with no word of why."""
+    client = FakeClient(demo_snapshot(), demo_events())
+    app = make_app(client)
+    async with app.run_test(size=size) as pilot:
+        screen = await ready(pilot)
+        pane = screen.pane("tasks")
+        await pilot.press("slash", *"state:run", "enter")
+        await until(pilot, lambda: pane.border_subtitle == "filter: state:run · 1 of 12")
+        client.emit(TaskChanged("train_model", TaskState.SUCCEEDED, 1, T0 + 60, exit_code=0))
+        await until(pilot, lambda: pane.border_subtitle
+                    == "filter: state:run · no task matches (/ edits)")
+        await pilot.press("slash", "ctrl+u", "enter")
+        await until(pilot, lambda: not pane.border_subtitle)
+
+
+async def test_footer_offers_resume_while_paused() -> None:
+    """The footer said "p Pause" while the run was paused."""
+    client = FakeClient(demo_snapshot(), demo_events())
+    app = make_app(client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+
+        def labels() -> set[str]:
+            return {k.description for k in _footer_keys(app)}
+
+        await until(pilot, lambda: "Pause" in labels() and "Resume" not in labels())
+        await pilot.press("p")
+        client.emit(AdmissionChanged(True, "paused by user", T0 + 66))
+        await until(pilot, lambda: "Resume" in labels() and "Pause" not in labels())
+        await pilot.press("p")
+        client.emit(AdmissionChanged(False, "", T0 + 67))
+        await until(pilot, lambda: "Pause" in labels())
+        assert client.controls == [Pause(), Resume()]
+        assert screen.state.status is RunStatus.RUNNING
