@@ -27,6 +27,7 @@ import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -174,6 +175,7 @@ def create_journal(
     run, tasks, attempts = store.read_run(rid)
     if run.is_live:
         raise StoreError(f"run {rid} is still running (pid {run.pid}); stop it before resuming")
+    _check_same_plan(run.plan_path, plan, rid)
     decision = decide_resume(plan, tasks, from_tasks)
     left_open = {(a.task_id, a.attempt) for a in attempts if a.ended_ts is None}
     stopped = stop_orphans(rid, left_open) if left_open and run.host == socket.gethostname() else 0
@@ -182,6 +184,28 @@ def create_journal(
         store, rid, JournalRecorder(store, rid), decision.completed,
         decision.attempts_so_far, decision, closed, stopped,
     )  # fmt: skip
+
+
+def _check_same_plan(recorded: str, plan: Plan, run_id: str) -> None:
+    """Refuse to resume a run with another plan file than the one it ran.
+
+    ``tek run b.csv --resume RUN`` where RUN ran ``a.csv`` is a slip (the run
+    id of another plan): it would rewrite that run's history with b's tasks.
+    A plan file that moved (the recorded one is gone) may resume it.
+
+    Raises:
+        StoreError: the recorded file still exists and is another file.
+    """
+    if plan.path is None or not recorded:
+        return
+    old = Path(recorded)
+    try:
+        same = old.samefile(plan.path)
+    except OSError:  # the recorded file is gone (moved): the new one may resume
+        return
+    if not same:
+        raise StoreError(f"run {run_id} ran {recorded}, not {plan.path}: resume it with its own "
+                         f"plan (or leave PLAN out)")
 
 
 def stop_orphans(run_id: str, attempts: set[tuple[str, int]], grace_s: float = 5.0) -> int:

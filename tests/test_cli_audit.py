@@ -310,3 +310,35 @@ def test_other_separators_are_named(tmp_path: Path, sep: str, word: str) -> None
     assert one_line(tek("validate", str(plan))).endswith(
         f"e.g. id,agent,command,deps; plans are comma-separated, this header is split by {word} "
         f"(id{sep.replace(chr(9), chr(92) + 't')}command)")
+
+
+# ------------------------------------------------------------------- resume
+
+
+def _last_run_id() -> str:
+    return str(json.loads(tek("runs", "--json").stdout)[0]["id"])
+
+
+def test_resume_with_another_plan_file_is_refused(tmp_path: Path, ok_plan: Path) -> None:
+    other = tmp_path / "other.csv"
+    other.write_text("id,command\nx,exit 1\n")
+    assert tek("run", str(other)).returncode == 1
+    run_id = _last_run_id()
+    before = tek("show", run_id, "--json").stdout
+    assert one_line(tek("run", str(ok_plan), "--resume", run_id)) == (
+        f"tek: run {run_id} ran {other}, not {ok_plan}: resume it with its own plan "
+        "(or leave PLAN out)")
+    assert tek("show", run_id, "--json").stdout == before  # nothing rewritten
+
+
+def test_resume_of_a_moved_plan(tmp_path: Path) -> None:
+    plan = tmp_path / "p.csv"
+    plan.write_text("id,command\nx,exit 1\n")
+    assert tek("run", str(plan)).returncode == 1
+    run_id = _last_run_id()
+    moved = plan.rename(tmp_path / "q.csv")
+    assert one_line(tek("run", "--resume")) == (
+        f"tek: run {run_id}'s plan file {plan} is gone; if it moved: "
+        f"tek run NEW_PATH --resume {run_id}")
+    r = tek("run", str(moved), "--resume", run_id, "--json")
+    assert r.returncode == 1 and json.loads(r.stdout)["tasks"]["x"]["attempts"] == 2

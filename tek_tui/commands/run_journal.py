@@ -58,6 +58,9 @@ def plan_path_for(args: argparse.Namespace) -> str:
         run = store.get_run(store.resolve_run(args.resume))
     if not run.plan_path:
         raise StoreError(f"run {run.id} has no plan file to read; give PLAN")
+    if not Path(run.plan_path).exists():
+        raise StoreError(f"run {run.id}'s plan file {run.plan_path} is gone; if it moved: "
+                         f"tek run NEW_PATH --resume {run.id}")
     args.resume = run.id
     return run.plan_path
 
