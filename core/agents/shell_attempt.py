@@ -27,6 +27,8 @@ of a task that still writes to its output outlives its attempt. One that
 left the group *and* let go of the output (a daemon) is out of reach without
 cgroups; tek leaves it alone. :meth:`ShellAttempt.cancel` sends SIGTERM to the group,
 then SIGKILL after the grace period; the attempt ends once the leader is gone.
+A leader that was alive when stopped has not succeeded, even if its TERM
+handler exits 0 (so a timed-out task is never reported as succeeded).
 """
 
 from __future__ import annotations
@@ -128,6 +130,7 @@ class ShellAttempt:
         self._reading = False
         self._eof = False
         self._ending = False
+        self._signalled = False  # the leader was alive when stopped
         self._exited_at: float | None = None
         self.cancelled = False
 
@@ -250,7 +253,11 @@ class ShellAttempt:
     def _terminate(self) -> None:
         child = self._child
         assert child is not None
-        if child.returncode is None:
+        # exited() reaps a leader that is gone already: a finish that raced
+        # the stop keeps its result. Past this point the leader was alive
+        # when signalled, so whatever it exits with is the stop's doing.
+        if child.returncode is None and not child.exited():
+            self._signalled = True
             child.signal_group(signal.SIGTERM)
             self._kill_timer = self._loop.call_later(self.grace_s, self._kill)
             if self._pidfd < 0:
@@ -331,8 +338,10 @@ class ShellAttempt:
         self._lines.flush()
         code = child.returncode
         assert code is not None
-        if code == 0:
+        if code == 0 and not self._signalled:
             self.finish(Outcome(ok=True, exit_code=0))
+        elif code == 0:  # a TERM handler exiting 0: stopped, not done
+            self.finish(Outcome(ok=False, exit_code=0, reason="stopped (exit code 0)"))
         else:
             self.finish(Outcome(ok=False, exit_code=code, reason=describe_exit(code)))
 

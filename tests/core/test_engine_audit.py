@@ -205,3 +205,14 @@ async def test_low_memory_is_announced_once_while_the_figure_moves(
     notes = [e for e in events if isinstance(e, AdmissionChanged)]
     assert [n.reason for n in notes] == [
         "available memory 100 MiB below floor 512 MiB", "run stopping"]
+
+
+async def test_timed_out_task_whose_term_handler_exits_0_has_not_succeeded() -> None:
+    # Before: the stop's own "exit 0" was taken for a success.
+    cmd = "trap 'exit 0' TERM; sleep 100 & wait"
+    run = create_run(plan_of(shell("t", cmd, timeout_s=1)), OPTS)
+    with anyio.fail_after(10):
+        summary, _ = await run_collect(run)
+    t = summary.tasks["t"]
+    assert (t.state, t.reason, t.exit_code) == (TaskState.FAILED, "timed out after 1s", 0)
+    assert survivors(run.run_id) == []
