@@ -104,7 +104,10 @@ class RunState:
             self.status = event.status
             self.finished_ts = event.ts
             self.finished = True
-            self._dirty.run = True
+            # An ended run dispatches nothing: a last "run stopping" pause
+            # is no longer news (the engine sends no AdmissionChanged after).
+            self.admission_paused, self.admission_reason = False, ""
+            self._dirty.run = self._dirty.pools = True
 
     def _task_changed(self, event: TaskChanged) -> None:
         old = self.tasks.get(event.task_id)

@@ -20,6 +20,7 @@ from core.events import (
     CancelTask,
     Pause,
     Resume,
+    RunFinished,
     RunStatus,
     TaskChanged,
     TaskInfo,
@@ -228,3 +229,23 @@ async def test_footer_offers_resume_while_paused() -> None:
         await until(pilot, lambda: "Pause" in labels())
         assert client.controls == [Pause(), Resume()]
         assert screen.state.status is RunStatus.RUNNING
+
+
+@sizes
+async def test_a_finished_run_shows_no_stale_admission_pause(size: tuple[int, int]) -> None:
+    """After ``C``, the run bar kept saying "run stopping" once the run had ended."""
+    client = FakeClient(demo_snapshot(), demo_events())
+    app = make_app(client)
+    async with app.run_test(size=size) as pilot:
+        screen = await ready(pilot)
+        client.emit(AdmissionChanged(True, "run stopping", T0 + 66),
+                    RunFinished("run-demo", RunStatus.CANCELLED, {}, 66.0, T0 + 67))
+        await until(pilot, lambda: screen.state.finished)
+        await pilot.pause(0.3)
+        bar = str(screen.query_one(RunBar).render())
+        assert "cancelled" in bar and "stopping" not in bar, bar
+        await pilot.press("tab", "tab", "tab")
+        pools = screen.query_one("#pools-pane")
+        await until(pilot, lambda: screen.pane_visible("pools"))
+        await pilot.pause(0.3)
+        assert not pools.admission_paused
