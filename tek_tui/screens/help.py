@@ -21,7 +21,7 @@ KeyRow = tuple[str, str, str, str]
 
 #: Textual's own movement keys, which every pane shares (their bindings have no id).
 NAVIGATION_ROWS: tuple[KeyRow, ...] = (
-    ("↑ ↓ PgUp PgDn Home End", "Move in the focused pane", "", "every pane"),
+    ("↑↓ PgUp PgDn Home End", "Move in the focused pane", "", "every pane"),
     ("enter", "Open the log of the task under the cursor", "", "tasks pane"),
     ("esc", "Close a box or dialog", "", "every pane"),
 )
@@ -84,9 +84,11 @@ class HelpScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("key", "action", "where", "id")
+        # "where" before "action": at 80 columns the wide key column left no
+        # room for it, and "+ Grow pool" means little without "pools pane".
+        table.add_columns("key", "where", "action", "id")
         for key, action, binding_id, where in self.rows:
-            table.add_row(key, action, where, binding_id)
+            table.add_row(key, where, action, binding_id)
         legend = Text("states: ")
         for state in TaskState:
             legend.append_text(state_text(self.app.theme_variables, state))

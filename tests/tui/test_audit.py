@@ -27,6 +27,7 @@ from core.events import (
     TaskState,
 )
 from tek_tui.app import TekApp
+from tek_tui.screens.help import HelpScreen
 from tek_tui.screens.main import MainScreen
 from tek_tui.screens.picker import PickerScreen
 from tek_tui.widgets.run_bar import RunBar
@@ -249,3 +250,17 @@ async def test_a_finished_run_shows_no_stale_admission_pause(size: tuple[int, in
         await until(pilot, lambda: screen.pane_visible("pools"))
         await pilot.pause(0.3)
         assert not pools.admission_paused
+
+
+async def test_help_at_80x24_shows_where_each_key_works() -> None:
+    """The help table's "where" column was off screen at 80 columns."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.pause(0.2)
+        table = app.screen.query_one("#help-keys", DataTable)
+        lines = ["".join(s.text for s in table.render_line(y)) for y in range(table.size.height)]
+        assert "where" in lines[0] and "action" in lines[0], lines[0]
+        assert any("everywhere" in line and "Quit" in line for line in lines), lines
