@@ -3,7 +3,8 @@
 Fills every field of :class:`~core.agents.base.AttemptContext`: the
 environment (``os.environ`` as it was when the run was built, the task's
 ``env`` column, ``TEK_RUN_ID``, ``TEK_TASK_ID``, ``TEK_ATTEMPT`` and, for a
-task holding GPUs, ``CUDA_VISIBLE_DEVICES`` with its device indices), the
+task holding GPUs, ``CUDA_VISIBLE_DEVICES`` with its devices, taken from
+tek's own ``CUDA_VISIBLE_DEVICES`` when that is set: :func:`gpu_ids`), the
 working directory (``cwd`` relative to the plan's folder), and the two
 callbacks. ``report_progress`` and ``set_pid`` must be called from the
 event loop's thread; a call from an attempt that has already ended is
@@ -28,6 +29,27 @@ if TYPE_CHECKING:
 _RUNNING = TaskState.RUNNING
 
 
+def gpu_ids(inherited: str | None, indices: tuple[int, ...]) -> str:
+    """``CUDA_VISIBLE_DEVICES`` for a task holding GPU ``indices``.
+
+    When tek itself was started with ``CUDA_VISIBLE_DEVICES`` (a batch
+    scheduler such as SLURM gives a job its GPUs that way), index ``i`` is
+    the ``i``-th device of that list, not physical device ``i``, which may
+    belong to another job. An index past the list's end is passed as is.
+
+    Args:
+        inherited: tek's own ``CUDA_VISIBLE_DEVICES``, if set.
+        indices: the task's device indices, from 0.
+
+    Returns:
+        The comma-separated device list for the task.
+    """
+    if inherited is None:
+        return ",".join(map(str, indices))
+    visible = [v.strip() for v in inherited.split(",")]
+    return ",".join(visible[i] if i < len(visible) and visible[i] else str(i) for i in indices)
+
+
 def build_context(run: RunState, rec: TaskRec, log: AttemptLog) -> AttemptContext:
     """The context of ``rec``'s current attempt in ``run``.
 
@@ -47,7 +69,7 @@ def build_context(run: RunState, rec: TaskRec, log: AttemptLog) -> AttemptContex
     env["TEK_TASK_ID"] = task.id
     env["TEK_ATTEMPT"] = str(attempt)
     if rec.gpus:
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, rec.gpus))
+        env["CUDA_VISIBLE_DEVICES"] = gpu_ids(run.base_env.get("CUDA_VISIBLE_DEVICES"), rec.gpus)
 
     def report_progress(fraction: float | None = None, **values: float | int | str) -> None:
         if rec.attempt != attempt or rec.state is not _RUNNING:

@@ -216,3 +216,29 @@ async def test_timed_out_task_whose_term_handler_exits_0_has_not_succeeded() -> 
     t = summary.tasks["t"]
     assert (t.state, t.reason, t.exit_code) == (TaskState.FAILED, "timed out after 1s", 0)
     assert survivors(run.run_id) == []
+
+
+async def test_gpu_indices_map_through_teks_own_cuda_visible_devices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Before: a job given GPUs 5,7 (SLURM sets CUDA_VISIBLE_DEVICES) ran its
+    # tasks on physical GPUs 0 and 1, which belong to someone else.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")
+    cmd = 'echo "[$CUDA_VISIBLE_DEVICES]"'
+    run = create_run(plan_of(shell("both", cmd, gpus=2), shell("one", cmd, gpus=1),
+                             shell("none", cmd)),
+                     RunOptions(jobs=1, gpus=2, memory_floor_mb=0))
+    with anyio.fail_after(10):
+        summary, _ = await run_collect(run)
+    assert summary.status is RunStatus.SUCCEEDED
+    assert log_of(run, "both").read_text() == "[5,7]\n"
+    assert log_of(run, "one").read_text() in ("[5]\n", "[7]\n")
+    assert log_of(run, "none").read_text() == "[5,7]\n"  # inherited, as before
+
+
+def test_gpu_ids_without_and_past_the_inherited_list() -> None:
+    from core.attempt import gpu_ids
+
+    assert gpu_ids(None, (0, 2)) == "0,2"
+    assert gpu_ids("GPU-a, GPU-b", (1,)) == "GPU-b"
+    assert gpu_ids("3", (0, 1)) == "3,1"
