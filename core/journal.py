@@ -127,6 +127,19 @@ class RunJournal:
     interrupted: int = 0
     stopped: int = 0
 
+    def discard(self) -> None:
+        """Remove a new run that never started (the engine refused its options).
+
+        Without this a ``tek run --pool typo=2`` would leave a run that
+        reads as interrupted, with every task pending, in the history. A
+        resumed run is kept: it existed before.
+        """
+        if self.decision is None:
+            from core.store_runs import delete_run
+
+            with self.store.write() as conn:
+                delete_run(conn, self.run_id)
+
     def close(self) -> None:
         """After the run: apply its queued batches, checkpoint, close the journal."""
         try:

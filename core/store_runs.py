@@ -75,6 +75,13 @@ def new_tasks(plan: Plan) -> tuple[NewTasks, str]:
     return NewTasks(packed, odd), plan_hash(plan, hashes)
 
 
+def delete_run(conn: sqlite3.Connection, run_id: str) -> None:
+    """Remove a run and everything recorded of it (a run that never started)."""
+    for table, column in (("pending", "run_id"), ("attempts", "run_id"), ("tasks", "run_id"),
+                          ("runs", "id")):
+        conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (run_id,))
+
+
 def insert_run(
     conn: sqlite3.Connection,
     run_id: str,

@@ -60,6 +60,21 @@ def test_non_finite_numbers_are_refused(ok_plan: Path, flag: str, value: str) ->
         f"tek: {flag} {value}: must be a finite number")
 
 
+def test_huge_gpu_count_is_refused(ok_plan: Path) -> None:
+    assert one_line(tek("run", str(ok_plan), "--gpus", "99999999999999999999")) == (
+        "tek: --gpus 99999999999999999999: must be at most 1024")
+
+
+@pytest.mark.parametrize("args", [["--pool", "nosuch=2"], ["--memory-floor-mb", "999999999"]])
+def test_options_the_engine_refuses_leave_no_run_behind(
+    ok_plan: Path, tek_home: Path, args: list[str]
+) -> None:
+    assert tek("run", str(ok_plan)).returncode == 0
+    before = tek("runs", "--json").stdout
+    one_line(tek("run", str(ok_plan), *args))
+    assert tek("runs", "--json").stdout == before  # no "interrupted" run, all pending
+
+
 def test_header_only_plan_is_bad_input(tmp_path: Path, tek_home: Path) -> None:
     plan = tmp_path / "empty.csv"
     plan.write_text("id,agent,command,deps\n\n")

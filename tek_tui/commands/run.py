@@ -70,7 +70,12 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_run)
 
 
-def _number(flag: str, text: str | None, kind: type, minimum: float) -> Any:
+#: Most GPUs ``--gpus`` accepts: the scheduler keeps one slot per GPU.
+MAX_GPUS = 1024
+
+
+def _number(flag: str, text: str | None, kind: type, minimum: float,
+            maximum: float | None = None) -> Any:
     if text is None:
         return None
     try:
@@ -82,6 +87,8 @@ def _number(flag: str, text: str | None, kind: type, minimum: float) -> Any:
         raise TekError(f"{flag} {text}: must be a finite number")
     if value < minimum:
         raise TekError(f"{flag} {text}: must be at least {minimum:g}")
+    if maximum is not None and value > maximum:
+        raise TekError(f"{flag} {text}: must be at most {maximum:g}")
     return value
 
 
@@ -126,15 +133,15 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
 
     config = _run_config()
 
-    def pick(flag: str, attr: str, kind: type, minimum: float) -> Any:
+    def pick(flag: str, attr: str, kind: type, minimum: float, maximum: float | None = None) -> Any:
         text = getattr(args, attr)
         if text is not None:
-            return _number(flag, text, kind, minimum)
+            return _number(flag, text, kind, minimum, maximum)
         key = CONFIG_KEYS[attr]
         if key in config:
             from core.paths import config_path
 
-            return _number(f"{config_path()}: {key} =", str(config[key]), kind, minimum)
+            return _number(f"{config_path()}: {key} =", str(config[key]), kind, minimum, maximum)
         return None
 
     defaults = RunOptions()
@@ -144,7 +151,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         jobs=pick("-j", "jobs", int, 1),
         pool_sizes=parse_pool_sizes(args.pool),
         cpus=pick("--cpus", "cpus", float, 0.001),
-        gpus=pick("--gpus", "gpus", int, 0),
+        gpus=pick("--gpus", "gpus", int, 0, MAX_GPUS),
         memory_mb=pick("--memory-mb", "memory_mb", int, 0),
         memory_floor_mb=defaults.memory_floor_mb if floor is None else floor,
         grace_s=defaults.grace_s if grace is None else grace,

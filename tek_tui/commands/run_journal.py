@@ -78,7 +78,7 @@ def run_journaled(plan: Any, options: Any, args: argparse.Namespace) -> int:
     """
     import dataclasses
 
-    from core.errors import TekError
+    from core.errors import PlanError, TekError
     from core.journal import create_journal
     from core.store import open_store
     from tek_tui.commands.run import execute
@@ -106,9 +106,13 @@ def run_journaled(plan: Any, options: Any, args: argparse.Namespace) -> int:
                 f"attempt(s) closed ({journal.stopped} still running: stopped)",
                 file=sys.stderr,
             )
-        return execute(
-            plan, options, args, recorder=journal.recorder, run_id=journal.run_id,
-            completed=journal.completed, attempts_so_far=journal.attempts_so_far,
-        )  # fmt: skip
+        try:
+            return execute(
+                plan, options, args, recorder=journal.recorder, run_id=journal.run_id,
+                completed=journal.completed, attempts_so_far=journal.attempts_so_far,
+            )  # fmt: skip
+        except PlanError:  # create_run refused the options: the run never started
+            journal.discard()
+            raise
     finally:
         journal.close()
