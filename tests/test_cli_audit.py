@@ -357,3 +357,13 @@ def test_resume_of_a_moved_plan(tmp_path: Path) -> None:
         f"tek run NEW_PATH --resume {run_id}")
     r = tek("run", str(moved), "--resume", run_id, "--json")
     assert r.returncode == 1 and json.loads(r.stdout)["tasks"]["x"]["attempts"] == 2
+
+
+def test_logs_of_a_sub_plan_task_points_at_its_parent(tmp_path: Path) -> None:
+    (tmp_path / "child.csv").write_text("id,command\nx,echo child-x\n")
+    plan = tmp_path / "parent.csv"
+    plan.write_text("id,agent,command\nsub,plan,child.csv\n")
+    assert tek("run", str(plan)).returncode == 0
+    assert one_line(tek("logs", "last", "sub/x")).endswith(
+        "has no task 'sub/x'; a sub-plan's tasks log into their parent's log: tek logs last sub")
+    assert "child-x" in tek("logs", "last", "sub").stdout

@@ -192,8 +192,12 @@ def _logs(args: argparse.Namespace) -> int:
     with store:
         run_id = store.resolve_run(args.run)
         run, tasks, _ = store.read_run(run_id)
-        if args.task not in {t.task_id for t in tasks}:
-            raise StoreError(f"run {run_id} has no task {args.task!r}")
+        ids = {t.task_id for t in tasks}
+        if args.task not in ids:
+            parent = args.task.split("/", 1)[0]
+            hint = (f"; a sub-plan's tasks log into their parent's log: tek logs {args.run} {parent}"
+                    if parent in ids and parent != args.task else "")
+            raise StoreError(f"run {run_id} has no task {args.task!r}{hint}")
         if args.follow:
             gc.enable()  # the CLI starts with it off (imports only)
             return _follow(store, run_id, args.task, args.attempt)
