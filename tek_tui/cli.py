@@ -3,6 +3,10 @@
 Exit codes (DESIGN.md, "Command line"): 0 all succeeded, 1 some task failed,
 2 bad input (plan, options, journal), 130 interrupted. Any :class:`TekError`
 reaching here prints its lines as ``tek: ...`` on stderr, never a traceback.
+So do argparse's own errors (one line naming ``--help``, not usage plus error)
+and an ``OSError`` of the environment (a ``$TEK_HOME`` that cannot be
+created): exit 2. A reader of stdout that goes away (``tek runs | head``)
+ends the command quietly.
 """
 
 from __future__ import annotations

@@ -10,7 +10,10 @@ very short tasks) and the last output lines of a failed task; those lines are
 written in order, in one write every ``PLAIN_FLUSH_S`` and when the run ends,
 not one write per line (a 2000-task run printed 4000 lines with 4000 writes,
 unbuffered under ``PYTHONUNBUFFERED``), which still keeps a pipe or
-``tail -f`` reader current.
+``tail -f`` reader current. When that reader goes away (``tek run | head``)
+the view stops writing and the run goes on to its end (journal, logs and exit
+code as ever). Task output is shown as text: no colour codes or cursor moves
+from a task reach the terminal or a plain log, and ``[/red]`` is not markup.
 
 Nothing here imports textual: ``tek run`` must start fast.
 """
