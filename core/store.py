@@ -331,7 +331,7 @@ class Store:
                     raise StoreError(f"{self.path}: no run{what} in the journal")
                 return str(row[0])
             rows = conn.execute(
-                "SELECT id FROM runs WHERE id = ? OR substr(id, 1, ?) = ? ORDER BY id LIMIT 3",
+                "SELECT id FROM runs WHERE id = ? OR substr(id, 1, ?) = ? ORDER BY id LIMIT 6",
                 (ref, len(ref), ref),
             ).fetchall()
         ids = [str(r[0]) for r in rows]
@@ -340,7 +340,8 @@ class Store:
         if not ids:
             raise StoreError(f"{self.path}: no run {ref!r} in the journal (see `tek runs`)")
         if len(ids) > 1:
-            raise StoreError(f"run {ref!r} is ambiguous: {', '.join(ids)}, ...")
+            more = ", ..." if len(ids) > 5 else ""
+            raise StoreError(f"run {ref!r} is ambiguous: {', '.join(ids[:5])}{more}")
         return ids[0]
 
     def get_run(self, run_id: str) -> RunRecord:

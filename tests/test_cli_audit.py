@@ -88,6 +88,10 @@ def test_empty_run_reference_is_not_ambiguous(ok_plan: Path) -> None:
     assert tek("run", str(ok_plan)).returncode == 0
     assert tek("run", str(ok_plan)).returncode == 0
     assert "RUN is empty" in one_line(tek("show", ""))
+    ids = sorted(r["id"] for r in json.loads(tek("runs", "--json").stdout))
+    prefix = os.path.commonprefix(ids)
+    assert one_line(tek("show", prefix)) == (  # both named, no "..." as if there were more
+        f"tek: run {prefix!r} is ambiguous: {ids[0]}, {ids[1]}")
 
 
 # ------------------------------------------------------------ encodings, text
