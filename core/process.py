@@ -407,3 +407,51 @@ def _holds(fd_dir: str, target: str) -> bool:
         except (OSError, StopIteration, ValueError, IndexError):  # closed meanwhile
             continue
     return False
+
+
+#: Sessions whose strays get a signal at the next scan: session id -> signal.
+_stray_signals: dict[int, int] = {}
+
+
+def signal_session_soon(loop: asyncio.AbstractEventLoop, sid: int, sig: int) -> None:
+    """Send ``sig`` soon to every process of session ``sid`` (a stopped task's).
+
+    A task's processes stay in its session unless they call ``setsid``, but
+    not always in its process group: ``timeout``, ``bash -m`` job control
+    and the like move to groups of their own, and ``killpg`` misses them.
+    Such strays are found by one ``/proc`` scan per loop turn for every
+    session stopped in that turn (a ``--fail-fast`` that stops 500 tasks
+    scans once), so only stopping a task pays for it, never the hot path.
+    A session id cannot be reused while a process is still in that session.
+
+    Args:
+        loop: the event loop that runs the scan.
+        sid: the session id (the task leader's pid).
+        sig: SIGTERM or SIGKILL (SIGKILL wins when both are asked for).
+    """
+    if not _stray_signals:
+        loop.call_soon(_signal_strays)
+    if _stray_signals.get(sid) != signal.SIGKILL:
+        _stray_signals[sid] = sig
+
+
+def _signal_strays() -> None:
+    wanted = dict(_stray_signals)
+    _stray_signals.clear()
+    try:
+        pids = [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+            session = int(stat[stat.rindex(b")") + 2 :].split()[3])
+        except (OSError, ValueError, IndexError):  # gone meanwhile
+            continue
+        sig = wanted.get(session)
+        if sig is not None:
+            try:
+                os.kill(int(pid), sig)
+            except (ProcessLookupError, PermissionError):
+                pass

@@ -23,9 +23,12 @@ log), whether or not they keep printing, and so is anything left in the group
 at the end. A process that left the group (``setsid``) but still holds the
 output pipe ``ESCAPE_S`` after the group was killed is found through
 ``/proc`` and killed too (:func:`core.process.kill_pipe_holders`): no process
-of a task that still writes to its output outlives its attempt. One that
-left the group *and* let go of the output (a daemon) is out of reach without
-cgroups; tek leaves it alone. :meth:`ShellAttempt.cancel` sends SIGTERM to the group,
+of a task that still writes to its output outlives its attempt. When a task
+is stopped (cancel, timeout), processes of its session that moved to other
+groups (``timeout``, job control) get its signals too
+(:func:`core.process.signal_session_soon`). One that left the session *and*
+let go of the output (a daemon) is out of reach without cgroups; so is one
+that left only the group and the output of a task that ended by itself. :meth:`ShellAttempt.cancel` sends SIGTERM to the group,
 then SIGKILL after the grace period; the attempt ends once the leader is gone.
 A leader that was alive when stopped has not succeeded, even if its TERM
 handler exits 0 (so a timed-out task is never reported as succeeded).
@@ -41,7 +44,7 @@ from collections.abc import Callable
 
 from core.agents.base import AttemptContext, LogSink, Outcome
 from core.poller import poller
-from core.process import Child, kill_pipe_holders, spawn_soon
+from core.process import Child, kill_pipe_holders, signal_session_soon, spawn_soon
 
 #: Bytes of one line kept before it is cut (without a newline in sight).
 MAX_LINE_BYTES = 1 << 20
@@ -259,6 +262,7 @@ class ShellAttempt:
         if child.returncode is None and not child.exited():
             self._signalled = True
             child.signal_group(signal.SIGTERM)
+            signal_session_soon(self._loop, child.pid, signal.SIGTERM)
             self._kill_timer = self._loop.call_later(self.grace_s, self._kill)
             if self._pidfd < 0:
                 self._watch_leader()
@@ -270,6 +274,7 @@ class ShellAttempt:
         self._kill_timer = None
         if self._child is not None and self._done is not None:
             self._child.signal_group(signal.SIGKILL)
+            signal_session_soon(self._loop, self._child.pid, signal.SIGKILL)
 
     # -- ending --------------------------------------------------------------
 
@@ -297,6 +302,8 @@ class ShellAttempt:
         # Leftovers, killed before the pipe is drained: a member that floods
         # it would otherwise keep the drain (and the loop) busy for ever.
         child.signal_group(signal.SIGKILL)
+        if self._signalled or self.cancelled:  # a stopped task: its strays too
+            signal_session_soon(self._loop, child.pid, signal.SIGKILL)
         if not self._eof:
             self._drain()
         if self._eof:

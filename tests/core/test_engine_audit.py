@@ -22,7 +22,15 @@ import pytest
 from core import engine
 from core.engine import Run, RunOptions, create_run
 from core.errors import PlanError
-from core.events import AdmissionChanged, CancelRun, ResizePool, RunStatus, TaskState
+from core.events import (
+    AdmissionChanged,
+    CancelRun,
+    CancelTask,
+    OutputLines,
+    ResizePool,
+    RunStatus,
+    TaskState,
+)
 from tests.core.engine_helpers import EventLog, plan_of, run_collect, shell
 from tests.core.test_shell_agent import log_of, survivors
 
@@ -242,3 +250,22 @@ def test_gpu_ids_without_and_past_the_inherited_list() -> None:
     assert gpu_ids(None, (0, 2)) == "0,2"
     assert gpu_ids("GPU-a, GPU-b", (1,)) == "GPU-b"
     assert gpu_ids("3", (0, 1)) == "3,1"
+
+
+async def test_cancel_stops_processes_that_moved_to_another_group(tmp_path: Path) -> None:
+    # `timeout` (coreutils) puts itself in a group of its own: killpg on the
+    # task's group missed it and its child, which outlived the task.
+    pid_file = tmp_path / "inner.pid"
+    cmd = (f"timeout 100 sh -c 'echo $$ > {pid_file}; exec sleep 100' >/dev/null 2>&1 & "
+           f"while [ ! -s {pid_file} ]; do sleep 0.01; done; echo ready; wait")
+    run = create_run(plan_of(shell("t", cmd)), OPTS)
+
+    async def cancel_when_started(run: Run, events: EventLog) -> None:
+        await events.wait_for(lambda: any(
+            isinstance(e, OutputLines) and "ready" in e.lines for e in events))
+        await run.control(CancelTask("t"))
+
+    summary, _ = await run_collect(run, cancel_when_started)
+    assert summary.tasks["t"].reason == "cancelled by user"
+    assert gone(int(pid_file.read_text()))
+    assert survivors(run.run_id) == []
