@@ -341,14 +341,17 @@ def spawn_soon(
 
 
 def kill_all() -> int:
-    """SIGKILL every live child's group now (second Ctrl-C); returns how many."""
+    """SIGKILL every live child's group and session now (second Ctrl-C); returns how many."""
     n = 0
-    for pgid in list(_live_groups):
+    groups = list(_live_groups)
+    for pgid in groups:
         try:
             os.killpg(pgid, signal.SIGKILL)
             n += 1
         except (ProcessLookupError, PermissionError):
             pass
+    if groups:  # members that moved to groups of their own (see signal_session_soon)
+        _signal_sessions(dict.fromkeys(groups, signal.SIGKILL))
     return n
 
 
@@ -438,6 +441,11 @@ def signal_session_soon(loop: asyncio.AbstractEventLoop, sid: int, sig: int) -> 
 def _signal_strays() -> None:
     wanted = dict(_stray_signals)
     _stray_signals.clear()
+    _signal_sessions(wanted)
+
+
+def _signal_sessions(wanted: Mapping[int, int]) -> None:
+    """One ``/proc`` scan: send each process of a session in ``wanted`` its signal."""
     try:
         pids = [name for name in os.listdir("/proc") if name.isdigit()]
     except OSError:

@@ -269,3 +269,22 @@ async def test_cancel_stops_processes_that_moved_to_another_group(tmp_path: Path
     assert summary.tasks["t"].reason == "cancelled by user"
     assert gone(int(pid_file.read_text()))
     assert survivors(run.run_id) == []
+
+
+def test_kill_all_reaches_processes_that_moved_to_another_group(tmp_path: Path) -> None:
+    from core.process import kill_all, spawn
+
+    pid_file = tmp_path / "inner.pid"
+    cmd = f"timeout 100 sh -c 'echo $$ > {pid_file}; exec sleep 100' >/dev/null 2>&1; echo done"
+    child = spawn(cmd, dict(os.environ), tmp_path)
+    try:
+        deadline = time.monotonic() + 10
+        while not (pid_file.exists() and pid_file.read_text().strip()):  # written by the child
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        kill_all()
+        assert gone(int(pid_file.read_text()))
+    finally:
+        child.signal_group(9)
+        child.reap()
+        child.close()
