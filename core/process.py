@@ -16,8 +16,7 @@ arguments Popen would pass (half Popen's CPU); other versions use Popen.
 Stopping a group (SIGTERM, then SIGKILL after the grace) is the caller's
 (:mod:`core.agents.shell_attempt`). Live children are tracked in a module
 registry so a second Ctrl-C can SIGKILL every group at once (:func:`kill_all`).
-:func:`kill_pipe_holders` finds processes that left a task's group but still
-hold its output pipe.
+Processes that left a task's group are found by :mod:`core.strays`.
 """
 
 from __future__ import annotations
@@ -351,115 +350,8 @@ def kill_all() -> int:
         except (ProcessLookupError, PermissionError):
             pass
     if groups:  # members that moved to groups of their own (see signal_session_soon)
-        _signal_sessions(dict.fromkeys(groups, signal.SIGKILL))
+        from core.strays import signal_sessions
+
+        signal_sessions(dict.fromkeys(groups, signal.SIGKILL))
     return n
 
-
-def kill_pipe_holders(fd: int) -> int:
-    """SIGKILL every other process holding the pipe that ``fd`` is one end of.
-
-    For a task's output pipe after its whole group was killed: whoever still
-    holds the write end left the group (``setsid``) and would outlive the
-    attempt. Found by scanning ``/proc/*/fd`` (milliseconds; only done when
-    the pipe outlived the group's SIGKILL, never on the hot path).
-
-    Args:
-        fd: this process's end of the pipe.
-
-    Returns:
-        How many processes were sent SIGKILL (0 where ``/proc`` is missing).
-    """
-    try:
-        target = f"pipe:[{os.fstat(fd).st_ino}]"
-        pids = [name for name in os.listdir("/proc") if name.isdigit()]
-    except OSError:
-        return 0
-    me = str(os.getpid())
-    killed = 0
-    for pid in pids:
-        if pid == me:
-            continue
-        if _holds(f"/proc/{pid}/fd", target):
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-                killed += 1
-            except (ProcessLookupError, PermissionError):
-                pass
-    return killed
-
-
-def _holds(fd_dir: str, target: str) -> bool:
-    """True when one of the descriptors in ``fd_dir`` is the write end of pipe ``target``.
-
-    Both ends of a pipe link to the same ``pipe:[inode]``; the read end (held
-    for an instant by a process forked here before its exec) is told apart
-    by the access mode in ``fdinfo``.
-    """
-    try:
-        names = os.listdir(fd_dir)
-    except OSError:  # gone, or not ours to look at
-        return False
-    for name in names:
-        try:
-            if os.readlink(f"{fd_dir}/{name}") != target:
-                continue
-            with open(f"{fd_dir}info/{name}", "rb") as info:
-                flags = next(ln for ln in info if ln.startswith(b"flags:")).split()[1]
-            if int(flags, 8) & os.O_ACCMODE != os.O_RDONLY:
-                return True
-        except (OSError, StopIteration, ValueError, IndexError):  # closed meanwhile
-            continue
-    return False
-
-
-#: Sessions whose strays get a signal at the next scan: session id -> signal.
-_stray_signals: dict[int, int] = {}
-
-
-def signal_session_soon(loop: asyncio.AbstractEventLoop, sid: int, sig: int) -> None:
-    """Send ``sig`` soon to every process of session ``sid`` (a stopped task's).
-
-    A task's processes stay in its session unless they call ``setsid``, but
-    not always in its process group: ``timeout``, ``bash -m`` job control
-    and the like move to groups of their own, and ``killpg`` misses them.
-    Such strays are found by one ``/proc`` scan per loop turn for every
-    session stopped in that turn (a ``--fail-fast`` that stops 500 tasks
-    scans once), so only stopping a task pays for it, never the hot path.
-    A session id cannot be reused while a process is still in that session.
-
-    Args:
-        loop: the event loop that runs the scan.
-        sid: the session id (the task leader's pid).
-        sig: SIGTERM or SIGKILL (SIGKILL wins when both are asked for).
-    """
-    if not _stray_signals:
-        loop.call_soon(_signal_strays)
-    if _stray_signals.get(sid) != signal.SIGKILL:
-        _stray_signals[sid] = sig
-
-
-def _signal_strays() -> None:
-    wanted = dict(_stray_signals)
-    _stray_signals.clear()
-    _signal_sessions(wanted)
-
-
-def _signal_sessions(wanted: Mapping[int, int]) -> None:
-    """One ``/proc`` scan: send each process of a session in ``wanted`` its signal."""
-    try:
-        pids = [name for name in os.listdir("/proc") if name.isdigit()]
-    except OSError:
-        return
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                stat = f.read()
-            session = int(stat[stat.rindex(b")") + 2 :].split()[3])
-        except (OSError, ValueError, IndexError):  # gone meanwhile
-            continue
-        sig = wanted.get(session)
-        if sig is not None:
-            try:
-                os.kill(int(pid), sig)
-            except (ProcessLookupError, PermissionError):
-                pass

@@ -22,11 +22,11 @@ holding the pipe ``DRAIN_S`` after the leader exited are killed (noted in the
 log), whether or not they keep printing, and so is anything left in the group
 at the end. A process that left the group (``setsid``) but still holds the
 output pipe ``ESCAPE_S`` after the group was killed is found through
-``/proc`` and killed too (:func:`core.process.kill_pipe_holders`): no process
+``/proc`` and killed too (:func:`core.strays.kill_pipe_holders`): no process
 of a task that still writes to its output outlives its attempt. When a task
 is stopped (cancel, timeout), processes of its session that moved to other
 groups (``timeout``, job control) get its signals too
-(:func:`core.process.signal_session_soon`). One that left the session *and*
+(:func:`core.strays.signal_session_soon`). One that left the session *and*
 let go of the output (a daemon) is out of reach without cgroups; so is one
 that left only the group and the output of a task that ended by itself. :meth:`ShellAttempt.cancel` sends SIGTERM to the group,
 then SIGKILL after the grace period; the attempt ends once the leader is gone.
@@ -44,7 +44,8 @@ from collections.abc import Callable
 
 from core.agents.base import AttemptContext, LogSink, Outcome
 from core.poller import poller
-from core.process import Child, kill_pipe_holders, signal_session_soon, spawn_soon
+from core.process import Child, spawn_soon
+from core.strays import kill_pipe_holders, signal_session_soon
 
 #: Bytes of one line kept before it is cut (without a newline in sight).
 MAX_LINE_BYTES = 1 << 20
