@@ -71,6 +71,8 @@ class LogView(Vertical):
         Binding("n", "next_match", "Next match", id="log-next-match", show=False),
         Binding("N", "prev_match", "Prev match", id="log-prev-match", show=False),
         Binding("escape", "close_search", "Close search", id="log-close-search", show=False),
+        Binding("j", "scroll_log(1)", "Scroll down", id="log-down", show=False),
+        Binding("k", "scroll_log(-1)", "Scroll up", id="log-up", show=False),
     ]
 
     def __init__(self, *, max_lines: int = MAX_LINES, **kwargs: object) -> None:
@@ -164,6 +166,10 @@ class LogView(Vertical):
         if self.follow:
             self.lines_widget.scroll_end(animate=False)
         self._update_header()
+
+    def action_scroll_log(self, lines: int) -> None:
+        """Scroll the log by ``lines`` (``j``/``k``, as ``↓``/``↑``)."""
+        self.lines_widget.scroll_relative(y=lines, animate=False)
 
     def action_search(self) -> None:
         """Open the search box."""

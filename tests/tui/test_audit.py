@@ -264,3 +264,21 @@ async def test_help_at_80x24_shows_where_each_key_works() -> None:
         lines = ["".join(s.text for s in table.render_line(y)) for y in range(table.size.height)]
         assert "where" in lines[0] and "action" in lines[0], lines[0]
         assert any("everywhere" in line and "Quit" in line for line in lines), lines
+
+
+async def test_j_and_k_scroll_the_log() -> None:
+    """README: ``jk`` move in every pane; in the log they did nothing."""
+    client = FakeClient(demo_snapshot(), demo_events())
+    app = make_app(client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("l")
+        screen.log_view.append([(1, f"line {i}") for i in range(200)])
+        log = screen.log_view.lines_widget
+        await until(pilot, lambda: log.line_count >= 200 and log.scroll_y > 0)
+        await pilot.press("f")  # hold still
+        bottom = log.scroll_y
+        await pilot.press("k", "k")
+        await until(pilot, lambda: log.scroll_y == bottom - 2)
+        await pilot.press("j")
+        await until(pilot, lambda: log.scroll_y == bottom - 1)
