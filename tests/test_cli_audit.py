@@ -371,3 +371,23 @@ def test_logs_of_a_sub_plan_task_points_at_its_parent(tmp_path: Path) -> None:
     assert one_line(tek("logs", "last", "sub/x")).endswith(
         "has no task 'sub/x'; a sub-plan's tasks log into their parent's log: tek logs last sub")
     assert "child-x" in tek("logs", "last", "sub").stdout
+
+
+def test_dry_run_of_a_resume_shows_only_what_would_rerun(tmp_path: Path) -> None:
+    plan = tmp_path / "p.csv"
+    plan.write_text("id,command,deps\na,echo,\nb,exit 1,a\nc,echo,b\nd,echo,a\n")
+    assert tek("run", str(plan)).returncode == 1
+    run_id = _last_run_id()
+    before = tek("show", run_id, "--json").stdout
+    r = tek("run", str(plan), "--dry-run", "--resume")
+    assert r.returncode == 0
+    assert r.stdout.splitlines() == [
+        f"resume of run {run_id}: 2 to run, 2 already succeeded",
+        "   1  b  (shell, pool shell)  was failed",
+        "   2  c  (shell, pool shell)  was skipped",
+    ]
+    data = json.loads(tek("run", str(plan), "--dry-run", "--json", "--from", "d").stdout)
+    assert data["order"] == ["b", "c", "d"]
+    assert data["resume"] == {"run_id": run_id, "completed": ["a"],
+                              "why": {**data["resume"]["why"], "d": "--from"}}
+    assert tek("show", run_id, "--json").stdout == before  # a preview writes nothing

@@ -182,7 +182,9 @@ def _run(args: argparse.Namespace) -> int:
     options = options_from_args(args)  # flags first: a typo fails before the plan is read
     plan = read_cli_plan(plan_path_for(args))
     if args.dry_run:
-        return dry_run(plan, as_json=args.json)
+        from tek_tui.commands.run_journal import resume_preview
+
+        return dry_run(plan, as_json=args.json, resume=resume_preview(plan, args))
     check_log_folder()  # before the journal records a run that could not log
     return run_journaled(plan, options, args)  # journal on unless --no-journal
 
@@ -213,17 +215,33 @@ def check_log_folder() -> None:
                        "(set TEK_HOME to a writable folder)")
 
 
-def dry_run(plan: Plan, *, as_json: bool = False) -> int:
-    """Print the order tasks would start in (unlimited workers); exit code 0."""
+def dry_run(plan: Plan, *, as_json: bool = False, resume: tuple[str, Any] | None = None) -> int:
+    """Print the order tasks would start in (unlimited workers); exit code 0.
+
+    With ``resume`` (run id, decision), only the tasks the resume would rerun,
+    each with why; JSON adds ``resume``: ``run_id``, ``completed`` and ``why``.
+    """
     from core.scheduler import start_order
 
     order = start_order(plan)
+    why: Mapping[str, str] = {}
+    if resume is not None:
+        why = resume[1].why
+        order = [tid for tid in order if tid in resume[1].rerun]
     if as_json:
-        print(json.dumps({"order": order}))
-    else:
-        for n, tid in enumerate(order, 1):
-            t = plan.task(tid)
-            print(f"{n:>4}  {tid}  ({t.agent}, pool {t.pool_name})")
+        out: dict[str, Any] = {"order": order}
+        if resume is not None:
+            out["resume"] = {"run_id": resume[0], "completed": sorted(resume[1].completed),
+                             "why": dict(why)}
+        print(json.dumps(out))
+        return EXIT_OK
+    if resume is not None:
+        print(f"resume of run {resume[0]}: {len(order)} to run, "
+              f"{len(resume[1].completed)} already succeeded")
+    for n, tid in enumerate(order, 1):
+        t = plan.task(tid)
+        reason = f"  {why[tid]}" if tid in why else ""
+        print(f"{n:>4}  {tid}  ({t.agent}, pool {t.pool_name}){reason}")
     return EXIT_OK
 
 

@@ -65,6 +65,34 @@ def plan_path_for(args: argparse.Namespace) -> str:
     return run.plan_path
 
 
+def resume_preview(plan: Any, args: argparse.Namespace) -> tuple[str, Any] | None:
+    """For ``--dry-run --resume``: the run and what a resume would rerun, read only.
+
+    Returns:
+        (run id, :class:`core.resume.ResumeDecision`), or None without
+        ``--resume`` or ``--from``.
+
+    Raises:
+        TekError: no journal, unknown run or ``--from`` task.
+    """
+    from core.errors import StoreError, TekError
+    from core.resume import decide_resume
+
+    resume = args.resume or ("last" if args.from_tasks else None)
+    if not resume:
+        return None
+    if args.no_journal:
+        raise TekError("--resume and --from need the journal: drop --no-journal")
+    store = open_journal(args)
+    if store is None:
+        raise StoreError("nothing to resume: the journal is empty")
+    with store:
+        plan_path = str(plan.path.resolve()) if plan.path is not None and resume == "last" else None
+        run_id = store.resolve_run(resume, plan_path=plan_path)
+        tasks = store.read_run(run_id)[1]
+    return run_id, decide_resume(plan, tasks, args.from_tasks)
+
+
 def run_journaled(plan: Any, options: Any, args: argparse.Namespace) -> int:
     """Run ``plan`` through ``tek run``'s ``execute`` with the journal on.
 
