@@ -1,6 +1,10 @@
-"""What an agent gets for one attempt: :func:`build_context`.
+"""What one attempt gets and how it ends: :func:`build_context`, :class:`RunAttempts`.
 
-Fills every field of :class:`~core.agents.base.AttemptContext`: the
+:class:`RunAttempts` is the engine's half that runs one attempt as an anyio
+task (agents that do not launch), ends every attempt (its log, reason,
+resources and state; launched ones come through :mod:`core.launched`) and
+waits out retry delays. :func:`build_context`
+fills every field of :class:`~core.agents.base.AttemptContext`: the
 environment (``os.environ`` as it was when the run was built, the task's
 ``env`` column, ``TEK_RUN_ID``, ``TEK_TASK_ID``, ``TEK_ATTEMPT`` and, for a
 task holding GPUs, ``CUDA_VISIBLE_DEVICES`` with its devices, taken from
@@ -16,17 +20,25 @@ then (:meth:`~core.run_state.RunState.note_pid`).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.agents.base import AttemptContext
+import anyio
+
+from core.agents.base import Agent, AttemptContext, Outcome
 from core.events import Progress, TaskState
+from core.logsink import AttemptLog
+from core.paths import run_log_path
+from core.process import GRACE_S
+from core.run_events import RunEvents
+from core.run_state import CURRENT_RUN
 
 if TYPE_CHECKING:
-    from core.logsink import AttemptLog
     from core.run_state import RunState
     from core.scheduler import TaskRec
 
 _RUNNING = TaskState.RUNNING
+_RETRYING = TaskState.RETRYING
 
 
 def gpu_ids(inherited: str | None, indices: tuple[int, ...]) -> str:
@@ -93,3 +105,101 @@ def build_context(run: RunState, rec: TaskRec, log: AttemptLog) -> AttemptContex
         log_path=log.path, log=log, report_progress=report_progress,
         set_pid=set_pid, plan_dir=base,
     )  # fmt: skip
+
+
+class RunAttempts(RunEvents):
+    """How a run starts an awaited attempt, ends any attempt and waits to retry."""
+
+    async def _attempt(self, rec: TaskRec, agent: Agent, ctx: AttemptContext) -> None:
+        GRACE_S.set(self.options.grace_s)
+        CURRENT_RUN.set(self)
+        log = ctx.log
+        assert isinstance(log, AttemptLog)
+        outcome: Outcome | None = None
+        timed_out = False
+        timeout = rec.task.timeout_s
+        try:
+            with anyio.CancelScope() as scope:
+                rec.scope = scope
+                if rec.cancel_reason:
+                    scope.cancel()
+                try:
+                    if timeout is None:
+                        outcome = await agent.run(ctx)
+                    else:
+                        with anyio.move_on_after(timeout) as tscope:
+                            outcome = await agent.run(ctx)
+                        timed_out = tscope.cancelled_caught or (
+                            tscope.cancel_called and (outcome is None or not outcome.ok)
+                        )
+                except Exception as exc:  # an agent bug fails its task, not the run
+                    outcome = Outcome(ok=False, reason=f"{agent.name} agent error: {exc!r}")
+        finally:
+            rec.scope = None
+            log_error = self.attempt_stopped(log)
+        self.attempt_ended(rec, outcome, timed_out, log_error)
+
+    def attempt_stopped(self, log: AttemptLog) -> str:
+        """An attempt's work has stopped: close its log, take its last lines.
+
+        Returns:
+            Why its log file could not be written, or "".
+        """
+        self._live -= 1
+        log.close()
+        self._take_output(log)
+        self._logs.pop(log, None)
+        return log.error
+
+    def attempt_ended(self, rec: TaskRec, outcome: Outcome | None, timed_out: bool,
+                      log_error: str = "") -> None:
+        """The common end of an attempt: its reason, resources, state, next steps.
+
+        An attempt whose log could not be written (``log_error``) fails
+        with that reason, even when its command succeeded: its output is lost.
+        """
+        code = outcome.exit_code if outcome is not None else None
+        if rec.cancel_reason:
+            outcome = Outcome(ok=False, exit_code=code, reason=rec.cancel_reason)
+        elif timed_out:
+            outcome = Outcome(ok=False, exit_code=code,
+                              reason=f"timed out after {rec.task.timeout_s:g}s")
+        elif outcome is None:
+            outcome = Outcome(ok=False, reason="cancelled")
+        elif log_error and outcome.ok:
+            outcome = Outcome(ok=False, exit_code=code, reason=log_error,
+                              metrics=outcome.metrics)
+        self.resources.release(rec)
+        rec.pool.busy -= 1
+        rec.pool.finished += 1
+        rec.pool.dirty = True
+        self.end_attempt(rec, outcome, cancelled=bool(rec.cancel_reason))
+        self._poke()
+
+    def _context(self, rec: TaskRec) -> AttemptContext:
+        if self._log_dir is None:  # run_log_path makes $TEK_HOME each call: once a run
+            self._log_dir = run_log_path(self.run_id, "_", 1).parent
+        path = self._log_dir / f"{rec.task.id.replace('/', '__')}.{rec.attempt}.log"
+        log = AttemptLog(path, on_output=self._on_output)
+        self._logs[log] = (rec.task.id, rec.attempt)
+        return build_context(self, rec, log)
+
+    _log_dir: Path | None = None
+
+    def _schedule_retry(self, rec: TaskRec, delay: float) -> None:
+        self._live += 1
+        assert self._tg is not None
+        self._tg.start_soon(self._backoff, rec, delay)
+
+    async def _backoff(self, rec: TaskRec, delay: float) -> None:
+        try:
+            with anyio.CancelScope() as scope:
+                rec.scope = scope
+                await anyio.sleep(delay)
+        finally:
+            if rec.scope is scope:
+                rec.scope = None
+            self._live -= 1
+        if rec.state is _RETRYING and not self._stopping:
+            self.make_ready(rec)
+        self._poke()

@@ -18,7 +18,8 @@ How it goes fast and stays correct:
   :mod:`core.launched`): no task or cancel scope per attempt. Other attempts
   that wait on something run as one anyio task each in the run's task group,
   with their timeout and cancellation as anyio cancel scopes around
-  ``agent.run``. Either way, agents stop their process groups when cancelled,
+  ``agent.run`` (:class:`core.attempt.RunAttempts`, which also ends every
+  attempt and waits out retry delays). Either way, agents stop their process groups when cancelled,
   and nothing outlives the task group.
 
 Decisions beyond DESIGN.md: a task cancelled by a user makes the run end
@@ -33,15 +34,14 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Collection, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
 import anyio.lowlevel
 
-from core.agents.base import Agent, AttemptContext, Outcome
+from core.agents.base import Agent, Outcome
 from core.agents.registry import get_agent, known_agents
-from core.attempt import build_context
+from core.attempt import RunAttempts
 from core.broadcast import InProcessClient
 from core.errors import PlanError
 from core.events import (
@@ -52,12 +52,7 @@ from core.events import (
     TaskState,
 )
 from core.launched import LaunchedAttempt, stop_launched
-from core.logsink import AttemptLog
-from core.paths import run_log_path
-from core.process import GRACE_S
-from core.run_events import RunEvents
 from core.run_options import RunOptions, RunSummary, TaskResult, new_run_id
-from core.run_state import CURRENT_RUN
 from core.scheduler import TaskRec
 from core.sysmem import available_mb, total_mb
 
@@ -149,7 +144,7 @@ def create_run(
             gc.enable()
 
 
-class Run(RunEvents):
+class Run(RunAttempts):
     """One execution of a plan. Build with :func:`create_run`."""
 
     def client(self) -> RunClient:
@@ -328,100 +323,6 @@ class Run(RunEvents):
             assert self._tg is not None
             self._tg.start_soon(self._attempt, rec, agent, ctx, name=f"tek:{task.id}")
         return 0
-
-    async def _attempt(self, rec: TaskRec, agent: Agent, ctx: AttemptContext) -> None:
-        GRACE_S.set(self.options.grace_s)
-        CURRENT_RUN.set(self)
-        log = ctx.log
-        assert isinstance(log, AttemptLog)
-        outcome: Outcome | None = None
-        timed_out = False
-        timeout = rec.task.timeout_s
-        try:
-            with anyio.CancelScope() as scope:
-                rec.scope = scope
-                if rec.cancel_reason:
-                    scope.cancel()
-                try:
-                    if timeout is None:
-                        outcome = await agent.run(ctx)
-                    else:
-                        with anyio.move_on_after(timeout) as tscope:
-                            outcome = await agent.run(ctx)
-                        timed_out = tscope.cancelled_caught or (
-                            tscope.cancel_called and (outcome is None or not outcome.ok)
-                        )
-                except Exception as exc:  # an agent bug fails its task, not the run
-                    outcome = Outcome(ok=False, reason=f"{agent.name} agent error: {exc!r}")
-        finally:
-            rec.scope = None
-            log_error = self.attempt_stopped(log)
-        self.attempt_ended(rec, outcome, timed_out, log_error)
-
-    def attempt_stopped(self, log: AttemptLog) -> str:
-        """An attempt's work has stopped: close its log, take its last lines.
-
-        Returns:
-            Why its log file could not be written, or "".
-        """
-        self._live -= 1
-        log.close()
-        self._take_output(log)
-        self._logs.pop(log, None)
-        return log.error
-
-    def attempt_ended(self, rec: TaskRec, outcome: Outcome | None, timed_out: bool,
-                      log_error: str = "") -> None:
-        """The common end of an attempt: its reason, resources, state, next steps.
-
-        An attempt whose log could not be written (``log_error``) fails
-        with that reason, even when its command succeeded: its output is lost.
-        """
-        code = outcome.exit_code if outcome is not None else None
-        if rec.cancel_reason:
-            outcome = Outcome(ok=False, exit_code=code, reason=rec.cancel_reason)
-        elif timed_out:
-            outcome = Outcome(ok=False, exit_code=code,
-                              reason=f"timed out after {rec.task.timeout_s:g}s")
-        elif outcome is None:
-            outcome = Outcome(ok=False, reason="cancelled")
-        elif log_error and outcome.ok:
-            outcome = Outcome(ok=False, exit_code=code, reason=log_error,
-                              metrics=outcome.metrics)
-        self.resources.release(rec)
-        rec.pool.busy -= 1
-        rec.pool.finished += 1
-        rec.pool.dirty = True
-        self.end_attempt(rec, outcome, cancelled=bool(rec.cancel_reason))
-        self._poke()
-
-    def _context(self, rec: TaskRec) -> AttemptContext:
-        if self._log_dir is None:  # run_log_path makes $TEK_HOME each call: once a run
-            self._log_dir = run_log_path(self.run_id, "_", 1).parent
-        path = self._log_dir / f"{rec.task.id.replace('/', '__')}.{rec.attempt}.log"
-        log = AttemptLog(path, on_output=self._on_output)
-        self._logs[log] = (rec.task.id, rec.attempt)
-        return build_context(self, rec, log)
-
-    _log_dir: Path | None = None
-
-    def _schedule_retry(self, rec: TaskRec, delay: float) -> None:
-        self._live += 1
-        assert self._tg is not None
-        self._tg.start_soon(self._backoff, rec, delay)
-
-    async def _backoff(self, rec: TaskRec, delay: float) -> None:
-        try:
-            with anyio.CancelScope() as scope:
-                rec.scope = scope
-                await anyio.sleep(delay)
-        finally:
-            if rec.scope is scope:
-                rec.scope = None
-            self._live -= 1
-        if rec.state is _RETRYING and not self._stopping:
-            self.make_ready(rec)
-        self._poke()
 
     async def _tick(self) -> None:
         try:
