@@ -46,9 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
 class _Parser(argparse.ArgumentParser):
     """argparse with tek's one-line errors (subcommand parsers inherit it)."""
 
+    #: The command line's subcommand, for the hint of errors argparse
+    #: raises at the top (unrecognised arguments of ``tek runs --bogus``).
+    command: str = ""
+
     def error(self, message: str) -> NoReturn:
         """Print ``tek: MESSAGE (see PROG --help)`` instead of usage plus error; exit 2."""
-        self.exit(EXIT_BAD_INPUT, f"tek: {message} (see `{self.prog} --help`)\n")
+        prog = f"{self.prog} {self.command}" if self.command else self.prog
+        self.exit(EXIT_BAD_INPUT, f"tek: {message} (see `{prog} --help`)\n")
 
 
 class _VersionAction(argparse.Action):
@@ -71,7 +76,11 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``tek`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    names = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if isinstance(parser, _Parser):
+        parser.command = next((w for w in words if w in names), "")
+    args = parser.parse_args(words)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_BAD_INPUT

@@ -50,7 +50,7 @@ def ok_plan(tmp_path: Path) -> Path:
                                   ["run", "--frobnicate", "p.csv"], ["models", "export", "--to"]])
 def test_argparse_errors_are_one_line_without_usage(args: list[str]) -> None:
     line = one_line(tek(*args))
-    assert "usage:" not in line and "--help" in line
+    assert "usage:" not in line and f"(see `tek {args[0]}" in line and line.endswith("--help`)")
 
 
 @pytest.mark.parametrize(("flag", "value"), [("--cpus", "inf"), ("--cpus", "nan"),
