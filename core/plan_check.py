@@ -245,8 +245,11 @@ def _suggester(ids: Sequence[str]) -> Callable[[str], str | None]:
     """A function naming the id closest to a missing one, or None."""
     if len(ids) <= _FULL_SUGGEST:
         pool: Sequence[str] = ids
+        folded = {i.lower(): i for i in reversed(ids)}  # the first of equal ones wins
 
         def closest(missing: str) -> str | None:
+            if missing.lower() in folded:  # "A" for "a": too short for difflib
+                return folded[missing.lower()]
             found = difflib.get_close_matches(missing, pool, n=1, cutoff=0.75)
             return found[0] if found else None
 
@@ -284,7 +287,9 @@ def _deps(
             problems.add(lines[i], "deps", "task depends on itself", dep)
             continue
         hint = ""
-        if n < _MAX_SUGGEST:
+        if "," in dep:  # "a, b" in a quoted cell: the separator is ; or a space
+            hint = "; separate ids with ; or spaces, not commas"
+        elif n < _MAX_SUGGEST:
             suggest = suggest or _suggester(ids)
             near = suggest(dep)
             hint = f'; did you mean "{near}"?' if near else ""

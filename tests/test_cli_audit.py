@@ -391,3 +391,12 @@ def test_dry_run_of_a_resume_shows_only_what_would_rerun(tmp_path: Path) -> None
     assert data["resume"] == {"run_id": run_id, "completed": ["a"],
                               "why": {**data["resume"]["why"], "d": "--from"}}
     assert tek("show", run_id, "--json").stdout == before  # a preview writes nothing
+
+
+def test_dependency_hints_for_commas_and_case(tmp_path: Path) -> None:
+    plan = tmp_path / "p.csv"
+    plan.write_text('id,command,deps\na,echo,\nb,echo,\nc,echo,"a, b"\ne,echo,A\n')
+    assert tek("validate", str(plan)).stderr.splitlines() == [
+        f"tek: {plan}:4: deps: no task has this id; separate ids with ; or spaces, not commas (a,)",
+        f'tek: {plan}:5: deps: no task has this id; did you mean "a"? (A)',
+    ]
