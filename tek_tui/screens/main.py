@@ -120,7 +120,9 @@ class MainScreen(RunControlScreen):
     def on_mount(self) -> None:
         for pane_id, title in PANES:
             self.pane(pane_id).border_title = title
-        self.query_one("#task-filter", Input).display = False
+        box = self.query_one("#task-filter", Input)
+        box.display = False
+        box.border_subtitle = "enter: apply · esc: close"  # the footer has no room for it
         self.table.focus()
         self.app.theme_changed_signal.subscribe(self, self._theme_changed)
         self.set_interval(1 / FLUSH_HZ, self._flush, name="paint")
@@ -300,11 +302,14 @@ class MainScreen(RunControlScreen):
             self.zoomed = target
         self._focus_pane(target)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """In a text box ``/`` is text: the filter key neither fires nor shows in the footer."""
+        if action == "filter" and isinstance(self.focused, Input):
+            return False
+        return super().check_action(action, parameters)
+
     def action_filter(self) -> None:
         """Open the filter box (or, in the log pane, the log's search box)."""
-        if isinstance(self.focused, Input):
-            self.focused.insert_text_at_cursor("/")  # a `/` typed into a box is text
-            return
         if self.active_pane == "log":
             self.log_view.action_search()
             return

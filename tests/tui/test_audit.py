@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable, Footer
+from textual.widgets import DataTable, Footer, Input
 from textual.widgets._footer import FooterKey
 
 from core.events import (
@@ -282,3 +282,16 @@ async def test_j_and_k_scroll_the_log() -> None:
         await until(pilot, lambda: log.scroll_y == bottom - 2)
         await pilot.press("j")
         await until(pilot, lambda: log.scroll_y == bottom - 1)
+
+
+async def test_filter_box_footer_and_hint() -> None:
+    """With the filter box open the footer offered only "/ Filter" (which types a "/")."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("slash")
+        box = screen.query_one("#task-filter", Input)
+        assert app.focused is box and "esc" in str(box.border_subtitle)
+        await until(pilot, lambda: "filter" not in {k.action for k in _footer_keys(app)})
+        await pilot.press(*"a/b", "enter")
+        assert screen.table.filter_text == "a/b"
