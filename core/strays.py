@@ -82,6 +82,8 @@ def _holds(fd_dir: str, target: str) -> bool:
 
 #: Sessions whose strays get a signal at the next scan: session id -> signal.
 _stray_signals: dict[int, int] = {}
+#: The loop whose next turn runs the scan (None: no scan pending).
+_scan_loop: asyncio.AbstractEventLoop | None = None
 
 
 def signal_session_soon(loop: asyncio.AbstractEventLoop, sid: int, sig: int) -> None:
@@ -100,13 +102,17 @@ def signal_session_soon(loop: asyncio.AbstractEventLoop, sid: int, sig: int) -> 
         sid: the session id (the task leader's pid).
         sig: SIGTERM or SIGKILL (SIGKILL wins when both are asked for).
     """
-    if not _stray_signals:
+    global _scan_loop
+    if _scan_loop is None or _scan_loop.is_closed():  # a closed loop never runs its scan
+        _scan_loop = loop
         loop.call_soon(_signal_strays)
     if _stray_signals.get(sid) != signal.SIGKILL:
         _stray_signals[sid] = sig
 
 
 def _signal_strays() -> None:
+    global _scan_loop
+    _scan_loop = None
     wanted = dict(_stray_signals)
     _stray_signals.clear()
     signal_sessions(wanted)

@@ -288,3 +288,28 @@ def test_kill_all_reaches_processes_that_moved_to_another_group(tmp_path: Path) 
         child.signal_group(9)
         child.reap()
         child.close()
+
+
+def test_session_scan_still_runs_after_a_loop_closed_with_one_pending(tmp_path: Path) -> None:
+    import asyncio
+
+    from core import strays
+    from core.process import spawn
+
+    dead_loop = asyncio.new_event_loop()
+    strays.signal_session_soon(dead_loop, 1 << 30, 9)  # no such session; never scanned
+    dead_loop.close()
+    child = spawn("sleep 100", dict(os.environ), tmp_path)
+    try:
+        loop = asyncio.new_event_loop()
+        strays.signal_session_soon(loop, child.pid, 9)
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+        deadline = time.monotonic() + 5
+        while not child.exited() and time.monotonic() < deadline:
+            time.sleep(0.01)  # SIGKILL lands asynchronously
+        assert child.returncode == -9
+    finally:
+        child.signal_group(9)
+        child.reap()
+        child.close()
