@@ -40,6 +40,8 @@ class NoopAgent(Agent):
             return [f"noop takes a number of seconds to sleep ({task.command})"]
         if delay < 0 or delay != delay:
             return [f"noop delay must be a non-negative number ({task.command})"]
+        if delay == float("inf"):  # would never end: a hang, not a demo
+            return [f"noop delay must be finite ({task.command})"]
         return []
 
     def run_inline(self, task: Task) -> Outcome | None:

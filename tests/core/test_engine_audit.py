@@ -313,3 +313,14 @@ def test_session_scan_still_runs_after_a_loop_closed_with_one_pending(tmp_path: 
         child.signal_group(9)
         child.reap()
         child.close()
+
+
+def test_noop_delay_must_be_finite(tmp_path: Path) -> None:
+    from core.agents.noop import NoopAgent
+    from core.plan import Task
+
+    agent = NoopAgent()
+    for text in ("inf", "1e400", "Infinity"):
+        assert agent.validate(Task("n", agent="noop", command=text), tmp_path) == [
+            f"noop delay must be finite ({text})"]
+    assert agent.validate(Task("n", agent="noop", command="0.5"), tmp_path) == []
