@@ -28,6 +28,8 @@ from tek_tui.widgets.states import format_duration, state_text
 
 #: Sort orders cycled by the sort key, with the column they sort on.
 SORTS: tuple[str, ...] = ("plan", "state", "duration", "id")
+#: How each sort is named to the user (the column says "time", as does the README).
+SORT_LABELS = {"plan": "plan order", "state": "state", "duration": "time", "id": "id"}
 
 _STATE_RANK = {state: i for i, state in enumerate(
     (TaskState.FAILED, TaskState.RUNNING, TaskState.RETRYING, TaskState.READY,
@@ -252,7 +254,7 @@ class TaskTable(DataTable[Any]):
         """Sort by the next order in :data:`SORTS`."""
         self.sort_mode = SORTS[(SORTS.index(self.sort_mode) + 1) % len(SORTS)]
         self._sort()
-        self.notify(f"sorted by {self.sort_mode}", timeout=2)
+        self.notify(f"sorted by {SORT_LABELS[self.sort_mode]}", timeout=2)
 
     # -------------------------------------------------------------- private
 

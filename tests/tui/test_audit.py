@@ -295,3 +295,15 @@ async def test_filter_box_footer_and_hint() -> None:
         await until(pilot, lambda: "filter" not in {k.action for k in _footer_keys(app)})
         await pilot.press(*"a/b", "enter")
         assert screen.table.filter_text == "a/b"
+
+
+async def test_sort_is_named_as_its_column() -> None:
+    """``o`` said "sorted by duration" for the column headed "time"."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("o", "o")
+        messages = [str(n.message) for n in app._notifications]
+        assert messages[-2:] == ["sorted by state", "sorted by time"], messages
+        await pilot.press("o", "o")
+        assert str(list(app._notifications)[-1].message) == "sorted by plan order"
