@@ -400,3 +400,10 @@ def test_dependency_hints_for_commas_and_case(tmp_path: Path) -> None:
         f"tek: {plan}:4: deps: no task has this id; separate ids with ; or spaces, not commas (a,)",
         f'tek: {plan}:5: deps: no task has this id; did you mean "a"? (A)',
     ]
+
+
+def test_resume_without_a_journal_creates_none(ok_plan: Path, tek_home: Path) -> None:
+    for args in (["--resume", "nosuch"], ["--from", "a"]):
+        assert one_line(tek("run", str(ok_plan), *args)) == (
+            f"tek: {tek_home / 'tek.db'}: no journal here (no run has been recorded yet)")
+    assert not (tek_home / "tek.db").exists()

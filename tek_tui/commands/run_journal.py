@@ -116,7 +116,7 @@ def run_journaled(plan: Any, options: Any, args: argparse.Namespace) -> int:
         if resume:
             raise TekError("--resume and --from need the journal: drop --no-journal")
         return execute(plan, options, args)
-    store = open_store(args.store)
+    store = open_store(args.store, create=not resume)  # nothing to resume: write nothing
     try:
         journal = create_journal(
             plan, store=store, options=dataclasses.asdict(options), resume=resume,
