@@ -119,7 +119,7 @@ def _signal_strays() -> None:
 
 
 def signal_sessions(wanted: Mapping[int, int]) -> None:
-    """One ``/proc`` scan: send each process of a session in ``wanted`` its signal.
+    """One ``/proc`` scan: signal each process of a session in ``wanted`` outside its group.
 
     Args:
         wanted: session id -> signal number.
@@ -132,11 +132,14 @@ def signal_sessions(wanted: Mapping[int, int]) -> None:
         try:
             with open(f"/proc/{pid}/stat", "rb") as f:
                 stat = f.read()
-            session = int(stat[stat.rindex(b")") + 2 :].split()[3])
+            fields = stat[stat.rindex(b")") + 2 :].split()
+            group, session = int(fields[2]), int(fields[3])
         except (OSError, ValueError, IndexError):  # gone meanwhile
             continue
         sig = wanted.get(session)
-        if sig is not None:
+        # The task's own group had the signal from killpg: a second SIGTERM
+        # would run a TERM trap twice.
+        if sig is not None and group != session:
             try:
                 os.kill(int(pid), sig)
             except (ProcessLookupError, PermissionError):

@@ -299,17 +299,21 @@ def test_session_scan_still_runs_after_a_loop_closed_with_one_pending(tmp_path: 
     dead_loop = asyncio.new_event_loop()
     strays.signal_session_soon(dead_loop, 1 << 30, 9)  # no such session; never scanned
     dead_loop.close()
-    child = spawn("sleep 100", dict(os.environ), tmp_path)
+    pid_file = tmp_path / "inner.pid"
+    cmd = f"timeout 100 sh -c 'echo $$ > {pid_file}; exec sleep 100' >/dev/null 2>&1; echo done"
+    child = spawn(cmd, dict(os.environ), tmp_path)
     try:
+        deadline = time.monotonic() + 10
+        while not (pid_file.exists() and pid_file.read_text().strip()):  # written by the child
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         loop = asyncio.new_event_loop()
         strays.signal_session_soon(loop, child.pid, 9)
         loop.run_until_complete(asyncio.sleep(0))
         loop.close()
-        deadline = time.monotonic() + 5
-        while not child.exited() and time.monotonic() < deadline:
-            time.sleep(0.01)  # SIGKILL lands asynchronously
-        assert child.returncode == -9
+        assert gone(int(pid_file.read_text()))
     finally:
+        strays.signal_sessions({child.pid: 9})  # a failing run leaves none behind
         child.signal_group(9)
         child.reap()
         child.close()
@@ -324,3 +328,19 @@ def test_noop_delay_must_be_finite(tmp_path: Path) -> None:
         assert agent.validate(Task("n", agent="noop", command=text), tmp_path) == [
             f"noop delay must be finite ({text})"]
     assert agent.validate(Task("n", agent="noop", command="0.5"), tmp_path) == []
+
+
+async def test_term_trap_of_a_stopped_task_runs_once(tmp_path: Path) -> None:
+    # The session scan signals only processes outside the task's group:
+    # the group's members already had SIGTERM from killpg.
+    cmd = "trap 'echo trapped; exit 3' TERM; echo ready; sleep 100 & wait; wait"
+    run = create_run(plan_of(shell("t", cmd)), OPTS)
+
+    async def cancel_when_ready(run: Run, events: EventLog) -> None:
+        await events.wait_for(lambda: any(
+            isinstance(e, OutputLines) and "ready" in e.lines for e in events))
+        await run.control(CancelTask("t"))
+
+    summary, _ = await run_collect(run, cancel_when_ready)
+    assert summary.tasks["t"].reason == "cancelled by user"
+    assert log_of(run, "t").read_text().count("trapped") == 1
