@@ -21,11 +21,12 @@ milliseconds.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -116,6 +117,8 @@ class RunJournal:
         decision: for a resume, what reruns and why; None for a new run.
         interrupted: attempts the crash left open, now closed as interrupted.
         stopped: of those, how many still had processes running (stopped).
+        reopen: for a resume made with ``defer_reopen``, what
+            :meth:`commit_resume` does; None once done (or for a new run).
     """
 
     store: Store
@@ -126,6 +129,19 @@ class RunJournal:
     decision: ResumeDecision | None = None
     interrupted: int = 0
     stopped: int = 0
+    reopen: Callable[[], tuple[int, int]] | None = None
+
+    def commit_resume(self) -> RunJournal:
+        """Reopen a deferred resume now: stop orphans, close open attempts, reset reruns.
+
+        Returns:
+            The journal with ``interrupted`` and ``stopped`` filled in (itself
+            when there was nothing deferred).
+        """
+        if self.reopen is None:
+            return self
+        interrupted, stopped = self.reopen()
+        return dataclasses.replace(self, interrupted=interrupted, stopped=stopped, reopen=None)
 
     def discard(self) -> None:
         """Remove a new run that never started (the engine refused its options).
@@ -157,6 +173,7 @@ def create_journal(
     run_id: str | None = None,
     resume: str | None = None,
     from_tasks: Sequence[str] = (),
+    defer_reopen: bool = False,
 ) -> RunJournal:
     """Record a new run of ``plan``, or reopen a journaled one to resume it.
 
@@ -168,6 +185,9 @@ def create_journal(
         resume: run id, unique prefix or ``last`` (the newest run of this
             plan's file) to resume; None starts a new run.
         from_tasks: with ``resume``, tasks to rerun with their downstream.
+        defer_reopen: with ``resume``, decide but change nothing yet: the
+            caller builds its run first (``create_run`` may refuse the
+            options) and then calls :meth:`RunJournal.commit_resume`.
 
     Returns:
         The journal to hand to the engine.
@@ -191,12 +211,20 @@ def create_journal(
     _check_same_plan(run.plan_path, plan, rid)
     decision = decide_resume(plan, tasks, from_tasks)
     left_open = {(a.task_id, a.attempt) for a in attempts if a.ended_ts is None}
-    stopped = stop_orphans(rid, left_open) if left_open and run.host == socket.gethostname() else 0
-    closed = store.reopen_run(rid, plan, decision.rerun, options)
-    return RunJournal(
+    here = run.host == socket.gethostname()
+
+    def reopen() -> tuple[int, int]:
+        now = store.get_run(rid)
+        if now.is_live:  # another tek took the run while this one got ready
+            raise StoreError(f"run {rid} is still running (pid {now.pid}); stop it before resuming")
+        stopped = stop_orphans(rid, left_open) if left_open and here else 0
+        return store.reopen_run(rid, plan, decision.rerun, options), stopped
+
+    journal = RunJournal(
         store, rid, JournalRecorder(store, rid), decision.completed,
-        decision.attempts_so_far, decision, closed, stopped,
+        decision.attempts_so_far, decision, reopen=reopen,
     )  # fmt: skip
+    return journal if defer_reopen else journal.commit_resume()
 
 
 def _check_same_plan(recorded: str, plan: Plan, run_id: str) -> None:

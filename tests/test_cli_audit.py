@@ -407,3 +407,17 @@ def test_resume_without_a_journal_creates_none(ok_plan: Path, tek_home: Path) ->
         assert one_line(tek("run", str(ok_plan), *args)) == (
             f"tek: {tek_home / 'tek.db'}: no journal here (no run has been recorded yet)")
     assert not (tek_home / "tek.db").exists()
+
+
+def test_resume_with_options_the_engine_refuses_leaves_the_run_as_it_was(tmp_path: Path) -> None:
+    plan = tmp_path / "p.csv"
+    plan.write_text("id,command,deps\na,echo,\nb,exit 1,a\n")
+    assert tek("run", str(plan)).returncode == 1
+    run_id = _last_run_id()
+    before = tek("show", run_id, "--json").stdout
+    assert one_line(tek("run", str(plan), "--resume", "--pool", "nosuch=2")).startswith(
+        "tek: --pool nosuch: no task uses this pool")
+    assert tek("show", run_id, "--json").stdout == before  # was: interrupted, b pending
+    r = tek("run", str(plan), "--resume", "--json")
+    assert r.returncode == 1 and json.loads(r.stdout)["tasks"]["b"]["attempts"] == 2
+    assert r.stderr.startswith(f"tek: resuming run {run_id}: 1 to run, 1 already succeeded")

@@ -25,7 +25,7 @@ import math
 import os
 import signal
 import sys
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from core.errors import TekError
@@ -254,6 +254,7 @@ def execute(
     run_id: str | None = None,
     completed: Collection[str] = (),
     attempts_so_far: Mapping[str, int] | None = None,
+    on_created: Callable[[], None] | None = None,
 ) -> int:
     """Run ``plan`` with a view chosen from ``args``; returns the exit code.
 
@@ -265,6 +266,8 @@ def execute(
         run_id: the run's id (default: a new one).
         completed: tasks already succeeded (resume).
         attempts_so_far: attempt numbering to continue from (resume).
+        on_created: called once the engine has accepted the plan and options,
+            before anything runs (a resume reopens its journal there).
     """
     import anyio
 
@@ -272,6 +275,8 @@ def execute(
 
     run = create_run(plan, options, run_id=run_id, recorder=recorder, completed=completed,
                      attempts_so_far=attempts_so_far)
+    if on_created is not None:
+        on_created()
     gc.enable()  # the CLI starts with it off (imports only)
     try:
         summary, interrupted = anyio.run(_drive, run, args)

@@ -118,14 +118,19 @@ def run_journaled(plan: Any, options: Any, args: argparse.Namespace) -> int:
         return execute(plan, options, args)
     store = open_store(args.store, create=not resume)  # nothing to resume: write nothing
     try:
+        # A resume changes the journal only once the engine has accepted the
+        # options (create_run), so a typo in a flag leaves the run as it was.
         journal = create_journal(
             plan, store=store, options=dataclasses.asdict(options), resume=resume,
-            from_tasks=args.from_tasks,
+            from_tasks=args.from_tasks, defer_reopen=True,
         )  # fmt: skip
     except BaseException:
         store.close()
         raise
-    try:
+
+    def reopen() -> None:
+        nonlocal journal
+        journal = journal.commit_resume()
         if journal.decision is not None:
             d = journal.decision
             print(
@@ -134,10 +139,13 @@ def run_journaled(plan: Any, options: Any, args: argparse.Namespace) -> int:
                 f"attempt(s) closed ({journal.stopped} still running: stopped)",
                 file=sys.stderr,
             )
+
+    try:
         try:
             return execute(
                 plan, options, args, recorder=journal.recorder, run_id=journal.run_id,
                 completed=journal.completed, attempts_so_far=journal.attempts_so_far,
+                on_created=reopen,
             )  # fmt: skip
         except PlanError:  # create_run refused the options: the run never started
             journal.discard()
