@@ -102,6 +102,10 @@ async def stop_launched(run: Run) -> None:
     with anyio.CancelScope(shield=True):
         run.launched_idle = anyio.Event()
         for attempt in list(run.launched):
+            # Stopped by the run's end, not by what they did: CANCELLED like
+            # the awaited attempts (no retry), not FAILED "killed by SIGTERM".
+            if not attempt.rec.cancel_reason:
+                attempt.rec.cancel_reason = "run interrupted"
             attempt.cancel()
         with anyio.move_on_after(run.options.grace_s + TEARDOWN_SLACK_S):
             await run.launched_idle.wait()

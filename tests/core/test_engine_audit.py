@@ -344,3 +344,26 @@ async def test_term_trap_of_a_stopped_task_runs_once(tmp_path: Path) -> None:
     summary, _ = await run_collect(run, cancel_when_ready)
     assert summary.tasks["t"].reason == "cancelled by user"
     assert log_of(run, "t").read_text().count("trapped") == 1
+
+
+async def test_cancelling_run_callers_ends_running_shell_tasks_cancelled() -> None:
+    # A nested run (plan agent) or any library caller is stopped by
+    # cancellation, not CancelRun: its running shell tasks ended "failed:
+    # killed by SIGTERM" where the awaited kind end "cancelled".
+    run = create_run(plan_of(shell("t", "echo ready; sleep 100")), OPTS)
+    events = EventLog()
+
+    async def consume() -> None:
+        async for ev in run.client().events():
+            events.add(ev)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            tg.start_soon(run.run)
+            await events.wait_for(lambda: any(
+                isinstance(e, OutputLines) and "ready" in e.lines for e in events))
+            tg.cancel_scope.cancel()
+    info = next(t for t in run.snapshot().tasks if t.id == "t")
+    assert (info.state, info.reason) == (TaskState.CANCELLED, "run interrupted")
+    assert survivors(run.run_id) == []
