@@ -3,9 +3,15 @@
 :class:`TekApp` opens on one of three things: an existing ``RunClient`` (tests,
 a socket client), a plan file (read in a thread, then run in-process with
 ``core.engine.create_run``; the run lives in a worker for the app's lifetime),
-or nothing (the picker of recent runs and plan files). Screen-specific keys
-and handlers live in the screens; here are only ``t`` (theme), ``?`` (help),
-and quitting, which the main screen turns into "stop the run, then exit".
+or nothing (the picker of recent runs and plan files). While a plan loads the
+console shows only :class:`LoadingScreen`, which the run's main screen replaces;
+the picker appears only when the plan cannot be run (listing why), so no key
+pressed during the load can open another plan. Screen-specific keys and
+handlers live in the screens; here are only ``t`` (theme), ``?`` (help), and
+quitting, which the main screen turns into "stop the run, then exit".
+
+A notification that repeats one still showing (same title, text and severity)
+replaces it, timer restarted, instead of stacking a copy over the log pane.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.dom import DOMNode
+from textual.notifications import Notify
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
@@ -27,6 +34,7 @@ from core.client import RunClient
 from core.errors import PlanError, TekError
 from tek_tui.config import remember_theme
 from tek_tui.screens.help import HelpScreen, collect_key_rows
+from tek_tui.screens.loading import LoadingScreen
 from tek_tui.screens.main import MainScreen
 from tek_tui.screens.picker import PickerScreen
 from tek_tui.themes import DEFAULT_THEME, load_themes, tek_variable_defaults
@@ -112,7 +120,6 @@ class TekApp(App[int]):
         if self.client is not None:
             self.show_run(self.client, self.runner)
         elif self.plan_path is not None:
-            self.push_screen(PickerScreen(self.search_dirs))
             self.open_plan(self.plan_path)
         else:
             self.push_screen(PickerScreen(self.search_dirs))
@@ -120,22 +127,37 @@ class TekApp(App[int]):
     # ------------------------------------------------------------------ runs
 
     def show_run(self, client: RunClient, runner: Runner | None, title: str = "") -> None:
-        """Open the main screen on ``client``; drive ``runner`` for the app's lifetime."""
+        """Open the main screen on ``client``; drive ``runner`` for the app's lifetime.
+
+        The main screen takes the place of the :class:`LoadingScreen`, if one is up.
+        """
         if runner is not None:
             self._drive_run(runner)
+        self._close_loading()
         self.push_screen(
             MainScreen(client, clock=self.clock, sampler=self.sampler, start=self.start_run,
                        title=title, telemetry_s=self.telemetry_s, pane_clock=self.pane_clock)
         )
 
+    def open_plan(self, path: Path) -> None:
+        """Load and run ``path`` behind a loading screen; problems go to the picker."""
+        # The loading screen goes up before the load starts and takes every
+        # key meant for the picker: an `enter` pressed while a plan loads
+        # must not choose (and load) the picker's highlighted plan instead.
+        if not isinstance(self.screen, LoadingScreen):
+            self.push_screen(LoadingScreen(path))
+        self._load_plan(path)
+
     @work(exclusive=True, group="plan", description="load plan", exit_on_error=False)
-    async def open_plan(self, path: Path) -> None:
-        """Read and validate ``path`` off the UI thread, then run it; errors go to the picker."""
+    async def _load_plan(self, path: Path) -> None:
+        """Read and validate ``path`` off the UI thread, then run it."""
         from core.engine import RunOptions, create_run
         from core.plan_io import read_plan
 
         try:
-            plan = await anyio.to_thread.run_sync(read_plan, path)
+            # Abandoned on cancel (quitting while a large plan loads): the
+            # read only parses a file, and nothing waits for its result.
+            plan = await anyio.to_thread.run_sync(read_plan, path, abandon_on_cancel=True)
             options = RunOptions(jobs=self.jobs, wait_for_start=True, stay_open=True)
             run_id, recorder = self._journal(plan, options)
             run = create_run(plan, options, run_id=run_id, recorder=recorder)
@@ -167,14 +189,44 @@ class TekApp(App[int]):
         if self._run_journal is not None:
             self._run_journal.close()
 
+    def _close_loading(self) -> None:
+        """Pop the loading screen, and whatever was opened over it (help, palette)."""
+        if any(isinstance(screen, LoadingScreen) for screen in self.screen_stack):
+            while not isinstance(self.screen, LoadingScreen):
+                self.pop_screen()
+            self.pop_screen()
+
     def _show_problems(self, problems: list[str]) -> None:
+        """Show the picker, listing why the plan cannot run."""
+        self._close_loading()
         screen = self.screen
         if isinstance(screen, PickerScreen):
+            # The plan was chosen there: back to it, its cursor where it was.
             screen.show_problems(problems)
+        else:
+            self.push_screen(PickerScreen(self.search_dirs, problems=problems))
 
     @work(exclusive=True, group="run", description="drive the run", exit_on_error=False)
     async def _drive_run(self, runner: Runner) -> None:
         await runner()
+
+    def _on_notify(self, event: Notify) -> None:
+        """Show a notification, replacing a copy of it still showing.
+
+        ``c`` pressed five times on a finished task stacked five identical
+        "refused" toasts over the log pane. The earlier copy is dropped and
+        the new one (with a fresh timeout) shown in its place; a notification
+        that differs in title, text or severity still stacks.
+        """
+        new = event.notification
+        key = (new.title, new.message, new.severity)
+        for old in list(self._notifications):
+            if (old.title, old.message, old.severity) == key:
+                self._unnotify(old, refresh=False)
+        super()._on_notify(event)
+        # Handlers run once per class along the MRO: App's own `_on_notify`
+        # would add the notification again after this one.
+        event.prevent_default()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """Report the app's failed workers."""

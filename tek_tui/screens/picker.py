@@ -5,6 +5,8 @@ thread; without one the pane says "no journal yet". Plans are the ``*.csv``
 files of the current folder and of ``sample_plans/``. Choosing a plan (or a
 run, whose plan is opened again) asks the app to load it; problems found while
 reading it are listed here, one line each with file and line, not a traceback.
+``tek tui PLAN`` shows this screen only when PLAN has problems, opened with
+them listed (``problems=``).
 """
 
 from __future__ import annotations
@@ -66,11 +68,19 @@ class PickerScreen(Screen[None]):
         Binding("q", "app.quit", "Quit", id="picker-quit"),
     ]
 
-    def __init__(self, dirs: Sequence[Path] | None = None) -> None:
+    def __init__(self, dirs: Sequence[Path] | None = None,
+                 problems: Sequence[str] = ()) -> None:
+        """Build the picker.
+
+        Args:
+            dirs: folders to list plans from (default: :func:`default_plan_dirs`).
+            problems: why the plan asked for cannot run, listed at the top.
+        """
         super().__init__()
         self.dirs = list(dirs) if dirs is not None else default_plan_dirs()
         self.plans: list[Path] = []
         self._run_plans: dict[str, str] = {}
+        self._problems = list(problems)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="picker"):
@@ -83,6 +93,8 @@ class PickerScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#plan-problems").display = False
+        if self._problems:
+            self.show_problems(self._problems)
         plans = self.query_one("#plan-list", DataTable)
         plans.add_columns("plan", "folder")
         self.plans = find_plans(self.dirs)

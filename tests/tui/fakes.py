@@ -9,7 +9,8 @@ tests and snapshots alike. ``FrozenClock`` is the app's clock in tests.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import Any
 
 from core.errors import ControlError
 from core.events import (
@@ -62,8 +63,8 @@ class FakeClient:
         return self._snapshot
 
     async def _stream(self, queue: asyncio.Queue[Event | None]) -> AsyncIterator[Event]:
-        for event in self.script:
-            yield event
+        for scripted in self.script:
+            yield scripted
         while (event := await queue.get()) is not None:
             yield event
             if isinstance(event, RunFinished):
@@ -179,7 +180,7 @@ def make_app(client: FakeClient | None = None, **kwargs: object):  # type: ignor
     return TekApp(client=client, **kwargs)  # type: ignore[arg-type]
 
 
-async def until(pilot, condition, limit: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+async def until(pilot: Any, condition: Callable[[], object], limit: float = 5.0) -> None:
     """Let the app run until ``condition()`` holds (bounded by ``limit`` seconds)."""
     import anyio
 
@@ -188,7 +189,7 @@ async def until(pilot, condition, limit: float = 5.0) -> None:  # type: ignore[n
             await pilot.pause(0.02)
 
 
-async def ready(pilot):  # type: ignore[no-untyped-def]
+async def ready(pilot: Any) -> Any:
     """Wait until the main screen has the demo script painted; return the screen."""
     from tek_tui.screens.main import MainScreen
 

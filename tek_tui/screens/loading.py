@@ -1,0 +1,42 @@
+"""The screen shown while a plan file is read and its run built.
+
+``tek tui PLAN`` used to show the plan picker during the load, so an ``enter``
+pressed then opened the picker's highlighted plan instead of PLAN. While a
+plan loads the console now shows only this screen: it names the plan, binds
+no key that could act on another one (``q`` quits, ``?`` and ``t`` still
+work), and the app replaces it with the run's main screen, or with the picker
+listing the plan's problems when it cannot be run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.markup import escape
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Center, Middle
+from textual.screen import Screen
+from textual.widgets import LoadingIndicator, Static
+
+from tek_tui.widgets.footer import TekFooter
+
+
+class LoadingScreen(Screen[None]):
+    """``loading PLAN…`` with a spinner, until the plan is read and its run built."""
+
+    BINDINGS = [Binding("q", "app.quit", "Quit", id="loading-quit")]
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        """The plan being loaded."""
+
+    def compose(self) -> ComposeResult:
+        with Middle(id="loading"):
+            with Center():
+                yield Static(f"loading [b]{escape(self.path.name)}[/b]…", id="loading-text")
+            with Center():
+                yield Static(escape(str(self.path.parent)), id="loading-folder")
+            yield LoadingIndicator(id="loading-spinner")
+        yield TekFooter()
