@@ -70,7 +70,7 @@ async def test_background_loop_that_keeps_printing_does_not_hold_the_attempt() -
         summary, _ = await run_collect(run, keep_output=False)
     assert summary.tasks["t"].state is TaskState.SUCCEEDED
     text = log_of(run, "t").read_text()
-    assert text.startswith("leader done\n")
+    assert "leader done\n" in text  # the loop may print first
     assert "background processes kept the output open" in text
     assert survivors(run.run_id) == []
 
