@@ -24,6 +24,7 @@ from textual.widgets._toast import Toast
 
 from core.events import CancelTask, TaskState
 from tek_tui.app import TekApp
+from tek_tui.screens.help import HelpScreen
 from tek_tui.screens.loading import LoadingScreen
 from tek_tui.screens.main import MainScreen
 from tek_tui.screens.picker import PickerScreen
@@ -117,6 +118,20 @@ class TestStartWithPlan:
             text = str(app.screen.query_one("#plan-problems", Static).render())
             assert f"{bad}:2: deps" in text
             assert not any(isinstance(s, LoadingScreen) for s in app.screen_stack)
+
+    async def test_help_open_during_the_load_makes_way_for_the_run(
+        self, tmp_path: Path, slow_loader: SlowLoader
+    ) -> None:
+        _other, wanted = _plans(tmp_path)
+        app = TekApp(plan_path=wanted, search_dirs=[tmp_path], theme="tek-dark")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, slow_loader.entered.is_set)
+            await pilot.press("question_mark")
+            await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+            slow_loader.gate.set()
+            await until(pilot, lambda: isinstance(app.screen, MainScreen)
+                        and app.screen.state is not None, limit=20)
+            assert [type(s) for s in app.screen_stack][1:] == [MainScreen]
 
     async def test_q_while_loading_quits(self, tmp_path: Path, slow_loader: SlowLoader) -> None:
         _other, wanted = _plans(tmp_path)
