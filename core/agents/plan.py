@@ -86,6 +86,13 @@ class PlanAgent(Agent):
         ended: dict[str, bool] = {}
 
         async def relay() -> None:
+            # Shielded: when this task is cancelled, the child run still
+            # stops its tasks and publishes their final states; the stream
+            # ends when it has, and those states must reach the parent.
+            with anyio.CancelScope(shield=True):
+                await _relay_all()
+
+        async def _relay_all() -> None:
             async for ev in child.client().events():
                 if not isinstance(ev, _FORWARDED):
                     continue
