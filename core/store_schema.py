@@ -251,3 +251,29 @@ def create_at_version(path: Path, version: int) -> None:
             migrate_one(conn, target)
     finally:
         conn.close()
+
+
+def connect_read_only(path: Path) -> sqlite3.Connection | None:
+    """Open a journal this user may read but not write (a copied CI artefact).
+
+    SQLite opens a WAL database read-only only when its ``-shm`` file exists
+    or can be created. When the folder is read-only and there is no ``-wal``
+    file, no writer is at work (a writer keeps one), so the file is opened as
+    immutable. Returns None when that does not apply or the file is not a
+    tek journal of this schema (the caller re-raises its error).
+    """
+    if path.with_name(path.name + "-wal").exists():
+        return None
+    try:
+        conn = sqlite3.connect(
+            f"{path.absolute().as_uri()}?immutable=1", uri=True, isolation_level=None,
+            check_same_thread=False,
+        )  # fmt: skip
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.Error:
+        return None
+    if app_id != APP_ID or version != SCHEMA_VERSION:
+        conn.close()
+        return None
+    return conn

@@ -275,11 +275,11 @@ def test_read_only_journal_can_still_be_read(shared_dir: Path) -> None:
 
 
 def test_read_only_opening_refuses_a_foreign_file(tmp_path: Path) -> None:
-    from core.store import _connect_read_only
+    from core.store_schema import connect_read_only
 
     other = tmp_path / "other.db"
     sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
-    assert _connect_read_only(other) is None
+    assert connect_read_only(other) is None
 
 
 # ------------------------------------------------------------- logs, console
