@@ -16,6 +16,7 @@ replaces it, timer restarted, instead of stacking a copy over the log pane.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -32,6 +33,7 @@ from textual.worker import Worker, WorkerState
 
 from core.client import RunClient
 from core.errors import PlanError, TekError
+from core.plan import Plan
 from tek_tui.config import remember_theme
 from tek_tui.screens.help import HelpScreen, collect_key_rows
 from tek_tui.screens.loading import LoadingScreen
@@ -104,6 +106,7 @@ class TekApp(App[int]):
         self.telemetry_s = telemetry_s
         self.pane_clock = pane_clock
         self._run_journal: Any = None
+        self._run_driver: Worker[Any] | None = None
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         """tek's ``tek-*`` colours, so every stylesheet can use them in any theme."""
@@ -126,18 +129,45 @@ class TekApp(App[int]):
 
     # ------------------------------------------------------------------ runs
 
-    def show_run(self, client: RunClient, runner: Runner | None, title: str = "") -> None:
+    def show_run(self, client: RunClient, runner: Runner | None, title: str = "",
+                 plan: Plan | None = None) -> None:
         """Open the main screen on ``client``; drive ``runner`` for the app's lifetime.
 
         The main screen takes the place of the :class:`LoadingScreen`, if one is up.
+        ``plan`` (the plan ``client`` runs, when this app loaded it) can be edited there.
         """
         if runner is not None:
-            self._drive_run(runner)
+            self._run_driver = self._drive_run(runner)
         self._close_loading()
         self.push_screen(
             MainScreen(client, clock=self.clock, sampler=self.sampler, start=self.start_run,
-                       title=title, telemetry_s=self.telemetry_s, pane_clock=self.pane_clock)
+                       title=title, telemetry_s=self.telemetry_s, pane_clock=self.pane_clock,
+                       plan=plan)
         )
+
+    async def replace_run(self, plan: Plan) -> RunClient:
+        """Drive a new, journaled run of ``plan`` (edited) in place of the loaded one.
+
+        The main screen has cancelled the loaded run (never started); its
+        driver and journal are finished here before the new run is built.
+
+        Raises:
+            TekError: the new run cannot be built.
+        """
+        from core.engine import RunOptions, create_run
+
+        if self._run_driver is not None:
+            # Its outcome was the cancelled run's; only its end matters here.
+            with anyio.move_on_after(10), contextlib.suppress(Exception):
+                await self._run_driver.wait()
+        if self._run_journal is not None:
+            self._run_journal.close()
+            self._run_journal = None
+        options = RunOptions(jobs=self.jobs, wait_for_start=True, stay_open=True)
+        run_id, recorder = self._journal(plan, options)
+        run = create_run(plan, options, run_id=run_id, recorder=recorder)
+        self._run_driver = self._drive_run(run.run)
+        return run.client()
 
     def open_plan(self, path: Path) -> None:
         """Load and run ``path`` behind a loading screen; problems go to the picker."""
@@ -165,7 +195,7 @@ class TekApp(App[int]):
             problems = exc.problems if isinstance(exc, PlanError) else str(exc).splitlines()
             self._show_problems(problems)
             return
-        self.show_run(run.client(), run.run, title=path.stem)
+        self.show_run(run.client(), run.run, title=path.stem, plan=plan)
 
     def _journal(self, plan: Any, options: Any) -> tuple[str | None, Any]:
         """Journal the run when the journal can be opened, else run without one."""

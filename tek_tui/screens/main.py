@@ -6,6 +6,9 @@ updates); a 10 Hz interval paints what changed inside ``app.batch_update()``.
 While a modal is open painting is skipped and changes accumulate; hidden panes
 (narrow terminal, zoom) get their pending updates when shown again.
 
+Keys that edit the plan before the run starts come from
+:class:`~tek_tui.screens.plan_editing.PlanEditScreen` (given ``plan=``).
+
 Layout: a grid of five panes at large sizes. Below 100×28 the screen becomes
 ``-narrow``: the task table plus one other pane, ``tab`` switching which.
 ``z`` zooms the focused pane to the whole screen.
@@ -29,8 +32,9 @@ from textual.worker import Worker
 from core.client import RunClient
 from core.events import RunStatus, Start, TaskState
 from core.paths import run_log_path
+from core.plan import Plan
 from tek_tui.screens.panes import make_dag_view, make_pools_pane, make_system_pane
-from tek_tui.screens.run_controls import RunControlScreen
+from tek_tui.screens.plan_editing import PlanEditScreen
 from tek_tui.screens.run_state import RunState
 from tek_tui.widgets.footer import TekFooter
 from tek_tui.widgets.log_view import LogView
@@ -51,7 +55,7 @@ NARROW_WIDTH, NARROW_HEIGHT = 100, 28
 FLUSH_HZ = 10
 
 
-class MainScreen(RunControlScreen):
+class MainScreen(PlanEditScreen):
     """Everything about one run: panes, layout and the live event flow."""
 
     BINDINGS = [
@@ -78,8 +82,9 @@ class MainScreen(RunControlScreen):
         title: str = "",
         telemetry_s: float = 1.0,
         pane_clock: Callable[[], float] | None = None,
+        plan: Plan | None = None,
     ) -> None:
-        super().__init__(client)
+        super().__init__(client, plan)
         self._telemetry_s = telemetry_s
         self._pane_clock = pane_clock
         self.clock = clock
@@ -231,7 +236,7 @@ class MainScreen(RunControlScreen):
             elapsed = (state.finished_ts or now) - state.started_ts
         plan = Path(state.plan_path).stem if state.plan_path else state.run_id
         self.query_one(RunBar).show(
-            plan=self._title or plan,
+            plan=(self._title or plan) + self.title_mark(),
             status=state.status,
             counts=state.counts,
             done=state.status is RunStatus.RUNNING and not state.active,

@@ -1,0 +1,133 @@
+"""The task form: one text box per plan column; answers the edited :class:`Plan`, or None.
+
+``TaskForm(plan, replace=id)`` edits a task, ``TaskForm(plan, after=id)`` adds
+one after it. The boxes hold CSV cell text (what the plan file would say, an
+empty box meaning the column's default). ``enter`` in any box checks the whole
+edited plan with :func:`core.plan_edit.put_task` (the reader ``tek validate``
+uses): problems are listed in the form, one line each, and nothing is applied
+until there are none; ``esc`` closes it unchanged. ``up``/``down`` move between
+boxes like ``tab``/``shift+tab``.
+
+The form's own layout (one row per column, label beside box, so all sixteen
+fit 24 lines) is in ``DEFAULT_CSS``: it is this modal's intrinsic shape.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, Static
+
+from core.errors import PlanError
+from core.plan import COLUMNS, Plan
+from core.plan_edit import new_task_id, put_task, task_cells
+
+#: What each box means, shown as its placeholder (from the README's plan table).
+HINTS: dict[str, str] = {
+    "id": "unique, letters digits _ . : -",
+    "agent": "shell (default), ml, noop, plan",
+    "command": "shell text, ML op line, sub-plan path",
+    "deps": "ids, separated by ; or spaces",
+    "name": "label (default: the id)",
+    "pool": "worker pool (default: the agent)",
+    "cpus": "1",
+    "gpus": "0",
+    "memory_mb": "0",
+    "priority": "0 (higher runs first)",
+    "retries": "0",
+    "retry_backoff_s": "1",
+    "timeout_s": "none",
+    "env": "KEY=VALUE;KEY2=VALUE2",
+    "cwd": "relative to the plan's folder",
+    "tags": "labels, separated by ;",
+}
+
+
+class TaskForm(ModalScreen[Plan | None]):
+    """Edit (``replace=``) or add (``after=``) one task of a plan."""
+
+    DEFAULT_CSS = """
+    TaskForm { align: center middle; }
+    TaskForm #task-form-box { width: 90%; max-width: 100; height: auto; max-height: 100%;
+        padding: 0 1; }
+    TaskForm #task-form-fields { height: auto; max-height: 18; }
+    TaskForm Grid { grid-size: 2; grid-columns: 16 1fr; grid-rows: 1; height: auto; }
+    TaskForm Input { border: none; height: 1; padding: 0 1; }
+    TaskForm Input:focus { background: $boost; }
+    TaskForm #task-form-problems { color: $error; height: auto; max-height: 6; }
+    """
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="task-form-cancel"),
+        Binding("down", "move(1)", "Next field", id="task-form-next", show=False),
+        Binding("up", "move(-1)", "Previous field", id="task-form-prev", show=False),
+    ]
+
+    def __init__(self, plan: Plan, *, replace: str | None = None,
+                 after: str | None = None) -> None:
+        super().__init__()
+        self.plan = plan
+        self.replace = replace
+        self.after = after
+        if replace is not None:
+            self.cells = task_cells(plan.task(replace))
+        else:
+            self.cells = dict.fromkeys(COLUMNS, "") | {"id": new_task_id(plan),
+                                                       "agent": "shell"}
+        self.problems: list[str] = []
+        """Problems of the last ``enter`` (empty once applied)."""
+
+    def compose(self) -> ComposeResult:
+        title = f"Edit task {self.replace}" if self.replace is not None else "Add a task"
+        with Vertical(id="task-form-box", classes="modal-box"):
+            yield Static(f"[b]{title}[/b]  enter: apply · esc: cancel · empty: default",
+                         id="task-form-title")
+            with VerticalScroll(id="task-form-fields"), Grid():
+                for column in COLUMNS:
+                    yield Label(column)
+                    yield Input(self.cells[column], placeholder=HINTS[column],
+                                id=f"field-{column}")
+            yield Static("", id="task-form-problems")
+
+    def on_mount(self) -> None:
+        self.query_one("#field-command" if self.replace else "#field-id", Input).focus()
+
+    def field(self, column: str) -> Input:
+        """The box of ``column``."""
+        return self.query_one(f"#field-{column}", Input)
+
+    def values(self) -> dict[str, str]:
+        """The boxes' text, by column."""
+        return {column: self.field(column).value for column in COLUMNS}
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_apply()
+
+    def action_apply(self) -> None:
+        """Check the edited plan; close with it when valid, else list the problems."""
+        try:
+            plan = put_task(self.plan, self.values(), replace=self.replace, after=self.after)
+        except PlanError as exc:
+            self.problems = exc.problems
+            # Text, not markup: a value such as "[x]" must show as typed.
+            self.query_one("#task-form-problems", Static).update(Text("\n".join(exc.problems)))
+            return
+        self.problems = []
+        self.dismiss(plan)
+
+    def action_cancel(self) -> None:
+        """Close without changing the plan."""
+        self.dismiss(None)
+
+    def action_move(self, step: int) -> None:
+        """Focus the next (``1``) or previous (``-1``) box."""
+        if step > 0:
+            self.focus_next(Input)
+        else:
+            self.focus_previous(Input)

@@ -1,0 +1,251 @@
+"""Editing a plan in the console before the run starts: a/e/D/w, the task form, quitting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.events import TaskState
+from core.plan_edit import same_tasks
+from core.plan_io import read_plan
+from tek_tui.app import TekApp
+from tek_tui.cli import main
+from tek_tui.screens.confirm import ConfirmModal
+from tek_tui.screens.main import MainScreen
+from tek_tui.screens.task_form import TaskForm
+from tek_tui.widgets.run_bar import RunBar
+from tests.tui.fakes import SIZES, FakeClient, FrozenClock, demo_snapshot, until
+
+sizes = pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+
+PLAN = "id,agent,command,deps\nprep,noop,,\ntrain,noop,,prep\nreport,noop,,train\n"
+
+
+@pytest.fixture
+def plan_file(tmp_path: Path) -> Path:
+    path = tmp_path / "demo.csv"
+    path.write_text(PLAN, encoding="utf-8")
+    return path
+
+
+def _app(plan_file: Path) -> TekApp:
+    return TekApp(plan_path=plan_file, search_dirs=[plan_file.parent], theme="tek-dark")
+
+
+async def _main(pilot: object, app: TekApp) -> MainScreen:
+    await until(pilot, lambda: isinstance(app.screen, MainScreen)
+                and app.screen.state is not None and app.screen.selected is not None, limit=20)
+    screen = app.screen
+    assert isinstance(screen, MainScreen)
+    return screen
+
+
+async def _form(pilot: object, app: TekApp, key: str) -> TaskForm:
+    await pilot.press(key)  # type: ignore[attr-defined]
+    await until(pilot, lambda: isinstance(app.screen, TaskForm))
+    form = app.screen
+    assert isinstance(form, TaskForm)
+    return form
+
+
+async def _submit(pilot: object, form: TaskForm, column: str, value: str) -> None:
+    box = form.field(column)
+    box.value = value
+    box.focus()
+    await pilot.press("enter")  # type: ignore[attr-defined]
+
+
+def _text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def _bar(screen: MainScreen) -> str:
+    return str(screen.query_one(RunBar).render())
+
+
+def _messages(app: TekApp) -> list[str]:
+    return [f"{n.title}: {n.message}" for n in app._notifications]
+
+
+@sizes
+async def test_add_a_task_after_the_selected_one(plan_file: Path, size: tuple[int, int]) -> None:
+    app = _app(plan_file)
+    async with app.run_test(size=size) as pilot:
+        screen = await _main(pilot, app)
+        assert screen.selected == "prep"
+        form = await _form(pilot, app, "a")
+        assert form.field("id").value == "task" and form.field("agent").value == "shell"
+        assert app.focused is form.field("id")
+        await pilot.press("ctrl+a", "ctrl+k", *"fetch")  # typed, as a user would
+        form.field("command").value = "echo hi"
+        await pilot.press("enter")
+        await until(pilot, lambda: app.screen is screen)
+        assert screen.plan is not None
+        assert [t.id for t in screen.plan] == ["prep", "fetch", "train", "report"]
+        assert screen.table.row_count == 4 and screen.selected == "fetch"
+        assert screen.modified and "modified" in _bar(screen)
+        assert _text(plan_file) == PLAN  # nothing written until w
+
+
+@sizes
+async def test_edit_a_command_and_rename_an_id_used_as_a_dep(
+    plan_file: Path, size: tuple[int, int]
+) -> None:
+    app = _app(plan_file)
+    async with app.run_test(size=size) as pilot:
+        screen = await _main(pilot, app)
+        form = await _form(pilot, app, "e")
+        assert form.field("id").value == "prep" and app.focused is form.field("command")
+        await _submit(pilot, form, "command", "0.01")
+        await until(pilot, lambda: app.screen is screen)
+        assert screen.plan is not None and screen.plan.task("prep").command == "0.01"
+        form = await _form(pilot, app, "e")
+        await _submit(pilot, form, "id", "setup")
+        await until(pilot, lambda: app.screen is screen)
+        assert [t.id for t in screen.plan] == ["setup", "train", "report"]
+        assert screen.plan.task("train").deps == ("setup",)
+        assert screen.selected == "setup" and "setup" in screen.state.tasks  # type: ignore[union-attr]
+
+
+@sizes
+async def test_delete_with_dependants_asks_and_drops_the_deps(
+    plan_file: Path, size: tuple[int, int]
+) -> None:
+    app = _app(plan_file)
+    async with app.run_test(size=size) as pilot:
+        screen = await _main(pilot, app)
+        await pilot.press("D")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        assert "train depends on prep" in app.screen.question  # type: ignore[attr-defined]
+        await pilot.press("n")
+        await until(pilot, lambda: app.screen is screen)
+        assert screen.plan is not None and len(screen.plan) == 3 and not screen.modified
+        await pilot.press("D")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        await pilot.press("y")
+        await until(pilot, lambda: screen.plan is not None and len(screen.plan) == 2)
+        assert screen.plan.task("train").deps == ()
+        assert screen.table.row_count == 2 and screen.selected == "train"
+        await pilot.press("down", "D")  # report: nobody depends on it, no question
+        await until(pilot, lambda: len(screen.plan) == 1)  # type: ignore[arg-type]
+        assert app.screen is screen
+
+
+@sizes
+async def test_invalid_input_is_shown_and_not_applied(
+    plan_file: Path, size: tuple[int, int]
+) -> None:
+    app = _app(plan_file)
+    async with app.run_test(size=size) as pilot:
+        screen = await _main(pilot, app)
+        before = screen.plan
+        form = await _form(pilot, app, "e")
+        form.field("deps").value = "nope"
+        await _submit(pilot, form, "cpus", "lots")
+        await until(pilot, lambda: bool(form.problems))
+        assert app.screen is form
+        shown = str(form.query_one("#task-form-problems").render())
+        assert "cpus: not a number (lots)" in shown
+        assert any(p.startswith("deps: ") and "nope" in p for p in form.problems)
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is screen)
+        assert screen.plan is before and not screen.modified
+        assert "modified" not in _bar(screen)
+
+
+@sizes
+async def test_save_and_read_back(plan_file: Path, size: tuple[int, int]) -> None:
+    app = _app(plan_file)
+    async with app.run_test(size=size) as pilot:
+        screen = await _main(pilot, app)
+        form = await _form(pilot, app, "a")
+        form.field("id").value = "q,uoted"
+        await _submit(pilot, form, "id", "extra")
+        form.field("command").value = 'echo "a, b"'
+        await _submit(pilot, form, "env", "K=V;L=2")
+        await until(pilot, lambda: app.screen is screen)
+        await pilot.press("w")
+        await until(pilot, lambda: not screen.modified)
+        assert "modified" not in _bar(screen)
+        assert any(f"saved 4 tasks to {plan_file}" in m for m in _messages(app))
+        assert screen.plan is not None and same_tasks(read_plan(plan_file), screen.plan)
+        assert read_plan(plan_file).task("extra").env == (("K", "V"), ("L", "2"))
+    assert main(["validate", str(plan_file)]) == 0
+
+
+@sizes
+async def test_editing_is_refused_during_a_run(plan_file: Path, size: tuple[int, int]) -> None:
+    app = _app(plan_file)
+    async with app.run_test(size=size) as pilot:
+        screen = await _main(pilot, app)
+        await pilot.press("s")
+        await until(pilot, lambda: screen.state is not None
+                    and screen.state.counts.get(TaskState.SUCCEEDED, 0) == 3, limit=20)
+        for key in ("a", "e", "D", "w"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert app.screen is screen
+        assert "refused: the plan is running" in _messages(app)
+        assert _text(plan_file) == PLAN
+
+
+@sizes
+async def test_start_after_saving_runs_the_edited_plan(
+    plan_file: Path, size: tuple[int, int]
+) -> None:
+    app = _app(plan_file)
+    async with app.run_test(size=size) as pilot:
+        screen = await _main(pilot, app)
+        form = await _form(pilot, app, "a")
+        form.field("agent").value = "noop"
+        await _submit(pilot, form, "id", "extra")
+        await until(pilot, lambda: app.screen is screen)
+        await pilot.press("s")
+        await pilot.pause()
+        assert any("unsaved changes" in m for m in _messages(app))
+        assert screen.state is not None and screen.state.status.value == "pending"
+        await pilot.press("w")
+        await until(pilot, lambda: not screen.modified)
+        await pilot.press("s")
+        await until(pilot, lambda: screen.state is not None
+                    and screen.state.counts.get(TaskState.SUCCEEDED, 0) == 4, limit=20)
+        assert sorted(screen.state.tasks) == ["extra", "prep", "report", "train"]
+        assert screen.client.snapshot().plan_path == str(plan_file)
+
+
+@sizes
+async def test_quit_with_unsaved_changes_asks(plan_file: Path, size: tuple[int, int]) -> None:
+    app = _app(plan_file)
+    async with app.run_test(size=size) as pilot:
+        screen = await _main(pilot, app)
+        form = await _form(pilot, app, "e")
+        await _submit(pilot, form, "command", "0")
+        await until(pilot, lambda: app.screen is screen and screen.modified)
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        assert "unsaved changes" in app.screen.question  # type: ignore[attr-defined]
+        await pilot.press("n")
+        await until(pilot, lambda: app.screen is screen)
+        assert app.is_running
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        await pilot.press("y")
+        await until(pilot, lambda: not app.is_running, limit=20)
+    assert _text(plan_file) == PLAN
+
+
+async def test_no_plan_no_editing_keys() -> None:
+    """A run this console did not load (attached client): nothing to edit, keys hidden."""
+    client = FakeClient(demo_snapshot())
+    app = TekApp(client=client, clock=FrozenClock(), theme="tek-dark")
+    async with app.run_test(size=(200, 50)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen)
+                    and app.screen.state is not None)
+        screen = app.screen
+        assert isinstance(screen, MainScreen)
+        shown = {b.action for _n, b, enabled, _t in screen.active_bindings.values() if enabled}
+        assert not shown & {"add_task", "edit_task", "delete_task", "save_plan"}
+        await pilot.press("e", "a", "w")
+        await pilot.pause()
+        assert app.screen is screen and not app._notifications
