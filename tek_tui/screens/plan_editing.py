@@ -171,6 +171,10 @@ class PlanEditScreen(RunControlScreen):
         if plan.path is None:
             self.notify("this plan has no file", title="refused", severity="error")
             return
+        if not self.modified:
+            # Nothing to write: leave the user's file (its layout, quoting) as it is.
+            self.notify(f"no changes to save ({plan.path.name})", timeout=3)
+            return
         try:
             await anyio.to_thread.run_sync(write_plan, plan, plan.path)
         except TekError as exc:
@@ -184,15 +188,13 @@ class PlanEditScreen(RunControlScreen):
     async def action_start(self) -> None:
         """Start the run; an edited plan first replaces the loaded run (saved plans only)."""
         plan = self.plan
-        if plan is None or self._run_plan is None or same_tasks(plan, self._run_plan):
-            await super().action_start()
-            return
-        if self.modified:
+        if plan is not None and self.modified:
             self.notify("the plan has unsaved changes: w saves it, then s starts it",
                         title="refused", severity="error")
             return
-        if self.state is None or self.state.status is not RunStatus.PENDING:
-            await super().action_start()  # refused by the engine, as usual
+        running = self.state is not None and self.state.status is not RunStatus.PENDING
+        if plan is None or self._run_plan is None or same_tasks(plan, self._run_plan) or running:
+            await super().action_start()  # a started run: the engine refuses, as usual
             return
         await self._replace_run(plan)
 

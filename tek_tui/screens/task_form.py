@@ -9,7 +9,8 @@ until there are none; ``esc`` closes it unchanged. ``up``/``down`` move between
 boxes like ``tab``/``shift+tab``.
 
 The form's own layout (one row per column, label beside box, so all sixteen
-fit 24 lines) is in ``DEFAULT_CSS``: it is this modal's intrinsic shape.
+and a few problems fit 24 lines) is in ``DEFAULT_CSS``: it is this modal's
+intrinsic shape, and tek.tcss (``.modal-box``) belongs to the other modals.
 """
 
 from __future__ import annotations
@@ -34,13 +35,13 @@ HINTS: dict[str, str] = {
     "deps": "ids, separated by ; or spaces",
     "name": "label (default: the id)",
     "pool": "worker pool (default: the agent)",
-    "cpus": "1",
-    "gpus": "0",
-    "memory_mb": "0",
-    "priority": "0 (higher runs first)",
-    "retries": "0",
-    "retry_backoff_s": "1",
-    "timeout_s": "none",
+    "cpus": "default 1",
+    "gpus": "default 0",
+    "memory_mb": "default 0",
+    "priority": "default 0; higher runs first",
+    "retries": "default 0",
+    "retry_backoff_s": "default 1",
+    "timeout_s": "seconds; default none",
     "env": "KEY=VALUE;KEY2=VALUE2",
     "cwd": "relative to the plan's folder",
     "tags": "labels, separated by ;",
@@ -52,13 +53,13 @@ class TaskForm(ModalScreen[Plan | None]):
 
     DEFAULT_CSS = """
     TaskForm { align: center middle; }
-    TaskForm #task-form-box { width: 90%; max-width: 100; height: auto; max-height: 100%;
-        padding: 0 1; }
-    TaskForm #task-form-fields { height: auto; max-height: 18; }
+    TaskForm #task-form-box { width: 90%; max-width: 110; height: auto; max-height: 100%;
+        border: thick $primary; background: $surface; padding: 0 1; }
+    TaskForm #task-form-fields { height: auto; max-height: 16; }
     TaskForm Grid { grid-size: 2; grid-columns: 16 1fr; grid-rows: 1; height: auto; }
-    TaskForm Input { border: none; height: 1; padding: 0 1; }
+    TaskForm Input, TaskForm Input:focus { border: none; height: 1; padding: 0 1; }
     TaskForm Input:focus { background: $boost; }
-    TaskForm #task-form-problems { color: $error; height: auto; max-height: 6; }
+    TaskForm #task-form-problems { color: $error; height: auto; max-height: 5; }
     """
 
     BINDINGS = [
@@ -83,8 +84,8 @@ class TaskForm(ModalScreen[Plan | None]):
 
     def compose(self) -> ComposeResult:
         title = f"Edit task {self.replace}" if self.replace is not None else "Add a task"
-        with Vertical(id="task-form-box", classes="modal-box"):
-            yield Static(f"[b]{title}[/b]  enter: apply · esc: cancel · empty: default",
+        with Vertical(id="task-form-box"):
+            yield Static(f"[b]{title}[/b]  enter: apply · esc: cancel",
                          id="task-form-title")
             with VerticalScroll(id="task-form-fields"), Grid():
                 for column in COLUMNS:

@@ -249,3 +249,16 @@ async def test_no_plan_no_editing_keys() -> None:
         await pilot.press("e", "a", "w")
         await pilot.pause()
         assert app.screen is screen and not app._notifications
+
+
+@sizes
+async def test_save_without_changes_leaves_the_file(tmp_path: Path, size: tuple[int, int]) -> None:
+    own = tmp_path / "own.csv"
+    text = 'id , agent,command\n"a",noop,\n'  # a layout tek's writer would change
+    own.write_text(text, encoding="utf-8")
+    app = _app(own)
+    async with app.run_test(size=size) as pilot:
+        await _main(pilot, app)
+        await pilot.press("w")
+        await until(pilot, lambda: any("no changes to save" in m for m in _messages(app)))
+        assert _text(own) == text
