@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 
 import anyio
+from textual import work
 from textual.binding import Binding
 
 from core.client import RunClient
@@ -62,6 +63,8 @@ class PlanEditScreen(RunControlScreen):
         self.modified = False
         """The plan has changes not yet written to its file."""
         self._run_plan = plan
+        self._replacing = False
+        """``s`` is replacing the loaded run with one of the edited plan."""
 
     # ------------------------------------------------------------- helpers
 
@@ -76,7 +79,7 @@ class PlanEditScreen(RunControlScreen):
         state = self.state
         if self.plan is None or state is None:
             return None
-        if state.status is not RunStatus.PENDING:
+        if state.status is not RunStatus.PENDING or self._replacing:
             self.notify("the plan is running", title="refused", severity="error")
             return None
         return self.plan
@@ -188,6 +191,8 @@ class PlanEditScreen(RunControlScreen):
     async def action_start(self) -> None:
         """Start the run; an edited plan first replaces the loaded run (saved plans only)."""
         plan = self.plan
+        if self._replacing:
+            return  # `s` twice: the edited plan's run is on its way and starts itself
         if plan is not None and self.modified:
             self.notify("the plan has unsaved changes: w saves it, then s starts it",
                         title="refused", severity="error")
@@ -196,10 +201,22 @@ class PlanEditScreen(RunControlScreen):
         if plan is None or self._run_plan is None or same_tasks(plan, self._run_plan) or running:
             await super().action_start()  # a started run: the engine refuses, as usual
             return
-        await self._replace_run(plan)
+        self._replacing = True
+        self._replace_run(plan)
 
+    @work(exclusive=True, group="replace-run", description="run the edited plan",
+          exit_on_error=False)
     async def _replace_run(self, plan: Plan) -> None:
-        """Swap the loaded, never started run for a run of ``plan``, and start it."""
+        """Swap the loaded, never started run for a run of ``plan``, and start it.
+
+        A worker, so keys and painting go on while the loaded run winds down.
+        """
+        try:
+            await self._swap_run(plan)
+        finally:
+            self._replacing = False
+
+    async def _swap_run(self, plan: Plan) -> None:
         finished = self._finished
         try:
             await self.client.control(CancelRun())

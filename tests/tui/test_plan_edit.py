@@ -207,11 +207,20 @@ async def test_start_after_saving_runs_the_edited_plan(
         assert screen.state is not None and screen.state.status.value == "pending"
         await pilot.press("w")
         await until(pilot, lambda: not screen.modified)
-        await pilot.press("s")
+        await pilot.press("s", "s")  # the second one must not build a second run
         await until(pilot, lambda: screen.state is not None
                     and screen.state.counts.get(TaskState.SUCCEEDED, 0) == 4, limit=20)
         assert sorted(screen.state.tasks) == ["extra", "prep", "report", "train"]
         assert screen.client.snapshot().plan_path == str(plan_file)
+        assert not [m for m in _messages(app) if m.startswith("error")]
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, limit=20)
+    # The journal holds the loaded run (never started: cancelled) and the edited one.
+    from core.store import open_store
+
+    with open_store() as store:
+        runs = store.list_runs()
+    assert sorted((r.task_count, r.status) for r in runs) == [(3, "cancelled"), (4, "succeeded")]
 
 
 @sizes
