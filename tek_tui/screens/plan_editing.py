@@ -27,7 +27,7 @@ from textual.binding import Binding
 
 from core.client import RunClient
 from core.errors import ControlError, TekError
-from core.events import CancelRun, RunStatus
+from core.events import CancelRun, RunStatus, Start
 from core.plan import Plan
 from core.plan_edit import delete_task, dependants, same_tasks
 from core.plan_io import write_plan
@@ -65,6 +65,8 @@ class PlanEditScreen(RunControlScreen):
         self._run_plan = plan
         self._replacing = False
         """``s`` is replacing the loaded run with one of the edited plan."""
+        self._started = False
+        """``s`` was accepted: the run's state may not say so yet, edits are over."""
 
     # ------------------------------------------------------------- helpers
 
@@ -79,7 +81,7 @@ class PlanEditScreen(RunControlScreen):
         state = self.state
         if self.plan is None or state is None:
             return None
-        if state.status is not RunStatus.PENDING or self._replacing:
+        if self._started or state.status is not RunStatus.PENDING:
             self.notify("the plan is running", title="refused", severity="error")
             return None
         return self.plan
@@ -88,6 +90,8 @@ class PlanEditScreen(RunControlScreen):
         """Show an edited plan (the form's answer; None = cancelled)."""
         if plan is None or self.plan is None or same_tasks(plan, self.plan):
             return
+        if self._editable() is None:
+            return  # `s` was pressed while the form was open: the run has the plan now
         from core.engine import RunOptions, create_run
 
         try:
@@ -199,9 +203,10 @@ class PlanEditScreen(RunControlScreen):
             return
         running = self.state is not None and self.state.status is not RunStatus.PENDING
         if plan is None or self._run_plan is None or same_tasks(plan, self._run_plan) or running:
-            await super().action_start()  # a started run: the engine refuses, as usual
+            # A started run: the engine refuses, as usual.
+            self._started |= await self._control(Start())
             return
-        self._replacing = True
+        self._replacing = self._started = True
         self._replace_run(plan)
 
     @work(exclusive=True, group="replace-run", description="run the edited plan",

@@ -179,7 +179,9 @@ async def test_editing_is_refused_during_a_run(plan_file: Path, size: tuple[int,
     app = _app(plan_file)
     async with app.run_test(size=size) as pilot:
         screen = await _main(pilot, app)
-        await pilot.press("s")
+        await pilot.press("s", "e")  # `e` right behind `s`: before the run says it started
+        await pilot.pause()
+        assert app.screen is screen
         await until(pilot, lambda: screen.state is not None
                     and screen.state.counts.get(TaskState.SUCCEEDED, 0) == 3, limit=20)
         for key in ("a", "e", "D", "w"):
