@@ -74,6 +74,8 @@ async def test_add_a_task_after_the_selected_one(plan_file: Path, size: tuple[in
     async with app.run_test(size=size) as pilot:
         screen = await _main(pilot, app)
         assert screen.selected == "prep"
+        palette = {c.title for c in app.get_system_commands(screen)}
+        assert {"Add", "Edit", "Delete", "Save"} <= palette  # and in the footer, help
         form = await _form(pilot, app, "a")
         assert form.field("id").value == "task" and form.field("agent").value == "shell"
         assert app.focused is form.field("id")
@@ -257,6 +259,7 @@ async def test_no_plan_no_editing_keys() -> None:
         assert isinstance(screen, MainScreen)
         shown = {b.action for _n, b, enabled, _t in screen.active_bindings.values() if enabled}
         assert not shown & {"add_task", "edit_task", "delete_task", "save_plan"}
+        assert not {"Add", "Edit", "Save"} & {c.title for c in app.get_system_commands(screen)}
         await pilot.press("e", "a", "w")
         await pilot.pause()
         assert app.screen is screen and not app._notifications
