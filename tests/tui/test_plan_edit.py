@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -276,3 +277,21 @@ async def test_save_without_changes_leaves_the_file(tmp_path: Path, size: tuple[
         await pilot.press("w")
         await until(pilot, lambda: any("no changes to save" in m for m in _messages(app)))
         assert _text(own) == text
+
+
+async def test_a_failed_save_says_why_and_stays_modified(tmp_path: Path) -> None:
+    folder = tmp_path / "plans"
+    folder.mkdir()
+    plan_file = folder / "demo.csv"
+    plan_file.write_text(PLAN, encoding="utf-8")
+    app = _app(plan_file)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _main(pilot, app)
+        form = await _form(pilot, app, "e")
+        await _submit(pilot, form, "command", "0")
+        await until(pilot, lambda: app.screen is screen and screen.modified)
+        shutil.rmtree(folder)  # the folder went away under the console
+        await pilot.press("w")
+        await until(pilot, lambda: any(m.startswith("not saved: ") for m in _messages(app)))
+        assert screen.modified and "modified" in _bar(screen)
+        assert any("cannot write" in m for m in _messages(app))
