@@ -187,7 +187,7 @@ class PlanEditScreen(RunControlScreen):
         except TekError as exc:
             self.notify(str(exc), title="not saved", severity="error")
             return
-        self.modified = False
+        self.modified = self.plan is not plan  # an edit that came in meanwhile is unsaved
         if self.state is not None:
             self._paint_run_bar(self.state, self.clock())  # type: ignore[attr-defined]
         self.notify(f"saved {len(plan)} tasks to {plan.path}", timeout=4)
