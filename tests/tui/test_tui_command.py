@@ -34,9 +34,15 @@ async def test_plan_problems_show_in_the_console(tmp_path: Path) -> None:
     plan.write_text("id,agent,command,deps,colour\na,shell,echo,,red\nb,shell,echo,zz,\n")
     app = TekApp(plan_path=plan, search_dirs=[tmp_path])
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, PickerScreen)
-                    and app.screen.query_one("#plan-problems").display)
-        text = str(app.screen.query_one("#plan-problems").render())
+        def problems() -> str:  # the box's text once the picker shows it
+            if not isinstance(app.screen, PickerScreen):
+                return ""
+            box = app.screen.query("#plan-problems")
+            return str(box.first().render()) if box and box.first().display else ""
+
+        # (the box is visible before the picker's mount hides it, so wait for text)
+        await until(pilot, lambda: "cannot run this plan" in problems())
+        text = problems()
         assert f"{plan}:1: colour" in text
         assert f"{plan}:3: deps" in text
 
