@@ -76,6 +76,12 @@ class PlanEditScreen(RunControlScreen):
             return False
         return super().check_action(action, parameters)
 
+    def footer_hides(self, action: str) -> bool:
+        """The editing keys leave the footer once the run has started (see TekFooter)."""
+        state = self.state
+        started = self._started or (state is not None and state.status is not RunStatus.PENDING)
+        return action in EDIT_ACTIONS and started
+
     def _editable(self) -> Plan | None:
         """The plan, when it may be edited now; else say why not and return None."""
         state = self.state

@@ -6,7 +6,9 @@ On an 80-column terminal that hid ``? Help`` and ``q Quit`` (the two keys a
 newcomer looks for) and cut the last entry mid-word (``x Sk``). This footer
 always shows the :data:`PINNED` actions (after the focused pane's keys, which
 still lead) and leaves out the entries that do not fit whole; every key is
-still in the help screen and the command palette.
+still in the help screen and the command palette. A screen with a
+``footer_hides(action) -> bool`` method keeps the keys it names out of the
+footer while they have nothing to do (the plan-editing keys during a run).
 """
 
 from __future__ import annotations
@@ -44,9 +46,12 @@ class TekFooter(Footer):
         # The focused pane's keys lead, as many as fit whole beside the
         # pinned ones; the pinned ones close the list.
         room = self.app.size.width - sum(_width(k) for k in [*palette, *pinned])
+        # A screen may keep keys that do nothing now out of the footer (they
+        # still answer, and help and the palette still list them).
+        idle = getattr(self.screen, "footer_hides", None)
         shown: list[Widget] = []
         for key in keys:
-            if key in palette or key in pinned:
+            if key in palette or key in pinned or (idle is not None and idle(key.action)):
                 continue
             room -= _width(key)
             if room < 0:

@@ -295,3 +295,21 @@ async def test_a_failed_save_says_why_and_stays_modified(tmp_path: Path) -> None
         await until(pilot, lambda: any(m.startswith("not saved: ") for m in _messages(app)))
         assert screen.modified and "modified" in _bar(screen)
         assert any("cannot write" in m for m in _messages(app))
+
+
+async def test_the_editing_keys_leave_the_footer_once_the_run_starts(plan_file: Path) -> None:
+    from tek_tui.widgets.footer import TekFooter
+
+    def footer(screen: MainScreen) -> set[str]:
+        return {str(k.description) for k in screen.query_one(TekFooter).query("FooterKey")}
+
+    app = _app(plan_file)
+    async with app.run_test(size=(200, 50)) as pilot:
+        screen = await _main(pilot, app)
+        await until(pilot, lambda: "Edit" in footer(screen))
+        assert {"Add", "Delete", "Save"} <= footer(screen)
+        await pilot.press("s")
+        await until(pilot, lambda: screen.state is not None
+                    and screen.state.counts.get(TaskState.SUCCEEDED, 0) == 3, limit=20)
+        await until(pilot, lambda: not {"Add", "Edit", "Delete", "Save"} & footer(screen))
+        assert "Help" in footer(screen)
