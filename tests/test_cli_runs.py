@@ -279,3 +279,19 @@ def test_tek_run_from_unknown_task(tmp_path: Path, capsys: pytest.CaptureFixture
     capsys.readouterr()
     assert main(["run", str(plan), "--from", "zz"]) == 2
     assert "--from: no task 'zz'" in capsys.readouterr().err
+
+
+def test_resume_json_keeps_the_results_of_tasks_that_had_succeeded(
+    tmp_path: Path, tek_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = _shell_plan(tmp_path)
+    assert main(["run", str(plan), "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)["tasks"]
+    _shell_plan(tmp_path, "echo B >> out.txt")  # b (and c downstream) rerun; a and d are kept
+    assert main(["run", str(plan), "--resume", "--json"]) == 0
+    tasks = json.loads(capsys.readouterr().out)["tasks"]
+    for tid in ("a", "d"):  # not run again: the earlier attempt's results
+        assert tasks[tid]["state"] == "succeeded"
+        assert tasks[tid]["exit_code"] == 0
+        assert tasks[tid]["duration_s"] == pytest.approx(first[tid]["duration_s"], abs=1e-3)
+    assert tasks["b"]["attempts"] == 2 and tasks["b"]["exit_code"] == 0

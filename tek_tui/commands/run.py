@@ -19,6 +19,7 @@ parsed here, not by argparse, which would print its usage too).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import math
@@ -255,6 +256,7 @@ def execute(
     completed: Collection[str] = (),
     attempts_so_far: Mapping[str, int] | None = None,
     on_created: Callable[[], None] | None = None,
+    earlier: Callable[[], Mapping[str, tuple[int | None, float | None]]] | None = None,
 ) -> int:
     """Run ``plan`` with a view chosen from ``args``; returns the exit code.
 
@@ -268,6 +270,8 @@ def execute(
         attempts_so_far: attempt numbering to continue from (resume).
         on_created: called once the engine has accepted the plan and options,
             before anything runs (a resume reopens its journal there).
+        earlier: for ``--json`` after a resume, ``(exit_code, duration_s)`` of
+            the tasks that had already succeeded (the engine never ran them).
     """
     import anyio
 
@@ -288,6 +292,8 @@ def execute(
             raise
         raise _first_leaf(tek_errors) from None
     if args.json:
+        if earlier is not None and completed:
+            summary = _with_earlier(summary, earlier())
         try:
             print(json.dumps(summary.to_json()), flush=True)
         except BrokenPipeError:  # the reader has gone; the exit code still tells
@@ -297,6 +303,18 @@ def execute(
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if summary.status.value == "succeeded" else EXIT_FAILED
+
+
+def _with_earlier(
+    summary: RunSummary, earlier: Mapping[str, tuple[int | None, float | None]]
+) -> RunSummary:
+    """The summary with exit codes and durations of tasks a resume kept as succeeded."""
+    tasks = dict(summary.tasks)
+    for tid, (code, duration) in earlier.items():
+        result = tasks.get(tid)
+        if result is not None and result.exit_code is None and result.duration_s is None:
+            tasks[tid] = result._replace(exit_code=code, duration_s=duration)
+    return dataclasses.replace(summary, tasks=tasks)
 
 
 def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:

@@ -12,9 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tek_tui.commands.runs import open_journal, store_arg
+
+if TYPE_CHECKING:
+    from core.journal import RunJournal
 
 
 def add_journal_args(p: argparse.ArgumentParser) -> None:
@@ -145,10 +148,20 @@ def run_journaled(plan: Any, options: Any, args: argparse.Namespace) -> int:
             return execute(
                 plan, options, args, recorder=journal.recorder, run_id=journal.run_id,
                 completed=journal.completed, attempts_so_far=journal.attempts_so_far,
-                on_created=reopen,
+                on_created=reopen, earlier=lambda: _earlier(journal),
             )  # fmt: skip
         except PlanError:  # create_run refused the options: the run never started
             journal.discard()
             raise
     finally:
         journal.close()
+
+
+def _earlier(journal: RunJournal) -> dict[str, tuple[int | None, float | None]]:
+    """Exit code and duration of the last attempt of each task the resume kept."""
+    _, _, attempts = journal.store.read_run(journal.run_id)
+    out: dict[str, tuple[int | None, float | None]] = {}
+    for a in attempts:  # ordered by task, then attempt: the last one wins
+        if a.task_id in journal.completed:
+            out[a.task_id] = (a.exit_code, a.duration_s)
+    return out
