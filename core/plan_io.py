@@ -20,10 +20,12 @@ equal to its default is written as an empty cell (``agent`` is always written).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gc
 import io
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -76,6 +78,10 @@ def read_plan(path: str | Path, *, stats: ImportStats | None = None) -> Plan:
         CycleError: the only problems are dependency cycles.
     """
     p = Path(path)
+    with contextlib.suppress(OSError, ValueError):  # read_bytes below names those errors
+        mode = p.stat().st_mode
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            raise PlanError(f"{path}: is a device, not a plan file")  # /dev/zero never ends
     try:
         data = p.read_bytes()
     except IsADirectoryError:

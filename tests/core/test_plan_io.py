@@ -81,6 +81,11 @@ def test_missing_file_and_folder(tmp_path: Path) -> None:
         read_plan("bad\0name.csv")
 
 
+def test_a_device_is_refused_not_read_for_ever() -> None:
+    with pytest.raises(PlanError, match=r"/dev/zero: is a device, not a plan file"):
+        read_plan("/dev/zero")
+
+
 def test_bytes_that_are_not_utf8_name_line_offset_and_column() -> None:
     data = b"id,command,name\na,echo,ok\n" + b"b,echo,caf\xe9\n"
     with pytest.raises(PlanError) as info:
