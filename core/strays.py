@@ -39,7 +39,7 @@ def kill_pipe_holders(fd: int) -> int:
     """
     try:
         target = f"pipe:[{os.fstat(fd).st_ino}]"
-        pids = [name for name in os.listdir("/proc") if name.isdigit()]
+        pids = _proc_pids()
     except OSError:
         return 0
     me = str(os.getpid())
@@ -54,6 +54,11 @@ def kill_pipe_holders(fd: int) -> int:
             except (ProcessLookupError, PermissionError):
                 pass
     return killed
+
+
+def _proc_pids() -> list[str]:
+    """The pids in ``/proc``, as its folder names (raises OSError without ``/proc``)."""
+    return [name for name in os.listdir("/proc") if name.isdigit()]
 
 
 def _holds(fd_dir: str, target: str) -> bool:
@@ -125,7 +130,7 @@ def signal_sessions(wanted: Mapping[int, int]) -> None:
         wanted: session id -> signal number.
     """
     try:
-        pids = [name for name in os.listdir("/proc") if name.isdigit()]
+        pids = _proc_pids()
     except OSError:
         return
     for pid in pids:

@@ -28,8 +28,9 @@ is stopped (cancel, timeout), processes of its session that moved to other
 groups (``timeout``, job control) get its signals too
 (:func:`core.strays.signal_session_soon`). One that left the session *and*
 let go of the output (a daemon) is out of reach without cgroups; so is one
-that left only the group and the output of a task that ended by itself. :meth:`ShellAttempt.cancel` sends SIGTERM to the group,
-then SIGKILL after the grace period; the attempt ends once the leader is gone.
+that left only the group and the output of a task that ended by itself.
+:meth:`ShellAttempt.cancel` sends SIGTERM to the group, then SIGKILL after
+the grace period; the attempt ends once the leader is gone.
 A leader that was alive when stopped has not succeeded, even if its TERM
 handler exits 0 (so a timed-out task is never reported as succeeded).
 """

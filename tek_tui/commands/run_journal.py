@@ -18,6 +18,7 @@ from tek_tui.commands.runs import open_journal, store_arg
 
 if TYPE_CHECKING:
     from core.journal import RunJournal
+    from core.store import Store
 
 
 def add_journal_args(p: argparse.ArgumentParser) -> None:
@@ -52,12 +53,7 @@ def plan_path_for(args: argparse.Namespace) -> str:
         return str(args.plan)
     if not args.resume:
         raise TekError("PLAN is required (or --resume [RUN_ID|last] to rerun a run's plan)")
-    if args.no_journal:
-        raise TekError("--resume needs the journal: drop --no-journal")
-    store = open_journal(args)
-    if store is None:
-        raise StoreError("nothing to resume: the journal is empty")
-    with store:
+    with _journal_to_resume(args, "--resume needs") as store:
         run = store.get_run(store.resolve_run(args.resume))
     if not run.plan_path:
         raise StoreError(f"run {run.id} has no plan file to read; give PLAN")
@@ -78,18 +74,12 @@ def resume_preview(plan: Any, args: argparse.Namespace) -> tuple[str, Any] | Non
     Raises:
         TekError: no journal, unknown run or ``--from`` task.
     """
-    from core.errors import StoreError, TekError
     from core.resume import decide_resume
 
     resume = args.resume or ("last" if args.from_tasks else None)
     if not resume:
         return None
-    if args.no_journal:
-        raise TekError("--resume and --from need the journal: drop --no-journal")
-    store = open_journal(args)
-    if store is None:
-        raise StoreError("nothing to resume: the journal is empty")
-    with store:
+    with _journal_to_resume(args, "--resume and --from need") as store:
         plan_path = str(plan.path.resolve()) if plan.path is not None and resume == "last" else None
         run_id = store.resolve_run(resume, plan_path=plan_path)
         tasks = store.read_run(run_id)[1]
@@ -155,6 +145,22 @@ def run_journaled(plan: Any, options: Any, args: argparse.Namespace) -> int:
             raise
     finally:
         journal.close()
+
+
+def _journal_to_resume(args: argparse.Namespace, flags: str) -> Store:
+    """The journal a resume reads (``flags``: how the message names the options).
+
+    Raises:
+        TekError: ``--no-journal`` was given, or there is no journal yet.
+    """
+    from core.errors import StoreError, TekError
+
+    if args.no_journal:
+        raise TekError(f"{flags} the journal: drop --no-journal")
+    store = open_journal(args)
+    if store is None:
+        raise StoreError("nothing to resume: the journal is empty")
+    return store
 
 
 def _earlier(journal: RunJournal) -> dict[str, tuple[int | None, float | None]]:
