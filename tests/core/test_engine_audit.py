@@ -50,6 +50,13 @@ def gone(pid: int) -> bool:
     return False
 
 
+async def cancel_when_ready(run: Run, events: EventLog) -> None:
+    """Cancel task ``t`` once it has printed ``ready`` (a ``run_collect`` watcher)."""
+    await events.wait_for(lambda: any(
+        isinstance(e, OutputLines) and "ready" in e.lines for e in events))
+    await run.control(CancelTask("t"))
+
+
 def escapee(tmp_path: Path, program: str = "sleep 100") -> tuple[str, Path]:
     """Shell text that starts a ``setsid`` process holding the output, and its pid file.
 
@@ -259,13 +266,7 @@ async def test_cancel_stops_processes_that_moved_to_another_group(tmp_path: Path
     cmd = (f"timeout 100 sh -c 'echo $$ > {pid_file}; exec sleep 100' >/dev/null 2>&1 & "
            f"while [ ! -s {pid_file} ]; do sleep 0.01; done; echo ready; wait")
     run = create_run(plan_of(shell("t", cmd)), OPTS)
-
-    async def cancel_when_started(run: Run, events: EventLog) -> None:
-        await events.wait_for(lambda: any(
-            isinstance(e, OutputLines) and "ready" in e.lines for e in events))
-        await run.control(CancelTask("t"))
-
-    summary, _ = await run_collect(run, cancel_when_started)
+    summary, _ = await run_collect(run, cancel_when_ready)
     assert summary.tasks["t"].reason == "cancelled by user"
     assert gone(int(pid_file.read_text()))
     assert survivors(run.run_id) == []
@@ -335,12 +336,6 @@ async def test_term_trap_of_a_stopped_task_runs_once(tmp_path: Path) -> None:
     # the group's members already had SIGTERM from killpg.
     cmd = "trap 'echo trapped; exit 3' TERM; echo ready; sleep 100 & wait; wait"
     run = create_run(plan_of(shell("t", cmd)), OPTS)
-
-    async def cancel_when_ready(run: Run, events: EventLog) -> None:
-        await events.wait_for(lambda: any(
-            isinstance(e, OutputLines) and "ready" in e.lines for e in events))
-        await run.control(CancelTask("t"))
-
     summary, _ = await run_collect(run, cancel_when_ready)
     assert summary.tasks["t"].reason == "cancelled by user"
     assert log_of(run, "t").read_text().count("trapped") == 1

@@ -12,6 +12,8 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
+import pytest
+
 from core.errors import ControlError
 from core.events import (
     AdmissionChanged,
@@ -164,6 +166,8 @@ def resize_of(controls: Iterable[Control]) -> list[ResizePool]:
 # ------------------------------------------------------------------- helpers
 
 SIZES = [(80, 24), (200, 50)]
+#: Runs a test at each of :data:`SIZES` (``size`` argument), named ``80x24`` etc.
+sizes = pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 
 
 def make_app(client: FakeClient | None = None, **kwargs: object):  # type: ignore[no-untyped-def]

@@ -33,17 +33,15 @@ from tek_tui.screens.picker import PickerScreen
 from tek_tui.widgets.run_bar import RunBar
 from tek_tui.widgets.task_table import progress_text
 from tests.tui.fakes import (
-    SIZES,
     T0,
     FakeClient,
     demo_events,
     demo_snapshot,
     make_app,
     ready,
+    sizes,
     until,
 )
-
-sizes = pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 
 
 @sizes

@@ -28,9 +28,7 @@ from tek_tui.screens.help import HelpScreen
 from tek_tui.screens.loading import LoadingScreen
 from tek_tui.screens.main import MainScreen
 from tek_tui.screens.picker import PickerScreen
-from tests.tui.fakes import SIZES, FakeClient, demo_events, demo_snapshot, make_app, ready, until
-
-sizes = pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+from tests.tui.fakes import FakeClient, demo_events, demo_snapshot, make_app, ready, sizes, until
 
 GOOD = "id,agent,command,deps\na,noop,,\nb,noop,,a\n"
 

@@ -19,17 +19,17 @@ from core.events import (
 from tek_tui.screens.confirm import ConfirmModal
 from tek_tui.screens.resize import ResizeModal
 from tests.tui.fakes import (
-    SIZES,
     T0,
     FakeClient,
     demo_events,
     demo_snapshot,
     make_app,
     ready,
+    sizes,
     until,
 )
 
-pytestmark = pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+pytestmark = sizes
 
 
 async def test_start_key_sends_start(size: tuple[int, int]) -> None:

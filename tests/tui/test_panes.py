@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import pytest
-
 from core.events import OutputLines, Progress, TaskChanged, TaskState
 from core.paths import config_path, run_log_path
 from tek_tui.config import remembered_theme
 from tek_tui.screens.help import HelpScreen
 from tests.tui.fakes import (
-    SIZES,
     T0,
     FakeClient,
     demo_events,
     demo_snapshot,
     make_app,
     ready,
+    sizes,
     until,
 )
-
-sizes = pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 
 
 @sizes

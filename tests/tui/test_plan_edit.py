@@ -16,9 +16,7 @@ from tek_tui.screens.confirm import ConfirmModal
 from tek_tui.screens.main import MainScreen
 from tek_tui.screens.task_form import TaskForm
 from tek_tui.widgets.run_bar import RunBar
-from tests.tui.fakes import SIZES, FakeClient, FrozenClock, demo_snapshot, until
-
-sizes = pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+from tests.tui.fakes import FakeClient, FrozenClock, demo_snapshot, sizes, until
 
 PLAN = "id,agent,command,deps\nprep,noop,,\ntrain,noop,,prep\nreport,noop,,train\n"
 
