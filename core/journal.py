@@ -131,6 +131,18 @@ class RunJournal:
     stopped: int = 0
     reopen: Callable[[], tuple[int, int]] | None = None
 
+    def ready(self) -> None:
+        """Wait until the new run's rows are committed; call before the run starts.
+
+        They are written in the background while the engine is built, after
+        a check of the whole file, so a damaged journal stops the run here,
+        before any task starts, with the file as it was.
+
+        Raises:
+            StoreError: the journal is damaged, or writing the rows failed.
+        """
+        self.store.settle()
+
     def commit_resume(self) -> RunJournal:
         """Reopen a deferred resume now: stop orphans, close open attempts, reset reruns.
 

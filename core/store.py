@@ -69,7 +69,7 @@ from core.store_runs import (
     reset_run,
     task_rows,
 )
-from core.store_schema import connect, connect_read_only
+from core.store_schema import check_intact, connect, connect_read_only, damaged
 
 __all__ = [
     "AttemptRecord",
@@ -172,6 +172,8 @@ class Store:
         try:
             yield
         except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorname", "") == "SQLITE_CORRUPT":
+                raise damaged(self.path, str(exc)) from exc
             raise StoreError(f"{self.path}: journal error: {exc}") from exc
 
     # ----------------------------------------------------------------- writes
@@ -229,6 +231,11 @@ class Store:
             self._has_pending[run] = False
         return len(runs)
 
+    def _check_intact(self) -> None:
+        """Raise StoreError unless every page of the file reads back sound."""
+        with self._lock, self._errors():
+            check_intact(self._conn, self.path)
+
     def checkpoint(self) -> None:
         """Copy the WAL into the database file now (a passive checkpoint).
 
@@ -248,6 +255,9 @@ class Store:
     ) -> None:
         """Record a new run and its tasks (all ``pending``), in one transaction.
 
+        The whole file is checked first (``check_intact``): a run never
+        writes into a damaged journal.
+
         Args:
             run_id: the new run's id.
             plan: its plan.
@@ -261,7 +271,8 @@ class Store:
 
         Raises:
             StoreError: a run with this id is already in the journal (or,
-                in the background, writing failed: raised by the next use).
+                in the background, the journal is damaged or writing failed:
+                raised by the next use, or by :meth:`settle`).
         """
         tasks, phash = new_tasks(plan)  # hashing happens before the write lock
         with self.read() as conn:
@@ -269,6 +280,7 @@ class Store:
                 raise StoreError(f"{self.path}: run {run_id!r} is already in the journal")
 
         def insert() -> None:
+            self._check_intact()
             with self.write() as conn:
                 insert_run(conn, run_id, plan, tasks, phash, options)
 
@@ -290,8 +302,12 @@ class Store:
 
         Returns:
             How many open attempts were closed as interrupted.
+
+        Raises:
+            StoreError: the journal is damaged (nothing is written) or SQLite failed.
         """
         rows, phash = task_rows(run_id, plan)
+        self._check_intact()
         with self.write() as conn:
             self._apply_pending(conn, "WHERE run_id = ?", (run_id,))
             return reset_run(conn, run_id, plan, rows, phash, rerun, options)

@@ -204,9 +204,14 @@ class TekApp(App[int]):
             from core.store import open_store
 
             store = open_store()
-            journal = create_journal(
-                plan, store=store, options={"jobs": options.jobs, "console": True}
-            )
+            try:
+                journal = create_journal(
+                    plan, store=store, options={"jobs": options.jobs, "console": True}
+                )
+                journal.ready()
+            except BaseException:
+                store.close()
+                raise
         except (ImportError, TekError) as exc:
             self.notify(f"running without a journal: {exc}", severity="warning")
             return None, None

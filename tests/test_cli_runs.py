@@ -19,6 +19,7 @@ from core.store import open_store
 from tek_tui.cli import main
 from tests.core.journal_helpers import (
     chain_plan,
+    damage_a_middle_page,
     finished,
     flat,
     foreign_sqlite,
@@ -295,3 +296,31 @@ def test_resume_json_keeps_the_results_of_tasks_that_had_succeeded(
         assert tasks[tid]["exit_code"] == 0
         assert tasks[tid]["duration_s"] == pytest.approx(first[tid]["duration_s"], abs=1e-3)
     assert tasks["b"]["attempts"] == 2 and tasks["b"]["exit_code"] == 0
+
+
+@pytest.mark.parametrize("resume", [[], ["--resume", "last"]], ids=["new-run", "resume"])
+def test_a_damaged_journal_is_never_written(
+    tmp_path: Path, tek_home: Path, capsys: pytest.CaptureFixture[str], resume: list[str]
+) -> None:
+    """A page damaged deep in the file: `tek run` stops before any task, exit 2, file as it was.
+
+    The header and the run rows are fine, so opening the journal and reading
+    the run to resume succeed; only a check of every page finds the damage.
+    """
+    db = tmp_path / "j.db"
+    marker = tmp_path / "ran"
+    rows = [f"t{i},echo t{i} >> {marker}" for i in range(300)]
+    plan_file = tmp_path / "plan.csv"
+    plan_file.write_text("id,command\n" + "\n".join(rows) + "\n")
+    for _ in range(3):
+        assert main(["run", "--plain", "--store", str(db), str(plan_file)]) == 0
+    marker.unlink()
+    damage_a_middle_page(db)
+    before = (db.read_bytes(), db.stat().st_mtime_ns)
+    capsys.readouterr()
+    assert main(["run", "--plain", "--store", str(db), str(plan_file), *resume]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"tek: {db}: the journal is damaged (")
+    assert ".recover" in err
+    assert not marker.exists()  # no task ran
+    assert (db.read_bytes(), db.stat().st_mtime_ns) == before

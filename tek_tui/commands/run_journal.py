@@ -123,6 +123,7 @@ def run_journaled(plan: Any, options: Any, args: argparse.Namespace) -> int:
 
     def reopen() -> None:
         nonlocal journal
+        journal.ready()
         journal = journal.commit_resume()
         if journal.decision is not None:
             d = journal.decision

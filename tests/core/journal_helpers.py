@@ -81,3 +81,21 @@ def newer_tek(path: Path) -> None:
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + NEWER_BY}")
     conn.commit()
     conn.close()
+
+
+def damage_a_middle_page(path: Path) -> None:
+    """Break the header of a b-tree leaf page half-way into the file (the file header stays good).
+
+    VACUUM first, so every page is in use (SQLite never reads a free page),
+    and nothing is left in the WAL to stand in for the damaged page.
+    """
+    conn = sqlite3.connect(path)
+    conn.execute("VACUUM")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    data = bytearray(path.read_bytes())
+    size = 4096
+    leaves = [p for p in range(1, len(data) // size) if data[p * size] in (0x0A, 0x0D)]
+    page = leaves[len(leaves) // 2] * size
+    data[page + 1 : page + 7] = b"\xff" * 6  # first free block, cell count, cell area start
+    path.write_bytes(bytes(data))

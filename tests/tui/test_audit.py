@@ -305,3 +305,26 @@ async def test_sort_is_named_as_its_column() -> None:
         assert messages[-2:] == ["sorted by state", "sorted by time"], messages
         await pilot.press("o", "o")
         assert str(list(app._notifications)[-1].message) == "sorted by plan order"
+
+
+async def test_a_damaged_journal_runs_the_plan_without_one_and_says_so(tmp_path: Path, tek_home: Path) -> None:
+    """The console never writes into a damaged journal: it runs unjournaled and warns."""
+    from core.journal import create_journal
+    from core.store import open_store
+    from tests.core.journal_helpers import chain_plan, damage_a_middle_page
+
+    db = tek_home / "tek.db"
+    with open_store(db) as store:
+        create_journal(chain_plan(3000), store=store).ready()
+    damage_a_middle_page(db)
+    before = db.read_bytes()
+    plan_path = tmp_path / "p.csv"
+    plan_path.write_text("id,agent,command\na,noop,\n")
+    app = TekApp(plan_path=plan_path, search_dirs=[tmp_path])
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.state is not None)
+        await until(pilot, lambda: bool(app._notifications))
+        (note,) = list(app._notifications)
+        assert note.message.startswith("running without a journal: ") and "journal is damaged" in note.message
+        assert note.severity == "warning"
+    assert db.read_bytes() == before
