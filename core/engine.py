@@ -185,7 +185,9 @@ class Run(RunAttempts):
                 self._tg = tg
                 if self.options.wait_for_start and not self._start_evt.is_set():
                     await self._start_evt.wait()
-                self._begin()
+                # Cancelled before its start (a plan left in the console
+                # before `s`): its tasks end cancelled, but it never started.
+                self._begin(started=not self._cancelled)
                 tg.start_soon(self._tick)
                 if self.recorder is not None:
                     tg.start_soon(self._write_loop)
@@ -204,12 +206,13 @@ class Run(RunAttempts):
             raise self._record_error
         return summary
 
-    def _begin(self) -> None:
-        now = time.time()
-        self._started_ts = now
+    def _begin(self, started: bool = True) -> None:
+        if started:
+            now = time.time()
+            self._started_ts = now
+            self._batch.append(RunStarted(self.run_id, str(self.plan.path or ""), len(self.recs), now))
         if self.status is RunStatus.PENDING:
             self.status = RunStatus.PAUSED if self._user_paused else RunStatus.RUNNING
-        self._batch.append(RunStarted(self.run_id, str(self.plan.path or ""), len(self.recs), now))
         self._admission = (False, "")  # announce a pause set before Start
         self._check_memory()  # before the first dispatch: memory may be short already
         self._update_admission()

@@ -168,10 +168,23 @@ class RunJournal:
             with self.store.write() as conn:
                 delete_run(conn, self.run_id)
 
+    def _started(self) -> bool:
+        with self.store.read() as conn:
+            row = conn.execute("SELECT started_ts FROM runs WHERE id = ?", (self.run_id,)).fetchone()
+        return row is None or row[0] is not None  # no row: nothing to remove
+
     def close(self) -> None:
-        """After the run: apply its queued batches, checkpoint, close the journal."""
+        """After the run: apply its queued batches, checkpoint, close the journal.
+
+        A new run that never started (a plan opened in the console and left,
+        or replaced by its edited version, before ``s``) is removed instead:
+        history lists runs that ran.
+        """
         try:
-            self.store.apply_pending(self.run_id)
+            if self.decision is None and not self._started():
+                self.discard()
+            else:
+                self.store.apply_pending(self.run_id)
             self.store.checkpoint()
         finally:
             self.store.close()

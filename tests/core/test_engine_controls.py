@@ -14,6 +14,7 @@ from core.events import (
     ResizePool,
     Resume,
     RetryTask,
+    RunStarted,
     RunStatus,
     SkipTask,
     Start,
@@ -61,6 +62,25 @@ async def test_start_pause_resume() -> None:
     assert summary.status is RunStatus.SUCCEEDED and len(p.starts) == 2
     adm = [e for e in events if isinstance(e, AdmissionChanged)]
     assert [a.paused for a in adm] == [True, False]
+
+
+async def test_a_run_cancelled_before_its_start_never_started() -> None:
+    """Left in the console before `s`: every task ends cancelled, no RunStarted, no start time.
+
+    (The journal drops such a run on close: history lists runs that ran.)
+    """
+    p = new_probe(OPTS, 4)
+    run = create_run(plan_of(probe("a"), probe("b", deps=("a",))),
+                     RunOptions(jobs=2, memory_floor_mb=0, wait_for_start=True))
+
+    async def drive(run: Run, events: EventLog) -> None:
+        await send(run, CancelRun())
+
+    summary, events = await run_collect(run, drive)
+    assert summary.status is RunStatus.CANCELLED and p.starts == []
+    assert not [e for e in events if isinstance(e, RunStarted)]
+    assert run.snapshot().started_ts is None
+    assert {t.state for t in run.snapshot().tasks} == {TaskState.CANCELLED}
 
 
 async def test_cancel_running_and_waiting_tasks() -> None:

@@ -328,3 +328,18 @@ async def test_a_damaged_journal_runs_the_plan_without_one_and_says_so(tmp_path:
         assert note.message.startswith("running without a journal: ") and "journal is damaged" in note.message
         assert note.severity == "warning"
     assert db.read_bytes() == before
+
+
+async def test_a_plan_left_before_its_start_leaves_no_run_in_history(tmp_path: Path) -> None:
+    """Opening a plan to look at it and quitting recorded a cancelled run with nothing run."""
+    from core.store import open_store
+
+    plan_path = tmp_path / "p.csv"
+    plan_path.write_text("id,agent,command\na,noop,\n")
+    app = TekApp(plan_path=plan_path, search_dirs=[tmp_path])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.state is not None)
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running)
+    with open_store() as store:
+        assert store.list_runs() == []
