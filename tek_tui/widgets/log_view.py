@@ -2,7 +2,8 @@
 
 On selection the attempt's log file is tailed in a thread worker (the last
 ``max_lines`` lines, read backwards from the end so a multi-megabyte log costs
-a few block reads); live ``OutputLines`` then append, one ``write_lines`` per
+a few block reads, never more than ``TAIL_BYTES``; lines longer than
+``LINE_CHARS`` are clipped); live ``OutputLines`` then append, one ``write_lines`` per
 flush. Lines that arrived while the file was being read are de-duplicated
 against the file's tail. Memory stays bounded by ``Log.max_lines``.
 
@@ -27,32 +28,56 @@ from textual.worker import Worker
 
 #: Lines kept in the pane (and read from the end of a log file).
 MAX_LINES = 5000
+#: Bytes read at most from the end of a log file.
+TAIL_BYTES = 4 << 20
+#: Characters of one line shown at most (the whole line stays in the file).
+LINE_CHARS = 2000
 _BLOCK = 64 * 1024
 
 
-def read_tail(path: Path, max_lines: int) -> list[str]:
+def read_tail(path: Path, max_lines: int, max_bytes: int = TAIL_BYTES) -> list[str]:
     """The last ``max_lines`` lines of a text file, reading backwards by blocks.
+
+    At most ``max_bytes`` are read, so a log of a few huge lines (a task
+    that printed 50 MB without a newline) costs no more than one of short
+    lines; each line is clipped to :data:`LINE_CHARS` (:func:`clip`).
 
     Args:
         path: the log file.
         max_lines: how many lines at most.
+        max_bytes: how much of the file's end to read at most.
 
     Returns:
         The lines without their newlines; empty when the file is missing.
     """
+    blocks: list[bytes] = []
+    newlines = read = 0
     try:
         with path.open("rb") as fh:
-            end = fh.seek(0, 2)
-            pos, data = end, b""
-            while pos > 0 and data.count(b"\n") <= max_lines:
+            pos = fh.seek(0, 2)
+            while pos > 0 and newlines <= max_lines and read < max_bytes:
                 step = min(_BLOCK, pos)
                 pos -= step
                 fh.seek(pos)
-                data = fh.read(step) + data
+                block = fh.read(step)
+                blocks.append(block)
+                newlines += block.count(b"\n")
+                read += len(block)
     except OSError:
         return []
+    data = b"".join(reversed(blocks))
     lines = data.decode("utf-8", errors="replace").splitlines()
-    return lines[-max_lines:]
+    lines = [clip(line) for line in lines[-max_lines:]]
+    if pos > 0 and lines and newlines <= max_lines:
+        lines[0] = "… " + lines[0]  # the reading stopped inside this line
+    return lines
+
+
+def clip(line: str) -> str:
+    """``line``, cut to :data:`LINE_CHARS` characters with a note of what was left out."""
+    if len(line) <= LINE_CHARS:
+        return line
+    return f"{line[:LINE_CHARS]} … ({len(line) - LINE_CHARS:,} more characters in the log file)"
 
 
 def _overlap(tail: Sequence[str], head: Sequence[str]) -> int:
@@ -141,7 +166,7 @@ class LogView(Vertical):
                 out.append(f"── attempt {attempt} ──")
                 self._update_header()
             if attempt == self.attempt:
-                out.append(text)
+                out.append(clip(text))
         if not out:
             return
         if self._loading:

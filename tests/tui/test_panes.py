@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from textual.pilot import Pilot
+
 from core.events import OutputLines, Progress, TaskChanged, TaskState
 from core.paths import config_path, run_log_path
 from tek_tui.config import remembered_theme
 from tek_tui.screens.help import HelpScreen
+from tek_tui.widgets.log_view import LogView
 from tests.tui.fakes import (
     T0,
     FakeClient,
@@ -83,17 +86,25 @@ async def test_sort_cycles(size: tuple[int, int]) -> None:
         assert screen.table.shown_ids[0] == "fetch_data"
 
 
-@sizes
-async def test_log_reads_file_then_follows_live_lines(size: tuple[int, int]) -> None:
+def _with_train_model_log(content: bytes) -> FakeClient:
+    """The demo run's client, with ``content`` as train_model's first log."""
     path = run_log_path("run-demo", "train_model", 1)
     path.parent.mkdir(parents=True)
-    path.write_text("".join(f"line {i}\n" for i in range(8000)))
-    client = FakeClient(demo_snapshot(), demo_events())
-    app = make_app(client)
-    async with app.run_test(size=size) as pilot:
-        screen = await ready(pilot)
-        await pilot.press("down", "down", "down", "l")
-        log = screen.log_view
+    path.write_bytes(content)
+    return FakeClient(demo_snapshot(), demo_events())
+
+
+async def _show_train_model_log(pilot: Pilot[None]) -> LogView:
+    screen = await ready(pilot)
+    await pilot.press("down", "down", "down", "l")  # train_model, log pane
+    return screen.log_view
+
+
+@sizes
+async def test_log_reads_file_then_follows_live_lines(size: tuple[int, int]) -> None:
+    client = _with_train_model_log("".join(f"line {i}\n" for i in range(8000)).encode())
+    async with make_app(client).run_test(size=size) as pilot:
+        log = await _show_train_model_log(pilot)
         await until(pilot, lambda: log.lines_widget.line_count == 5000)
         assert log.lines_widget.lines[-1] == "line 7999"  # the tail, bounded by max_lines
         client.emit(OutputLines("train_model", 1, ("line 7999", "fresh 1", "fresh 2")))
@@ -221,3 +232,25 @@ async def test_a_broken_event_stream_is_reported_not_fatal() -> None:
                                        for n in app._notifications))
         assert app.is_running
         await pilot.press("down")  # still answers keys
+
+
+@sizes
+async def test_huge_lines_are_clipped_and_the_tail_read_is_bounded(size: tuple[int, int]) -> None:
+    """A task that printed 12 MB without a newline: the pane opens at once with it clipped.
+
+    (Reading that log's tail froze the console for ~20 s at 50 MB: each block
+    read copied everything read before it.)
+    """
+    from tek_tui.widgets.log_view import LINE_CHARS, TAIL_BYTES
+
+    client = _with_train_model_log(b"x" * (12 << 20) + b"\ndone\n")
+    assert run_log_path("run-demo", "train_model", 1).stat().st_size > 2 * TAIL_BYTES
+    async with make_app(client).run_test(size=size) as pilot:
+        log = await _show_train_model_log(pilot)
+        await until(pilot, lambda: log.lines_widget.lines[-1:] == ["done"])
+        first = log.lines_widget.lines[0]
+        assert first.startswith("… " + "x" * LINE_CHARS + " … (")  # read from inside the line
+        assert first.endswith(f"{TAIL_BYTES - len(b'done') - 2 - LINE_CHARS:,} more characters in the log file)")
+        client.emit(OutputLines("train_model", 1, ("y" * (3 << 20),)))
+        await until(pilot, lambda: log.lines_widget.lines[-1].startswith("y"))
+        assert len(log.lines_widget.lines[-1]) < LINE_CHARS + 60
