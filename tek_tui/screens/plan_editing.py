@@ -12,9 +12,16 @@ and DAG are redrawn from the snapshot of a new, never started run of the
 edited plan (built with ``core.engine.create_run``, so pools and checks are
 the engine's own). ``s`` on an edited plan first asks the app to replace the
 loaded run with a journaled run of the edited one (the loaded run, never
-started, ends cancelled, as when the console quits before ``s``), then starts
-it. ``s`` is refused while there are unsaved changes: the journal and
-``tek run --resume`` read the plan file, so the run must be what the file says.
+started, is dropped from the journal, as when the console quits before
+``s``), then starts it. ``s`` is refused while there are unsaved changes: the
+journal and ``tek run --resume`` read the plan file, so the run must be what
+the file says.
+
+Controls given before ``s`` (skip or cancel a task, pause, resize a pool) go
+to the run on screen, the loaded one or the preview, and are kept: each new
+preview and the run that replaces the loaded one get them again, in order,
+so an edit never undoes them. One that no longer applies (its task was
+deleted or renamed) is dropped, with a notification naming it.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from textual.binding import Binding
 
 from core.client import RunClient
 from core.errors import ControlError, TekError
-from core.events import CancelRun, RunStatus, Start
+from core.events import CancelRun, Control, RunStatus, Start
 from core.plan import Plan
 from core.plan_edit import delete_task, dependants, same_tasks
 from core.plan_io import write_plan
@@ -67,6 +74,10 @@ class PlanEditScreen(RunControlScreen):
         """``s`` is replacing the loaded run with one of the edited plan."""
         self._started = False
         """``s`` was accepted: the run's state may not say so yet, edits are over."""
+        self._preview: RunClient | None = None
+        """The never started run of the edited plan on screen; None before an edit."""
+        self._before_start: list[Control] = []
+        """Controls accepted before ``s``, replayed on each run that replaces the one shown."""
 
     # ------------------------------------------------------------- helpers
 
@@ -92,7 +103,7 @@ class PlanEditScreen(RunControlScreen):
             return None
         return self.plan
 
-    def _apply(self, plan: Plan | None, select: str | None = None) -> None:
+    async def _apply(self, plan: Plan | None, select: str | None = None) -> None:
         """Show an edited plan (the form's answer; None = cancelled)."""
         if plan is None or self.plan is None or same_tasks(plan, self.plan):
             return
@@ -101,14 +112,54 @@ class PlanEditScreen(RunControlScreen):
         from core.engine import RunOptions, create_run
 
         try:
-            # Never started and not journaled: only its snapshot is used.
-            preview = create_run(plan, RunOptions(jobs=getattr(self.app, "jobs", None)))
+            # Never started and not journaled: its snapshot is shown, and it
+            # takes the controls given before `s`.
+            preview = create_run(plan, RunOptions(jobs=getattr(self.app, "jobs", None))).client()
         except TekError as exc:
             self.notify(str(exc), title="cannot run this plan", severity="error")
             return
         self.plan = plan
         self.modified = True
-        self._show_state(RunState(preview.client().snapshot()), select)
+        self._preview = preview
+        await self._replay(preview)
+        self._show_state(RunState(preview.snapshot()), select)
+
+    def _before_start_control(self, command: Control) -> bool:
+        """True for a control given before ``s`` that an edit must not undo."""
+        state = self.state
+        return (not self._started and state is not None and state.status is RunStatus.PENDING
+                and not isinstance(command, (Start, CancelRun)))
+
+    async def _control(self, command: Control) -> bool:
+        """Send one control; before ``s``, to the run on screen, and keep it (see above)."""
+        if not self._before_start_control(command):
+            return await super()._control(command)
+        shown = self._preview or self.client
+        try:
+            await shown.control(command)
+        except ControlError as exc:
+            self.notify(str(exc), title="refused", severity="error")
+            return False
+        self._before_start.append(command)
+        # A run that has not started sends no events (the preview's are not
+        # even read): show what the control did from a fresh snapshot.
+        self._show_state(RunState(shown.snapshot()), self.selected)
+        return True
+
+    async def _replay(self, client: RunClient) -> None:
+        """Give ``client``'s run the controls kept from before ``s``; drop what no longer applies."""
+        kept: list[Control] = []
+        dropped: list[str] = []
+        for command in self._before_start:
+            try:
+                await client.control(command)
+            except ControlError as exc:
+                dropped.append(str(exc))
+            else:
+                kept.append(command)
+        self._before_start = kept
+        if dropped:
+            self.notify("; ".join(dropped), title="dropped after the edit", severity="warning")
 
     def _show_state(self, state: RunState, select: str | None) -> None:
         self.selected = None
@@ -128,9 +179,9 @@ class PlanEditScreen(RunControlScreen):
         if (plan := self._editable()) is None:
             return
 
-        def answered(new: Plan | None) -> None:
+        async def answered(new: Plan | None) -> None:
             added = next((t.id for t in new if t.id not in plan.by_id), None) if new else None
-            self._apply(new, added)
+            await self._apply(new, added)
 
         self.app.push_screen(TaskForm(plan, after=self.selected), answered)
 
@@ -140,12 +191,12 @@ class PlanEditScreen(RunControlScreen):
             return
         index = [t.id for t in plan].index(task_id)
 
-        def answered(new: Plan | None) -> None:
-            self._apply(new, new.tasks[index].id if new else None)
+        async def answered(new: Plan | None) -> None:
+            await self._apply(new, new.tasks[index].id if new else None)
 
         self.app.push_screen(TaskForm(plan, replace=task_id), answered)
 
-    def action_delete_task(self) -> None:
+    async def action_delete_task(self) -> None:
         """Delete the selected task; ask first when other tasks depend on it."""
         if (plan := self._editable()) is None or (task_id := self._selected_or_warn()) is None:
             return
@@ -154,7 +205,7 @@ class PlanEditScreen(RunControlScreen):
         # The cursor stays where it was: on the next task, or the previous at the end.
         after = ids[k + 1] if k + 1 < len(ids) else ids[k - 1] if k else None
 
-        def delete(yes: bool | None = True) -> None:
+        async def delete(yes: bool | None = True) -> None:
             if not yes:
                 return
             try:
@@ -162,12 +213,12 @@ class PlanEditScreen(RunControlScreen):
             except TekError as exc:
                 self.notify(str(exc), title="refused", severity="error")
                 return
-            self._apply(new, after)
+            await self._apply(new, after)
             self.notify(f"deleted {task_id}", timeout=3)
 
         users = dependants(plan, task_id)
         if not users:
-            delete()
+            await delete()
             return
         shown = ", ".join(users[:5]) + (f" and {len(users) - 5} more" if len(users) > 5 else "")
         self.app.push_screen(
@@ -242,6 +293,8 @@ class PlanEditScreen(RunControlScreen):
             return
         self.client = client
         self._run_plan = plan
+        self._preview = None
+        await self._replay(client)  # before the new reader sends Start
         self._finished = asyncio.Event()
         self._start = True  # the new reader sends Start once its snapshot is shown
         self._read_events()  # type: ignore[attr-defined]  # exclusive: the old reader ends

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.events import TaskState
+from core.events import RunStatus, TaskState
 from core.plan_edit import same_tasks
 from core.plan_io import read_plan
 from tek_tui.app import TekApp
@@ -311,3 +311,61 @@ async def test_the_editing_keys_leave_the_footer_once_the_run_starts(plan_file: 
                     and screen.state.counts.get(TaskState.SUCCEEDED, 0) == 3, limit=20)
         await until(pilot, lambda: not {"Add", "Edit", "Delete", "Save"} & footer(screen))
         assert "Help" in footer(screen)
+
+
+def _all_ended(screen: MainScreen) -> bool:
+    """Every task of the started run has ended (the console keeps its run open)."""
+    state = screen.state
+    return state is not None and state.status is not RunStatus.PENDING and all(
+        t.state.is_terminal for t in state.tasks.values())
+
+
+def _state_of(screen: MainScreen, task_id: str) -> TaskState:
+    assert screen.state is not None
+    return screen.state.tasks[task_id].state
+
+
+@sizes
+async def test_controls_before_start_survive_edits_and_apply_to_added_tasks(
+    plan_file: Path, size: tuple[int, int]
+) -> None:
+    """A skip given before an edit was undone by it (the edited plan's run never got it),
+    and an added task could not be skipped ("unknown task") until the run started."""
+    app = _app(plan_file)
+    async with app.run_test(size=size) as pilot:
+        screen = await _main(pilot, app)
+        await pilot.press("down", "down", "x")  # skip report
+        await until(pilot, lambda: _state_of(screen, "report") is TaskState.SKIPPED)
+        await pilot.press("up", "up")
+        form = await _form(pilot, app, "a")
+        form.field("agent").value = "noop"
+        await _submit(pilot, form, "id", "extra")
+        await until(pilot, lambda: screen.selected == "extra")
+        assert _state_of(screen, "report") is TaskState.SKIPPED  # the edit kept it
+        await pilot.press("x")  # an added task can be skipped before the start
+        await until(pilot, lambda: _state_of(screen, "extra") is TaskState.SKIPPED)
+        await pilot.press("w")
+        await until(pilot, lambda: not screen.modified)
+        await pilot.press("s")
+        await until(pilot, lambda: _all_ended(screen), limit=20)
+        states = {tid: t.state for tid, t in screen.state.tasks.items()}
+        assert states == {"prep": TaskState.SUCCEEDED, "extra": TaskState.SKIPPED,
+                          "train": TaskState.SUCCEEDED, "report": TaskState.SKIPPED}
+        assert not [m for m in _messages(app) if m.startswith(("refused", "dropped"))]
+
+
+async def test_a_control_whose_task_was_deleted_is_dropped_and_named(plan_file: Path) -> None:
+    app = _app(plan_file)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _main(pilot, app)
+        await pilot.press("down", "down", "x")  # skip report, then delete it
+        await until(pilot, lambda: _state_of(screen, "report") is TaskState.SKIPPED)
+        await pilot.press("D")
+        await until(pilot, lambda: screen.plan is not None and len(screen.plan) == 2)
+        await until(pilot, lambda: any(m.startswith("dropped after the edit") and "report" in m
+                                       for m in _messages(app)))
+        await pilot.press("w")
+        await until(pilot, lambda: not screen.modified)
+        await pilot.press("s")
+        await until(pilot, lambda: _all_ended(screen), limit=20)
+        assert {t.state for t in screen.state.tasks.values()} == {TaskState.SUCCEEDED}
