@@ -61,6 +61,7 @@ class TekApp(App[int]):
         self,
         *,
         plan_path: Path | None = None,
+        resume: str | None = None,
         client: RunClient | None = None,
         runner: Runner | None = None,
         start: bool = False,
@@ -76,6 +77,8 @@ class TekApp(App[int]):
 
         Args:
             plan_path: plan to load and run (ignored when ``client`` is given).
+            resume: with ``plan_path``, the journaled run of it to resume
+                (a run id or ``last``) instead of a new run.
             client: an existing run to show.
             runner: awaitable factory that drives ``client``'s run, if this app owns it.
             start: send ``Start`` as soon as the run is shown.
@@ -96,6 +99,7 @@ class TekApp(App[int]):
         wanted = theme or DEFAULT_THEME
         self.theme = wanted if wanted in self._tek_themes else DEFAULT_THEME
         self.plan_path = plan_path
+        self.resume = resume
         self.client = client
         self.runner = runner
         self.start_run = start
@@ -123,7 +127,7 @@ class TekApp(App[int]):
         if self.client is not None:
             self.show_run(self.client, self.runner)
         elif self.plan_path is not None:
-            self.open_plan(self.plan_path)
+            self.open_plan(self.plan_path, self.resume)
         else:
             self.push_screen(PickerScreen(self.search_dirs))
 
@@ -169,18 +173,23 @@ class TekApp(App[int]):
         self._run_driver = self._drive_run(run.run)
         return run.client()
 
-    def open_plan(self, path: Path) -> None:
-        """Load and run ``path`` behind a loading screen; problems go to the picker."""
+    def open_plan(self, path: Path, resume: str | None = None) -> None:
+        """Load and run ``path`` behind a loading screen; problems go to the picker.
+
+        With ``resume`` (a run id, or ``last``: the newest run of ``path``)
+        the run is that journaled run, resumed as ``tek run --resume`` does:
+        what succeeded stays done, the rest waits for ``s``.
+        """
         # The loading screen goes up before the load starts and takes every
         # key meant for the picker: an `enter` pressed while a plan loads
         # must not choose (and load) the picker's highlighted plan instead.
         if not isinstance(self.screen, LoadingScreen):
             self.push_screen(LoadingScreen(path))
-        self._load_plan(path)
+        self._load_plan(path, resume)
 
     @work(exclusive=True, group="plan", description="load plan", exit_on_error=False)
-    async def _load_plan(self, path: Path) -> None:
-        """Read and validate ``path`` off the UI thread, then run it."""
+    async def _load_plan(self, path: Path, resume: str | None = None) -> None:
+        """Read and validate ``path`` off the UI thread, then run (or resume) it."""
         from core.engine import RunOptions, create_run
         from core.plan_io import read_plan
 
@@ -189,13 +198,44 @@ class TekApp(App[int]):
             # read only parses a file, and nothing waits for its result.
             plan = await anyio.to_thread.run_sync(read_plan, path, abandon_on_cancel=True)
             options = RunOptions(jobs=self.jobs, wait_for_start=True, stay_open=True)
-            run_id, recorder = self._journal(plan, options)
-            run = create_run(plan, options, run_id=run_id, recorder=recorder)
+            if resume is not None:
+                run = self._resumed_run(plan, options, resume)
+            else:
+                run_id, recorder = self._journal(plan, options)
+                run = create_run(plan, options, run_id=run_id, recorder=recorder)
         except TekError as exc:
             problems = exc.problems if isinstance(exc, PlanError) else str(exc).splitlines()
             self._show_problems(problems)
             return
         self.show_run(run.client(), run.run, title=path.stem, plan=plan)
+
+    def _resumed_run(self, plan: Any, options: Any, resume: str) -> Any:
+        """The journaled run ``resume`` of ``plan``, reopened as ``tek run --resume`` does.
+
+        Raises:
+            TekError: no journal, no such run, a run of another plan file, or
+                one still running.
+        """
+        from core.engine import create_run
+        from core.journal import create_journal
+        from core.store import open_store
+
+        store = open_store(create=False)
+        try:
+            journal = create_journal(plan, store=store, resume=resume, defer_reopen=True,
+                                     options={"jobs": options.jobs, "console": True})
+            run = create_run(plan, options, run_id=journal.run_id, recorder=journal.recorder,
+                             completed=journal.completed, attempts_so_far=journal.attempts_so_far)
+            journal = journal.commit_resume()
+        except BaseException:
+            store.close()
+            raise
+        self._run_journal = journal
+        d = journal.decision
+        if d is not None:
+            self.notify(f"resuming run {journal.run_id}: {len(d.rerun)} to run, "
+                        f"{len(d.completed)} already succeeded; s starts", timeout=8)
+        return run
 
     def _journal(self, plan: Any, options: Any) -> tuple[str | None, Any]:
         """Journal the run when the journal can be opened, else run without one."""

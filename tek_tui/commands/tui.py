@@ -1,7 +1,9 @@
-"""``tek tui [PLAN] [--start] [--theme NAME] [-j N]``: open the console.
+"""``tek tui [PLAN] [--start] [--theme NAME] [-j N] [--resume [RUN_ID|last]]``: open the console.
 
 With a plan the console loads it (problems are listed in the console, with
-file and line) and waits for ``s`` unless ``--start`` is given. Without one it
+file and line) and waits for ``s`` unless ``--start`` is given. ``--resume``
+opens an earlier journaled run of it instead, resumed as ``tek run --resume``
+does (PLAN may then be left out). Without one it
 opens on recent runs and a picker of plan files. The theme defaults to the one
 remembered in the user's config; an unknown ``--theme`` is bad input (exit 2).
 The console process never imports torch: ML tasks run in worker processes.
@@ -26,7 +28,12 @@ def register(sub: Any) -> None:
     p.add_argument("--start", action="store_true", help="start the run at once")
     p.add_argument("--theme", metavar="NAME", help="console theme (remembered for next time)")
     p.add_argument("-j", "--jobs", type=int, metavar="N", help="default pool size")
-    p.set_defaults(func=_run)
+    p.add_argument(
+        "--resume", nargs="?", const="last", metavar="RUN_ID|last",
+        help="resume an earlier run of PLAN (default: its last); PLAN may be left out: "
+        "the run's own plan file is opened",
+    )  # fmt: skip
+    p.set_defaults(func=_run, store=None, no_journal=False)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -47,7 +54,12 @@ def _run(args: argparse.Namespace) -> int:
     else:
         _need_terminal()
         theme = remembered_theme()
-    app = TekApp(plan_path=args.plan, start=args.start, theme=theme, jobs=args.jobs)
+    if args.resume:
+        from tek_tui.commands.run_journal import plan_path_for
+
+        args.plan = Path(plan_path_for(args))  # also turns `last` into the run's id
+    app = TekApp(plan_path=args.plan, resume=args.resume, start=args.start, theme=theme,
+                 jobs=args.jobs)
     gc.enable()  # the CLI starts with it off (imports only)
     code = app.run()
     return code if isinstance(code, int) else 0

@@ -2,8 +2,10 @@
 
 Recent runs come from the journal (``core.store``) when it exists, read in a
 thread; without one the pane says "no journal yet". Plans are the ``*.csv``
-files of the current folder and of ``sample_plans/``. Choosing a plan (or a
-run, whose plan is opened again) asks the app to load it; problems found while
+files of the current folder and of ``sample_plans/``. Choosing a plan asks the
+app to load it as a new run; choosing a run that did not succeed resumes it
+(as ``tek run --resume RUN`` would: what succeeded stays done), and choosing
+a succeeded one runs its plan again. Problems found while
 reading it are listed here, one line each with file and line, not a traceback.
 ``tek tui PLAN`` shows this screen only when PLAN has problems, opened with
 them listed (``problems=``).
@@ -26,6 +28,9 @@ from textual.worker import Worker
 
 from tek_tui.widgets.footer import TekFooter
 from tek_tui.widgets.states import format_duration
+
+#: Run statuses that ``enter`` in the run list resumes (a succeeded run is run again).
+RESUMABLE = frozenset({"failed", "cancelled", "interrupted"})
 
 
 def default_plan_dirs() -> list[Path]:
@@ -80,6 +85,7 @@ class PickerScreen(Screen[None]):
         self.dirs = list(dirs) if dirs is not None else default_plan_dirs()
         self.plans: list[Path] = []
         self._run_plans: dict[str, str] = {}
+        self._run_status: dict[str, str] = {}
         self._problems = list(problems)
 
     def compose(self) -> ComposeResult:
@@ -87,7 +93,8 @@ class PickerScreen(Screen[None]):
             yield Static("[b]tek[/b] · choose a plan (enter) · recent runs below", id="picker-title")
             yield Static("", id="plan-problems")
             yield DataTable(id="plan-list", cursor_type="row")
-            yield Static("recent runs", id="runs-title")
+            yield Static("recent runs · enter: resume (failed, cancelled, died) or run again",
+                         id="runs-title")
             yield DataTable(id="run-list", cursor_type="row")
         yield TekFooter()
 
@@ -128,6 +135,7 @@ class PickerScreen(Screen[None]):
             # Keyed by run id: a plan run twice has two rows (a plan-path key
             # made the second add_row fail and hid the rest of the list).
             self._run_plans[run.id] = run.plan_path or ""
+            self._run_status[run.id] = run.effective_status
             table.add_row(
                 f"{run.id} {when}", run.effective_status, str(run.task_count),
                 format_duration(run.duration_s), run.plan_path, key=run.id,
@@ -143,7 +151,10 @@ class PickerScreen(Screen[None]):
     def _chosen(self, event: DataTable.RowSelected) -> None:
         event.stop()
         key = event.row_key.value
+        resume = None
         if event.data_table.id == "run-list":
+            if self._run_status.get(key or "") in RESUMABLE:
+                resume = key
             key = self._run_plans.get(key or "")
         if not key:
             return
@@ -152,4 +163,4 @@ class PickerScreen(Screen[None]):
             self.show_problems([f"{path}: plan file no longer exists"])
             return
         self.query_one("#plan-problems").display = False
-        self.app.open_plan(path)  # type: ignore[attr-defined]
+        self.app.open_plan(path, resume)  # type: ignore[attr-defined]

@@ -1,0 +1,101 @@
+"""Resuming a journaled run from the console: the picker's run list and ``tek tui --resume``.
+
+A run that died (SSH dropped, machine rebooted) or failed is resumed as
+``tek run --resume`` resumes it: same run id, what succeeded stays done and
+does not run again, the rest waits for ``s``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable
+
+from core.events import RunStatus, TaskState
+from core.store import open_store
+from tek_tui.app import TekApp
+from tek_tui.cli import main
+from tek_tui.screens.main import MainScreen
+from tek_tui.screens.picker import PickerScreen
+from tests.tui.fakes import until
+
+
+@pytest.fixture
+def failed_run(tmp_path: Path) -> tuple[Path, Path, str]:
+    """A plan whose `b` fails until `flag` exists, run once by `tek run` (b failed).
+
+    Returns the plan, the file `a` appends to, and the run id.
+    """
+    flag, count = tmp_path / "flag", tmp_path / "a-ran"
+    plan = tmp_path / "p.csv"
+    plan.write_text(f"id,command,deps\na,echo a >> {count},\nb,test -f {flag},a\n")
+    assert main(["run", "--plain", str(plan)]) == 1
+    with open_store() as store:
+        (run,) = store.list_runs()
+    assert run.status == "failed"
+    flag.touch()  # b will succeed now
+    return plan, count, run.id
+
+
+async def _resumed(pilot: object, app: TekApp, run_id: str) -> MainScreen:
+    await until(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.state is not None)
+    screen = app.screen
+    assert isinstance(screen, MainScreen) and screen.state is not None
+    assert screen.state.tasks["a"].state is TaskState.SUCCEEDED  # kept from the first run
+    assert screen.state.tasks["b"].state is TaskState.PENDING
+    assert any(f"resuming run {run_id}: 1 to run, 1 already succeeded" in str(n.message)
+               for n in app._notifications)
+    await pilot.press("s")  # type: ignore[attr-defined]
+    await until(pilot, lambda: screen.state is not None
+                and screen.state.tasks["b"].state is TaskState.SUCCEEDED, limit=20)
+    return screen
+
+
+def _journal_after(run_id: str, count: Path) -> None:
+    with open_store() as store:
+        (run,) = store.list_runs()  # the same run, not a new one
+        assert run.id == run_id and run.resumes == 1
+        assert [a.attempt for a in store.attempts(run_id, "b")] == [1, 2]
+    assert count.read_text() == "a\n"  # a ran once, in the first run
+
+
+async def test_enter_on_a_failed_run_in_the_picker_resumes_it(
+    tmp_path: Path, failed_run: tuple[Path, Path, str]
+) -> None:
+    _plan, count, run_id = failed_run
+    app = TekApp(search_dirs=[tmp_path])
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, PickerScreen))
+        runs = app.screen.query_one("#run-list", DataTable)
+        await until(pilot, lambda: runs.row_count == 1 and runs.get_row_at(0)[1] == "failed")
+        runs.focus()
+        await pilot.press("enter")
+        screen = await _resumed(pilot, app, run_id)
+        assert screen.state is not None and screen.state.status is not RunStatus.FAILED
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, limit=20)
+    _journal_after(run_id, count)
+
+
+@pytest.mark.parametrize("how", ["last", "id"])
+async def test_tui_resume_opens_the_run_resumed(
+    tmp_path: Path, failed_run: tuple[Path, Path, str], how: str
+) -> None:
+    """``tek tui PLAN --resume [RUN_ID|last]`` (the flag hands TekApp these)."""
+    plan, count, run_id = failed_run
+    app = TekApp(plan_path=plan, resume="last" if how == "last" else run_id, search_dirs=[tmp_path])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _resumed(pilot, app, run_id)
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, limit=20)
+    _journal_after(run_id, count)
+
+
+def test_tui_resume_without_a_journal_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tek_tui.commands.tui._need_terminal", lambda: None)
+    assert main(["tui", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("tek: ") and "journal" in err
