@@ -231,15 +231,19 @@ class MainScreen(PlanEditScreen):
             self._paint_log(state, dirty.tasks)
 
     def _paint_run_bar(self, state: RunState, now: float) -> None:
+        done = state.status is RunStatus.RUNNING and not state.active
         elapsed = None
         if state.started_ts is not None:
-            elapsed = (state.finished_ts or now) - state.started_ts
+            # Kept open once every task has ended (for retries): its clock
+            # stops at the last task's end, not when the console closes it.
+            end = state.finished_ts or (state.last_end_ts if done else None) or now
+            elapsed = max(0.0, end - state.started_ts)
         plan = Path(state.plan_path).stem if state.plan_path else state.run_id
         self.query_one(RunBar).show(
             plan=(self._title or plan) + self.title_mark(),
             status=state.status,
             counts=state.counts,
-            done=state.status is RunStatus.RUNNING and not state.active,
+            done=done,
             elapsed=elapsed,
             admission=state.admission_reason if state.admission_paused else "",
             dropped=state.dropped_lines,

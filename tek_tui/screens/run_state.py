@@ -67,6 +67,9 @@ class RunState:
         self.pending_lines: deque[tuple[int, str]] = deque(maxlen=PENDING_LINES)
         """(attempt, line) of the watched task since the last flush."""
         self.finished = snapshot.status.is_finished
+        self.last_end_ts: float | None = max(
+            (t.finished_ts for t in snapshot.tasks if t.finished_ts is not None), default=None)
+        """When the last task ended: a run kept open after its tasks took until then."""
         self._dirty = Dirty(tasks=set(self.tasks), pools=True, run=True)
 
     # ----------------------------------------------------------------- apply
@@ -121,6 +124,7 @@ class RunState:
             started, finished = event.ts, None
         elif event.state.is_terminal:
             finished = event.ts
+            self.last_end_ts = max(self.last_end_ts or event.ts, event.ts)
         elif event.state in (TaskState.PENDING, TaskState.READY):
             started = finished = None
         self.tasks[event.task_id] = dataclasses.replace(

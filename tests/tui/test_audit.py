@@ -343,3 +343,20 @@ async def test_a_plan_left_before_its_start_leaves_no_run_in_history(tmp_path: P
         await until(pilot, lambda: not app.is_running)
     with open_store() as store:
         assert store.list_runs() == []
+
+
+async def test_the_run_clock_stops_when_every_task_has_ended(tmp_path: Path) -> None:
+    """A console run stays open after its last task (for retries); its clock kept
+    counting, so a run of a second read "1h" an hour later."""
+    import time
+
+    plan_path = tmp_path / "p.csv"
+    plan_path.write_text("id,agent,command\na,noop,\n")
+    app = TekApp(plan_path=plan_path, search_dirs=[tmp_path], start=True,
+                 clock=lambda: time.time() + 3600)  # the console looks an hour later
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.state is not None
+                    and app.screen.state.counts.get(TaskState.SUCCEEDED) == 1)
+        bar = app.screen.query_one(RunBar)
+        await until(pilot, lambda: "all tasks ended" in str(bar.render()))
+        assert str(bar.render()).endswith("· 0s")
