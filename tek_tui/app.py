@@ -16,7 +16,9 @@ replaces it, timer restarted, instead of stacking a copy over the log pane.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -42,6 +44,10 @@ from tek_tui.screens.picker import PickerScreen
 from tek_tui.themes import DEFAULT_THEME, load_themes, tek_variable_defaults
 
 Runner = Callable[[], Awaitable[Any]]
+
+
+#: Signals that stop the console's run cleanly and exit 130 (as ``tek run`` does).
+STOP_SIGNALS = (signal.SIGHUP, signal.SIGTERM)
 
 
 class TekApp(App[int]):
@@ -122,6 +128,7 @@ class TekApp(App[int]):
         return sorted(self._tek_themes)
 
     def on_mount(self) -> None:
+        self._watch_stop_signals()
         for problem in self._theme_problems:
             self.notify(problem, title="theme skipped", severity="warning")
         if self.client is not None:
@@ -263,6 +270,39 @@ class TekApp(App[int]):
         # checkpoint) before closing the database, as `tek run` does.
         if self._run_journal is not None:
             self._run_journal.close()
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)
+
+    # --------------------------------------------------------------- signals
+
+    def _watch_stop_signals(self) -> None:
+        """Stop the run cleanly on SIGHUP (the SSH session dropped) or SIGTERM.
+
+        By default either signal ended the console at once and left the
+        run's task processes running, as orphans, in their own sessions.
+        """
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self.stop_for_signal, sig)
+
+    def stop_for_signal(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the run shown (cancel it, wait for its tasks to end), then exit 130.
+
+        After SIGHUP the terminal is gone: nothing is drawn any more. (Textual
+        would keep queueing screen updates for a writer that can no longer
+        write; once its bounded queue is full the event loop blocks, and the
+        run could never be stopped.)
+        """
+        if sig == signal.SIGHUP and self._driver is not None:
+            self._driver.write = lambda data: None  # type: ignore[method-assign]
+        screens = [s for s in self.screen_stack if isinstance(s, MainScreen)]
+        if screens:
+            screens[-1].stop_and_exit(130)
+        else:
+            self.exit(130)
 
     def _close_loading(self) -> None:
         """Pop the loading screen, and whatever was opened over it (help, palette)."""

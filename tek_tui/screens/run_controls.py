@@ -170,12 +170,12 @@ class RunControlScreen(Screen[None]):
     def action_quit_console(self) -> None:
         """Quit; during a run, ask first, then cancel it and wait for it to end."""
         if self.state is None or not self.state.active:
-            self._stop_and_exit()
+            self.stop_and_exit()
             return
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self._stop_and_exit()
+                self.stop_and_exit()
 
         self.app.push_screen(
             ConfirmModal("A run is in progress. Cancel it and quit?", yes="Stop and quit",
@@ -183,8 +183,9 @@ class RunControlScreen(Screen[None]):
             answered,
         )
 
-    @work(exclusive=True, group="quit", description="stop the run and exit")
-    async def _stop_and_exit(self) -> None:
+    @work(group="quit", description="stop the run and exit")
+    async def stop_and_exit(self, code: int = 0) -> None:
+        """Cancel the run if it has not finished, wait for it to end, exit with ``code``."""
         if self._stopping:
             return
         self._stopping = True
@@ -200,4 +201,4 @@ class RunControlScreen(Screen[None]):
                     await asyncio.wait_for(self._finished.wait(), QUIT_GRACE_S)
                 except TimeoutError:
                     pass  # leave anyway; the app's exit cancels the run's task group
-        self.app.exit(0)
+        self.app.exit(code)

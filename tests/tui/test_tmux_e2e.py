@@ -126,3 +126,69 @@ def test_console_in_tmux(tmux: tuple[Tmux, str], plan: Path, tek_home: Path) -> 
     text = term.wait(lambda s: "TEK-EXIT=" in s, "the console to exit", limit=60)
     assert "TEK-EXIT=0" in text
     assert "Traceback" not in text
+
+
+def _processes_with_home(home: Path) -> list[int]:
+    """Pids of live processes whose environment names ``home`` as TEK_HOME (tek and its tasks)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("TEK_HOME") == str(home) and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _describe(pids: list[int]) -> list[str]:
+    import psutil
+
+    out = []
+    for pid in pids:
+        try:
+            out.append(f"{pid}: {' '.join(psutil.Process(pid).cmdline())}")
+        except psutil.Error:
+            out.append(f"{pid}: gone")
+    return out
+
+
+@pytest.mark.parametrize("how", ["hangup", "sigterm"])
+def test_a_dropped_terminal_or_sigterm_stops_the_run_and_its_tasks(
+    tmp_path: Path, tek_home: Path, how: str
+) -> None:
+    """The SSH session drops (SIGHUP to all in the terminal), or tek gets SIGTERM.
+
+    Either ended the console at once, and its tasks lived on, orphaned.
+    """
+    import signal
+
+    import psutil
+
+    assert shutil.which("tmux"), "tmux is needed (the CI script installs it)"
+    plan = tmp_path / "sleepy.csv"
+    plan.write_text("id,command\nnap1,sleep 300\nnap2,sleep 301\n")
+    term = Tmux(100, 30)
+    try:
+        term.start(f"{TEK} tui {plan} --start",
+                   {"TEK_HOME": str(tek_home), "TERM": "xterm", "PATH": os.environ.get("PATH", "")})
+        term.wait(lambda s: "● 2" in s, "both tasks to run")
+        ours = _processes_with_home(tek_home)
+        assert len(ours) >= 3  # tek and at least one process per task
+        if how == "sigterm":
+            (tek,) = [p for p in ours if "tui" in psutil.Process(p).cmdline()]
+            os.kill(tek, signal.SIGTERM)
+            text = term.wait(lambda s: "TEK-EXIT=" in s, "the console to exit", limit=60)
+            assert "TEK-EXIT=130" in text and "Traceback" not in text
+    finally:
+        term.kill()  # the terminal goes away: SIGHUP to everything in it
+    deadline = time.monotonic() + 30
+    while (left := _processes_with_home(tek_home)) and time.monotonic() < deadline:
+        time.sleep(0.1)  # polling for the processes to end; bounded by the deadline
+    assert not left, f"processes outlived the console: {_describe(left)}"
+    from core.store import open_store
+
+    with open_store() as store:
+        (run,) = store.list_runs()
+        assert run.status == "cancelled" and run.counts == {"cancelled": 2}
