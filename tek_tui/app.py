@@ -37,6 +37,7 @@ from core.client import RunClient
 from core.errors import PlanError, TekError
 from core.plan import Plan
 from tek_tui.config import remember_theme
+from tek_tui.console_runs import ConsoleRun, new_run, resumed_run
 from tek_tui.screens.help import HelpScreen, collect_key_rows
 from tek_tui.screens.loading import LoadingScreen
 from tek_tui.screens.main import MainScreen
@@ -165,8 +166,6 @@ class TekApp(App[int]):
         Raises:
             TekError: the new run cannot be built.
         """
-        from core.engine import RunOptions, create_run
-
         if self._run_driver is not None:
             # Its outcome was the cancelled run's; only its end matters here.
             with anyio.move_on_after(10), contextlib.suppress(Exception):
@@ -174,9 +173,7 @@ class TekApp(App[int]):
         if self._run_journal is not None:
             self._run_journal.close()
             self._run_journal = None
-        options = RunOptions(jobs=self.jobs, wait_for_start=True, stay_open=True)
-        run_id, recorder = self._journal(plan, options)
-        run = create_run(plan, options, run_id=run_id, recorder=recorder)
+        run = self._take(new_run(plan, self.jobs)).run
         self._run_driver = self._drive_run(run.run)
         return run.client()
 
@@ -197,73 +194,29 @@ class TekApp(App[int]):
     @work(exclusive=True, group="plan", description="load plan", exit_on_error=False)
     async def _load_plan(self, path: Path, resume: str | None = None) -> None:
         """Read and validate ``path`` off the UI thread, then run (or resume) it."""
-        from core.engine import RunOptions, create_run
         from core.plan_io import read_plan
 
         try:
             # Abandoned on cancel (quitting while a large plan loads): the
             # read only parses a file, and nothing waits for its result.
             plan = await anyio.to_thread.run_sync(read_plan, path, abandon_on_cancel=True)
-            options = RunOptions(jobs=self.jobs, wait_for_start=True, stay_open=True)
             if resume is not None:
-                run = self._resumed_run(plan, options, resume)
+                run = self._take(resumed_run(plan, self.jobs, resume)).run
             else:
-                run_id, recorder = self._journal(plan, options)
-                run = create_run(plan, options, run_id=run_id, recorder=recorder)
+                run = self._take(new_run(plan, self.jobs)).run
         except TekError as exc:
             problems = exc.problems if isinstance(exc, PlanError) else str(exc).splitlines()
             self._show_problems(problems)
             return
         self.show_run(run.client(), run.run, title=path.stem, plan=plan)
 
-    def _resumed_run(self, plan: Any, options: Any, resume: str) -> Any:
-        """The journaled run ``resume`` of ``plan``, reopened as ``tek run --resume`` does.
-
-        Raises:
-            TekError: no journal, no such run, a run of another plan file, or
-                one still running.
-        """
-        from core.engine import create_run
-        from core.journal import create_journal
-        from core.store import open_store
-
-        store = open_store(create=False)
-        try:
-            journal = create_journal(plan, store=store, resume=resume, defer_reopen=True,
-                                     options={"jobs": options.jobs, "console": True})
-            run = create_run(plan, options, run_id=journal.run_id, recorder=journal.recorder,
-                             completed=journal.completed, attempts_so_far=journal.attempts_so_far)
-            journal = journal.commit_resume()
-        except BaseException:
-            store.close()
-            raise
-        self._run_journal = journal
-        d = journal.decision
-        if d is not None:
-            self.notify(f"resuming run {journal.run_id}: {len(d.rerun)} to run, "
-                        f"{len(d.completed)} already succeeded; s starts", timeout=8)
-        return run
-
-    def _journal(self, plan: Any, options: Any) -> tuple[str | None, Any]:
-        """Journal the run when the journal can be opened, else run without one."""
-        try:
-            from core.journal import create_journal
-            from core.store import open_store
-
-            store = open_store()
-            try:
-                journal = create_journal(
-                    plan, store=store, options={"jobs": options.jobs, "console": True}
-                )
-                journal.ready()
-            except BaseException:
-                store.close()
-                raise
-        except (ImportError, TekError) as exc:
-            self.notify(f"running without a journal: {exc}", severity="warning")
-            return None, None
-        self._run_journal = journal
-        return journal.run_id, journal.recorder
+    def _take(self, built: ConsoleRun) -> ConsoleRun:
+        """Keep ``built``'s journal (closed on exit) and tell its notice."""
+        self._run_journal = built.journal
+        if built.notice:
+            self.notify(built.notice, timeout=8,
+                        severity="warning" if built.journal is None else "information")
+        return built
 
     def on_unmount(self) -> None:
         # RunJournal.close finishes the journal's own work (queued batches,

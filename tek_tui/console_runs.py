@@ -1,0 +1,101 @@
+"""The console's runs and the journal: a new journaled run of a plan, or a resumed one.
+
+The console builds its runs waiting for ``s`` and kept open after their last
+task (for retries). A new run is journaled when the journal can be opened
+(else it runs without one, and the console says why); a resumed run is the
+journaled run reopened as ``tek run --resume`` reopens it, so its errors
+(no journal, no such run, a run still live) are the caller's to show.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from core.errors import TekError
+
+if TYPE_CHECKING:  # the engine is imported when a run is built, not with the app
+    from core.engine import Run, RunOptions
+    from core.journal import RunJournal
+    from core.plan import Plan
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleRun:
+    """A run for the console to show, with its journal (close it when done).
+
+    Attributes:
+        run: the engine's run, waiting for ``Start``.
+        journal: its journal, or None when it runs without one.
+        notice: what to tell the user (a journal problem, what a resume reruns).
+    """
+
+    run: Run
+    journal: RunJournal | None
+    notice: str = ""
+
+
+def console_options(jobs: int | None) -> RunOptions:
+    """Options of every console run: waits for ``s``, stays open for retries."""
+    from core.engine import RunOptions
+
+    return RunOptions(jobs=jobs, wait_for_start=True, stay_open=True)
+
+
+def new_run(plan: Plan, jobs: int | None) -> ConsoleRun:
+    """A new run of ``plan``, journaled unless the journal cannot be opened.
+
+    Raises:
+        TekError: the engine refuses the plan or options.
+    """
+    from core.engine import create_run
+
+    options = console_options(jobs)
+    try:
+        journal = _new_journal(plan, options)
+    except (ImportError, TekError) as exc:
+        return ConsoleRun(create_run(plan, options), None, f"running without a journal: {exc}")
+    run = create_run(plan, options, run_id=journal.run_id, recorder=journal.recorder)
+    return ConsoleRun(run, journal)
+
+
+def resumed_run(plan: Plan, jobs: int | None, resume: str) -> ConsoleRun:
+    """The journaled run ``resume`` (an id or ``last``) of ``plan``, reopened to resume.
+
+    Raises:
+        TekError: no journal, no such run, a run of another plan file, one
+            still running, or options the engine refuses (then nothing changed).
+    """
+    from core.engine import create_run
+    from core.journal import create_journal
+    from core.store import open_store
+
+    options = console_options(jobs)
+    store = open_store(create=False)
+    try:
+        journal = create_journal(plan, store=store, resume=resume, defer_reopen=True,
+                                 options={"jobs": jobs, "console": True})
+        run = create_run(plan, options, run_id=journal.run_id, recorder=journal.recorder,
+                         completed=journal.completed, attempts_so_far=journal.attempts_so_far)
+        journal = journal.commit_resume()
+    except BaseException:
+        store.close()
+        raise
+    d = journal.decision
+    notice = "" if d is None else (f"resuming run {journal.run_id}: {len(d.rerun)} to run, "
+                                   f"{len(d.completed)} already succeeded; s starts")
+    return ConsoleRun(run, journal, notice)
+
+
+def _new_journal(plan: Plan, options: RunOptions) -> RunJournal:
+    from core.journal import create_journal
+    from core.store import open_store
+
+    store = open_store()
+    try:
+        journal = create_journal(plan, store=store, options={"jobs": options.jobs, "console": True})
+        journal.ready()  # a damaged journal is refused here, before the run exists
+    except BaseException:
+        store.close()
+        raise
+    return journal
