@@ -67,6 +67,7 @@ from core.store_runs import (
     new_tasks,
     plan_hash,
     reset_run,
+    resolve_run_id,
     task_rows,
 )
 from core.store_schema import check_intact, connect, connect_read_only, damaged
@@ -334,31 +335,8 @@ class Store:
         Raises:
             StoreError: no such run, or the prefix matches several.
         """
-        if not ref.strip():  # an empty prefix would match every run
-            raise StoreError("RUN is empty: give a run id, a unique prefix of one, or 'last'")
         with self.read() as conn:
-            if ref == "last":
-                where, params = ("WHERE plan_path = ?", (plan_path,)) if plan_path else ("", ())
-                row = conn.execute(
-                    f"SELECT id FROM runs {where} ORDER BY created_ts DESC, id DESC LIMIT 1", params
-                ).fetchone()
-                if row is None:
-                    what = f" of {plan_path}" if plan_path else ""
-                    raise StoreError(f"{self.path}: no run{what} in the journal")
-                return str(row[0])
-            rows = conn.execute(
-                "SELECT id FROM runs WHERE id = ? OR substr(id, 1, ?) = ? ORDER BY id LIMIT 6",
-                (ref, len(ref), ref),
-            ).fetchall()
-        ids = [str(r[0]) for r in rows]
-        if ref in ids:
-            return ref
-        if not ids:
-            raise StoreError(f"{self.path}: no run {ref!r} in the journal (see `tek runs`)")
-        if len(ids) > 1:
-            more = ", ..." if len(ids) > 5 else ""
-            raise StoreError(f"run {ref!r} is ambiguous: {', '.join(ids[:5])}{more}")
-        return ids[0]
+            return resolve_run_id(conn, ref, plan_path, self.path)
 
     def get_run(self, run_id: str) -> RunRecord:
         """One run with its counts.

@@ -1,4 +1,4 @@
-"""A run's own rows in the journal: creating them, and resetting them to resume.
+"""A run's own rows in the journal: creating them, resetting them to resume, finding the run.
 
 :class:`core.store.Store` calls these inside its write transactions; they
 only build rows and run SQL on the connection they are given. A run row
@@ -19,8 +19,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.errors import StoreError
 from core.resume import HASH_LEN, row_hash
 
 if TYPE_CHECKING:
@@ -162,6 +164,39 @@ def reset_run(
          _json(options), run_id),
     )  # fmt: skip
     return int(closed)
+
+
+def resolve_run_id(conn: sqlite3.Connection, ref: str, plan_path: str | None, path: Path) -> str:
+    """Turn ``last``, a run id or a unique prefix of one into a run id (see ``Store.resolve_run``).
+
+    Raises:
+        StoreError: no such run, or the prefix matches several; ``path`` (the
+            journal) names where it looked.
+    """
+    if not ref.strip():  # an empty prefix would match every run
+        raise StoreError("RUN is empty: give a run id, a unique prefix of one, or 'last'")
+    if ref == "last":
+        where, params = ("WHERE plan_path = ?", (plan_path,)) if plan_path else ("", ())
+        row = conn.execute(
+            f"SELECT id FROM runs {where} ORDER BY created_ts DESC, id DESC LIMIT 1", params
+        ).fetchone()
+        if row is None:
+            what = f" of {plan_path}" if plan_path else ""
+            raise StoreError(f"{path}: no run{what} in the journal")
+        return str(row[0])
+    rows = conn.execute(
+        "SELECT id FROM runs WHERE id = ? OR substr(id, 1, ?) = ? ORDER BY id LIMIT 6",
+        (ref, len(ref), ref),
+    ).fetchall()
+    ids = [str(r[0]) for r in rows]
+    if ref in ids:
+        return ref
+    if not ids:
+        raise StoreError(f"{path}: no run {ref!r} in the journal (see `tek runs`)")
+    if len(ids) > 1:
+        more = ", ..." if len(ids) > 5 else ""
+        raise StoreError(f"run {ref!r} is ambiguous: {', '.join(ids[:5])}{more}")
+    return ids[0]
 
 
 def _plan_path(plan: Plan) -> str:
