@@ -124,7 +124,7 @@ class RunWatch:
             self.tails.setdefault(ev.task_id, deque(maxlen=_TAIL)).extend(ev.lines)
         elif isinstance(ev, OutputDropped):
             self.tails.setdefault(ev.task_id, deque(maxlen=_TAIL)).append(
-                f"[{ev.count} lines not shown; see the log]")
+                f"[{ev.count:,} lines not shown; see the log]")
         elif isinstance(ev, Progress):
             values = self.progress.setdefault(ev.task_id, {})
             values.update(ev.values)

@@ -58,5 +58,5 @@ class RunBar(Static):
             # stopping) are news.
             text.append(f"  · ⏸ {admission}", style="bold")
         if dropped:
-            text.append(f"  · {dropped} live lines dropped")
+            text.append(f"  · {dropped:,} live lines dropped")
         self.update(text)

@@ -18,6 +18,7 @@ from textual.widgets._footer import FooterKey
 from core.events import (
     AdmissionChanged,
     CancelTask,
+    OutputDropped,
     Pause,
     Resume,
     RunFinished,
@@ -132,6 +133,9 @@ async def test_run_bar_never_wraps_and_does_not_repeat_a_user_pause() -> None:
         bar = screen.query_one(RunBar)
         line = "".join(s.text for s in bar.render_line(0)).rstrip()
         assert "⏸ available" in line and line.endswith("…"), line
+        # Millions of dropped live lines (a task flooding its output) read grouped.
+        client.emit(OutputDropped("train_model", 1, 7_427_527))
+        await until(pilot, lambda: "7,427,527 live lines dropped" in str(bar.render()))
 
 
 def test_progress_text_keeps_the_loss_whole_in_its_column() -> None:
