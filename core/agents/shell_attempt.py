@@ -42,6 +42,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from core.agents.base import AttemptContext, LogSink, Outcome
 from core.poller import poller
@@ -162,6 +163,8 @@ class ShellAttempt:
     def _spawned(self, child: Child | None, error: BaseException | None) -> None:
         if child is None:
             reason = f"could not start /bin/sh: {error}"
+            if isinstance(error, FileNotFoundError) and not Path(self.ctx.cwd).is_dir():
+                reason = f"could not start: working directory {self.ctx.cwd} does not exist (cwd)"
             try:  # the log says why it is empty (unless the log itself failed)
                 self.ctx.log.write_line(f"[tek] {reason}")
             except Exception:

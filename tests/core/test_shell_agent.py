@@ -95,7 +95,8 @@ async def test_missing_cwd_fails_cleanly(tmp_path: Path) -> None:
     run = create_run(plan_of(shell("t", "true", cwd=str(tmp_path / "nope"))), OPTS)
     summary, _ = await run_collect(run)
     assert summary.tasks["t"].state is TaskState.FAILED
-    assert "could not start" in summary.tasks["t"].reason
+    assert summary.tasks["t"].reason == (
+        f"could not start: working directory {tmp_path / 'nope'} does not exist (cwd)")
 
 
 async def test_timeout_kills_the_whole_tree() -> None:
