@@ -206,7 +206,7 @@ def create_journal(
         plan: the plan to run (as it is now).
         store: the open journal.
         options: run options, kept as JSON with the run.
-        run_id: id for a new run (default: :func:`core.store.new_run_id`).
+        run_id: id for a new run (default: a new one, see ``Store.begin_run``).
         resume: run id, unique prefix or ``last`` (the newest run of this
             plan's file) to resume; None starts a new run.
         from_tasks: with ``resume``, tasks to rerun with their downstream.
@@ -222,11 +222,9 @@ def create_journal(
         PlanError: a ``from_tasks`` id is not in the plan.
     """
     from core.resume import decide_resume
-    from core.store import new_run_id
 
     if resume is None:
-        rid = run_id or new_run_id()
-        store.begin_run(rid, plan, options, background=True)
+        rid = store.begin_run(run_id, plan, options, background=True)
         return RunJournal(store, rid, JournalRecorder(store, rid))
     plan_path = str(plan.path.resolve()) if plan.path is not None and resume == "last" else None
     rid = store.resolve_run(resume, plan_path=plan_path)

@@ -248,19 +248,20 @@ class Store:
 
     def begin_run(
         self,
-        run_id: str,
+        run_id: str | None,
         plan: Plan,
         options: Mapping[str, Any] | None = None,
         *,
         background: bool = False,
-    ) -> None:
+    ) -> str:
         """Record a new run and its tasks (all ``pending``), in one transaction.
 
         The whole file is checked first (``check_intact``): a run never
         writes into a damaged journal.
 
         Args:
-            run_id: the new run's id.
+            run_id: the new run's id; None picks a new one not in the journal
+                (two runs started in the same second get different ids).
             plan: its plan.
             options: run options, kept as JSON.
             background: return once the rows are built and let a thread
@@ -270,6 +271,9 @@ class Store:
                 uses the store next waits for the commit (:meth:`settle`),
                 so the first batch of the run is written after its rows.
 
+        Returns:
+            The run's id.
+
         Raises:
             StoreError: a run with this id is already in the journal (or,
                 in the background, the journal is damaged or writing failed:
@@ -277,19 +281,29 @@ class Store:
         """
         tasks, phash = new_tasks(plan)  # hashing happens before the write lock
         with self.read() as conn:
-            if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
+
+            def taken(rid: str) -> bool:
+                return conn.execute("SELECT 1 FROM runs WHERE id = ?", (rid,)).fetchone() is not None
+
+            if run_id is None:
+                run_id = new_run_id()
+                while taken(run_id):
+                    run_id = new_run_id()
+            elif taken(run_id):
                 raise StoreError(f"{self.path}: run {run_id!r} is already in the journal")
+        rid = run_id
 
         def insert() -> None:
             self._check_intact()
             with self.write() as conn:
-                insert_run(conn, run_id, plan, tasks, phash, options)
+                insert_run(conn, rid, plan, tasks, phash, options)
 
         if not background:
             insert()
-            return
+            return rid
         self._setup = SetupThread(insert)
         self._setup.start()
+        return rid
 
     def reopen_run(
         self, run_id: str, plan: Plan, rerun: frozenset[str], options: Mapping[str, Any] | None = None

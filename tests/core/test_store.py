@@ -381,3 +381,19 @@ def test_attempts_inserted_in_chunks_keep_every_column(tmp_path: Path, tek_home:
     assert t5.log_path == str(run_log_path("R", "t5", 1))
     assert (sub.cpus, sub.memory_mb, sub.log_path) == (None, None, str(run_log_path("R", "t3__s42", 1)))
     assert (t9.state, t9.started_ts, t9.ended_ts, t9.pid) == ("running", 300.0, None, 77)
+
+
+def test_a_new_run_never_takes_the_id_of_one_in_the_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ids are the second plus 4 random hex digits: two runs started in the same
+    second could draw the same one, and the second run failed with exit 2."""
+    taken, fresh = "20260101-000000-aaaa", "20260101-000000-bbbb"
+    with open_store(tmp_path / "j.db") as store:
+        assert store.begin_run(taken, chain_plan(2)) == taken
+        draws = iter([taken, taken, fresh])
+        monkeypatch.setattr("core.store.new_run_id", lambda: next(draws))
+        journal = create_journal(chain_plan(2), store=store)
+        journal.ready()
+        assert journal.run_id == fresh
+        assert sorted(r.id for r in store.list_runs()) == [taken, fresh]
