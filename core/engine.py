@@ -52,7 +52,7 @@ from core.events import (
     TaskState,
 )
 from core.launched import LaunchedAttempt, stop_launched
-from core.run_options import RunOptions, RunSummary, TaskResult, new_run_id
+from core.run_options import RunOptions, RunSummary, TaskResult, new_run_id, unused_run_id
 from core.scheduler import TaskRec
 from core.sysmem import available_mb, total_mb
 
@@ -98,7 +98,7 @@ def create_run(
     Args:
         plan: the validated plan.
         options: capacities, pool sizes and policies.
-        run_id: the run's id; default :func:`new_run_id`.
+        run_id: the run's id; default a new one with no log folder yet (:func:`unused_run_id`).
         recorder: awaited with every batch of events before it is published.
         completed: ids already succeeded (resume): not run, start SUCCEEDED.
         attempts_so_far: attempt numbering continues after these (resume).
@@ -137,7 +137,7 @@ def create_run(
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return Run(plan, options, agents, run_id or new_run_id(), recorder, completed,
+        return Run(plan, options, agents, run_id or unused_run_id(), recorder, completed,
                    attempts_so_far or {})
     finally:
         if enabled:

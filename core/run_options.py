@@ -86,6 +86,24 @@ class RunSummary:
 
 
 def new_run_id() -> str:
-    """A sortable run id: UTC time plus 4 random hex digits (``20261124-123045-ab12``)."""
+    """A sortable run id: UTC time plus 4 random hex digits (``20261124-123045-ab12``).
+
+    Two runs started in the same second may draw the same id: the journal
+    (``Store.begin_run``) and the engine (:func:`unused_run_id`) draw again.
+    """
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
+
+
+def unused_run_id() -> str:
+    """A new run id whose log folder does not exist yet (runs without a journal).
+
+    Otherwise two ``tek run --no-journal`` started in the same second could
+    share a folder and write each other's task logs.
+    """
+    from core.paths import run_log_path
+
+    while True:
+        run_id = new_run_id()
+        if not run_log_path(run_id, "x", 1).parent.exists():
+            return run_id
 

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import StoreError
 from core.paths import default_store_path
+from core.run_options import new_run_id
 from core.store_batch import RawChange, apply_batch, apply_queued, pack
 from core.store_records import (
     ATTEMPT_COLS,
@@ -63,7 +64,6 @@ from core.store_records import (
 from core.store_runs import (
     SetupThread,
     insert_run,
-    new_run_id,
     new_tasks,
     plan_hash,
     reset_run,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 import socket
 import sqlite3
 import threading
@@ -27,11 +26,6 @@ from core.resume import HASH_LEN, row_hash
 
 if TYPE_CHECKING:
     from core.plan import Plan
-
-
-def new_run_id() -> str:
-    """A fresh run id: UTC time plus 4 random hex digits (``20261124-123015-3fa2``), like the engine's."""
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
 
 
 def plan_hash(plan: Plan, row_hashes: list[str] | None = None) -> str:

@@ -362,3 +362,14 @@ async def test_cancelling_run_callers_ends_running_shell_tasks_cancelled() -> No
     info = next(t for t in run.snapshot().tasks if t.id == "t")
     assert (info.state, info.reason) == (TaskState.CANCELLED, "run interrupted")
     assert survivors(run.run_id) == []
+
+
+def test_a_run_without_a_journal_never_shares_a_log_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two `tek run --no-journal` in the same second could draw one id and write each other's logs."""
+    from core.paths import run_log_path
+
+    taken, fresh = "20260101-000000-aaaa", "20260101-000000-bbbb"
+    run_log_path(taken, "t", 1).parent.mkdir(parents=True)
+    draws = iter([taken, taken, fresh])
+    monkeypatch.setattr("core.run_options.new_run_id", lambda: next(draws))
+    assert create_run(plan_of(shell("t", "true")), RunOptions()).run_id == fresh
