@@ -19,6 +19,7 @@ then (:meth:`~core.run_state.RunState.note_pid`).
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -162,8 +163,10 @@ class RunAttempts(RunEvents):
         if rec.cancel_reason:
             outcome = Outcome(ok=False, exit_code=code, reason=rec.cancel_reason)
         elif timed_out:
-            outcome = Outcome(ok=False, exit_code=code,
-                              reason=f"timed out after {rec.task.timeout_s:g}s")
+            reason = f"timed out after {rec.task.timeout_s:g}s"
+            if code == -signal.SIGKILL:  # the grace ran out: SIGTERM did not stop it
+                reason += " (killed: it did not stop on SIGTERM)"
+            outcome = Outcome(ok=False, exit_code=code, reason=reason)
         elif outcome is None:
             outcome = Outcome(ok=False, reason="cancelled")
         elif log_error and outcome.ok:

@@ -110,6 +110,13 @@ async def test_timeout_kills_the_whole_tree() -> None:
     assert survivors(run.run_id) == []
 
 
+async def test_a_timeout_that_needed_sigkill_says_so() -> None:
+    run = create_run(plan_of(shell("t", "trap '' TERM; sleep 100", timeout_s=0.3)), OPTS)
+    summary, _ = await run_collect(run)
+    t = summary.tasks["t"]
+    assert (t.exit_code, t.reason) == (-9, "timed out after 0.3s (killed: it did not stop on SIGTERM)")
+
+
 async def test_cancel_escalates_to_sigkill_after_grace() -> None:
     run = create_run(plan_of(shell("t", "trap '' TERM; sleep 100 & sleep 100; wait")), OPTS)
 
