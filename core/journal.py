@@ -163,10 +163,7 @@ class RunJournal:
         resumed run is kept: it existed before.
         """
         if self.decision is None:
-            from core.store_runs import delete_run
-
-            with self.store.write() as conn:
-                delete_run(conn, self.run_id)
+            self.store.delete_run(self.run_id)
 
     def _started(self) -> bool:
         with self.store.read() as conn:

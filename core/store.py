@@ -63,6 +63,7 @@ from core.store_records import (
 )
 from core.store_runs import (
     SetupThread,
+    delete_run,
     insert_run,
     new_tasks,
     plan_hash,
@@ -236,6 +237,11 @@ class Store:
         """Raise StoreError unless every page of the file reads back sound."""
         with self._lock, self._errors():
             check_intact(self._conn, self.path)
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove a run and everything recorded of it, in one transaction."""
+        with self.write() as conn:
+            delete_run(conn, run_id)
 
     def checkpoint(self) -> None:
         """Copy the WAL into the database file now (a passive checkpoint).

@@ -1,8 +1,11 @@
-"""``tek runs``, ``tek show RUN`` and ``tek logs RUN TASK``: the journal's history.
+"""``tek runs``, ``tek show RUN``, ``tek logs RUN TASK`` and ``tek prune``: the journal's history.
 
-All three read the journal (``$TEK_HOME/tek.db`` or ``--store PATH``) and
-never write to it: a missing journal is "no runs yet", a file that is not a
-tek journal is one ``tek: ...`` line and exit 2, untouched. Each read is one
+The first three read the journal (``$TEK_HOME/tek.db`` or ``--store PATH``)
+and never write to it: a missing journal is "no runs yet", a file that is not
+a tek journal is one ``tek: ...`` line and exit 2, untouched. ``tek prune``
+forgets old runs (``--keep N`` newest, and/or only those older than
+``--older-than DAYS``; never a live one) and deletes their log folders
+(``core.prune``); ``--dry-run`` lists them. Each read is one
 short transaction, so they run beside a live run without "database is
 locked" and never see half a batch.
 
@@ -56,6 +59,16 @@ def register(sub: Any) -> None:
     p.add_argument("-f", "--follow", action="store_true", help="keep printing as the log grows")
     p.set_defaults(func=_logs)
 
+    p = sub.add_parser("prune", help="forget old runs and delete their logs")
+    store_arg(p)
+    p.add_argument("--keep", type=int, metavar="N", help="keep the N newest runs")
+    p.add_argument("--older-than", type=float, metavar="DAYS",
+                   help="prune only runs started more than DAYS days ago")
+    p.add_argument("--plan", metavar="PLAN", help="only runs of this plan file")
+    p.add_argument("-n", "--dry-run", action="store_true", help="list what would go; change nothing")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_prune)
+
 
 def store_arg(p: argparse.ArgumentParser) -> None:
     """Add ``--store PATH`` (every command that reads or writes runs has it)."""
@@ -81,6 +94,50 @@ def open_journal(args: argparse.Namespace) -> Store | None:
     if path.is_file() and path.stat().st_size == 0:
         return None  # a journal being created this instant: nothing recorded yet
     return open_store(path, create=False)
+
+
+# ------------------------------------------------------------------- prune
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from core.errors import TekError
+    from core.prune import select_runs
+
+    if args.keep is None and args.older_than is None:
+        raise TekError("say which runs to prune: --keep N and/or --older-than DAYS")
+    if args.keep is not None and args.keep < 0:
+        raise TekError(f"--keep must be 0 or more (got {args.keep})")
+    if args.older_than is not None and not args.older_than >= 0:  # also refuses nan
+        raise TekError(f"--older-than must be 0 or more days (got {args.older_than})")
+    store = open_journal(args)
+    if store is None:
+        print(json.dumps({"pruned": [], "kept": 0, "freed_bytes": 0, "dry_run": args.dry_run})
+              if args.json else "no runs yet")
+        return 0
+    with store:
+        plan = str(Path(args.plan).resolve()) if args.plan else None
+        runs = store.list_runs(plan_path=plan)
+        chosen = select_runs(runs, args.keep, args.older_than)
+        freed = _forget(store, chosen, args.dry_run)
+    if args.json:
+        print(json.dumps({"pruned": [r.id for r in chosen], "kept": len(runs) - len(chosen),
+                          "freed_bytes": freed, "dry_run": args.dry_run}, indent=2))
+        return 0
+    verb = "would prune" if args.dry_run else "pruned"
+    for r in chosen:
+        print(f"{verb} {r.id}  {r.effective_status:<11} {_when(r.created_ts)}  {_short_path(r.plan_path)}")
+    print(f"{verb} {len(chosen)} run(s), {freed / 1e6:.1f} MB of logs; "
+          f"kept {len(runs) - len(chosen)}")
+    return 0
+
+
+def _forget(store: Store, runs: list[RunRecord], dry_run: bool) -> int:
+    """Bytes of logs freed by pruning ``runs`` (or that would be, with ``dry_run``)."""
+    from core.prune import folder_bytes, log_folder, prune_runs
+
+    if dry_run:
+        return sum(folder_bytes(log_folder(r.id)) for r in runs)
+    return prune_runs(store, runs)
 
 
 # -------------------------------------------------------------------- runs
