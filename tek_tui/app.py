@@ -69,6 +69,7 @@ class TekApp(App[int]):
         *,
         plan_path: Path | None = None,
         resume: str | None = None,
+        attach: Path | None = None,
         client: RunClient | None = None,
         runner: Runner | None = None,
         start: bool = False,
@@ -86,6 +87,8 @@ class TekApp(App[int]):
             plan_path: plan to load and run (ignored when ``client`` is given).
             resume: with ``plan_path``, the journaled run of it to resume
                 (a run id or ``last``) instead of a new run.
+            attach: the socket of a run another process runs, to watch and
+                steer (``core.run_socket``); ``q`` detaches.
             client: an existing run to show.
             runner: awaitable factory that drives ``client``'s run, if this app owns it.
             start: send ``Start`` as soon as the run is shown.
@@ -107,6 +110,7 @@ class TekApp(App[int]):
         self.theme = wanted if wanted in self._tek_themes else DEFAULT_THEME
         self.plan_path = plan_path
         self.resume = resume
+        self.attach = attach
         self.client = client
         self.runner = runner
         self.start_run = start
@@ -134,6 +138,8 @@ class TekApp(App[int]):
             self.notify(problem, title="theme skipped", severity="warning")
         if self.client is not None:
             self.show_run(self.client, self.runner)
+        elif self.attach is not None:
+            self._attach(self.attach)
         elif self.plan_path is not None:
             self.open_plan(self.plan_path, self.resume)
         else:
@@ -141,12 +147,25 @@ class TekApp(App[int]):
 
     # ------------------------------------------------------------------ runs
 
+    @work(exclusive=True, group="plan", description="attach to a run", exit_on_error=False)
+    async def _attach(self, path: Path) -> None:
+        """Connect to the run served at ``path`` and show it; it is not this console's to stop."""
+        from core.run_socket import SocketClient
+
+        try:
+            client = await SocketClient.connect(path)
+        except TekError as exc:
+            self.exit(2, message=f"tek: {exc}")
+            return
+        self.show_run(client, None, title=f"{path.stem} (attached)", attached=True)
+
     def show_run(self, client: RunClient, runner: Runner | None, title: str = "",
-                 plan: Plan | None = None) -> None:
+                 plan: Plan | None = None, attached: bool = False) -> None:
         """Open the main screen on ``client``; drive ``runner`` for the app's lifetime.
 
         The main screen takes the place of the :class:`LoadingScreen`, if one is up.
         ``plan`` (the plan ``client`` runs, when this app loaded it) can be edited there.
+        An ``attached`` run belongs to another process: quitting detaches from it.
         """
         if runner is not None:
             self._run_driver = self._drive_run(runner)
@@ -154,7 +173,7 @@ class TekApp(App[int]):
         self.push_screen(
             MainScreen(client, clock=self.clock, sampler=self.sampler, start=self.start_run,
                        title=title, telemetry_s=self.telemetry_s, pane_clock=self.pane_clock,
-                       plan=plan)
+                       plan=plan, attached=attached)
         )
 
     async def replace_run(self, plan: Plan) -> RunClient:

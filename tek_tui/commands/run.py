@@ -327,6 +327,7 @@ def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
 async def _drive(run: Any, args: argparse.Namespace) -> tuple[RunSummary, bool]:
     import anyio
 
+    from core.run_socket import serving, socket_path
     from tek_tui.live_view import open_view
 
     interrupted = False
@@ -351,7 +352,8 @@ async def _drive(run: Any, args: argparse.Namespace) -> tuple[RunSummary, bool]:
                     kill_all()
 
     client = run.client()
-    async with anyio.create_task_group() as tg:
+    # Served for `tek tui --attach` while it runs (nothing to pay until a console attaches).
+    async with serving(client, socket_path(run.run_id)), anyio.create_task_group() as tg:
         tg.start_soon(watch_signals, tg.cancel_scope)
         async with open_view(client, live=_live_wanted(args), quiet=args.json) as view:
             tg.start_soon(view.consume, client.events())

@@ -1,9 +1,10 @@
-"""``tek tui [PLAN] [--start] [--theme NAME] [-j N] [--resume [RUN_ID|last]]``: open the console.
+"""``tek tui [PLAN] [--start] [--theme NAME] [-j N] [--resume [RUN_ID|last]] [--attach [RUN_ID|last]]``.
 
 With a plan the console loads it (problems are listed in the console, with
 file and line) and waits for ``s`` unless ``--start`` is given. ``--resume``
 opens an earlier journaled run of it instead, resumed as ``tek run --resume``
-does (PLAN may then be left out). Without one it
+does (PLAN may then be left out). ``--attach`` watches and steers a run that
+a ``tek run`` process is running (``core.run_socket``); ``q`` detaches. Without one it
 opens on recent runs and a picker of plan files. The theme defaults to the one
 remembered in the user's config; an unknown ``--theme`` is bad input (exit 2).
 The console process never imports torch: ML tasks run in worker processes.
@@ -33,6 +34,11 @@ def register(sub: Any) -> None:
         help="resume an earlier run of PLAN (default: its last); PLAN may be left out: "
         "the run's own plan file is opened",
     )  # fmt: skip
+    p.add_argument(
+        "--attach", nargs="?", const="last", metavar="RUN_ID|last",
+        help="watch and steer a run that `tek run` is running (default: the newest); "
+        "q detaches and the run goes on",
+    )  # fmt: skip
     p.set_defaults(func=_run, store=None, no_journal=False)
 
 
@@ -54,12 +60,19 @@ def _run(args: argparse.Namespace) -> int:
     else:
         _need_terminal()
         theme = remembered_theme()
+    attach = None
+    if args.attach:
+        if args.plan is not None or args.resume:
+            raise TekError("--attach watches a running run: leave PLAN and --resume out")
+        from core.run_socket import find_served
+
+        attach = find_served(args.attach)
     if args.resume:
         from tek_tui.commands.run_journal import plan_path_for
 
         args.plan = Path(plan_path_for(args))  # also turns `last` into the run's id
-    app = TekApp(plan_path=args.plan, resume=args.resume, start=args.start, theme=theme,
-                 jobs=args.jobs)
+    app = TekApp(plan_path=args.plan, resume=args.resume, attach=attach, start=args.start,
+                 theme=theme, jobs=args.jobs)
     gc.enable()  # the CLI starts with it off (imports only)
     code = app.run()
     return code if isinstance(code, int) else 0

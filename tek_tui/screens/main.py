@@ -83,8 +83,10 @@ class MainScreen(PlanEditScreen):
         telemetry_s: float = 1.0,
         pane_clock: Callable[[], float] | None = None,
         plan: Plan | None = None,
+        attached: bool = False,
     ) -> None:
         super().__init__(client, plan)
+        self.attached = attached
         self._telemetry_s = telemetry_s
         self._pane_clock = pane_clock
         self.clock = clock

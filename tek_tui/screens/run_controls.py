@@ -76,6 +76,8 @@ class RunControlScreen(Screen[None]):
         """Task selected in the table (and DAG)."""
         self._finished = asyncio.Event()
         self._stopping = False
+        self.attached = False
+        """The run belongs to another process (``tek tui --attach``): quitting detaches."""
 
     async def _control(self, command: Control) -> bool:
         """Send one control; a refusal becomes an error notification."""
@@ -168,7 +170,13 @@ class RunControlScreen(Screen[None]):
     # ------------------------------------------------------------------ quit
 
     def action_quit_console(self) -> None:
-        """Quit; during a run, ask first, then cancel it and wait for it to end."""
+        """Quit; during a run, ask first, then cancel it and wait for it to end.
+
+        An attached console detaches at once: the run is not its to stop.
+        """
+        if self.attached:
+            self.app.exit(0)
+            return
         if self.state is None or not self.state.active:
             self.stop_and_exit()
             return
@@ -190,7 +198,7 @@ class RunControlScreen(Screen[None]):
             return
         self._stopping = True
         state = self.state
-        if state is not None and not state.finished:
+        if state is not None and not state.finished and not self.attached:
             self.notify("stopping the run…", timeout=QUIT_GRACE_S)
             try:
                 await self.client.control(CancelRun())

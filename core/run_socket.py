@@ -1,0 +1,311 @@
+"""The run protocol over a Unix socket: consoles in other processes attach and detach.
+
+``tek run`` serves its run at ``<TEK_HOME>/sockets/<run id>.sock``
+(:func:`serving`); ``tek tui --attach`` connects a :class:`SocketClient`,
+which is a :class:`~core.client.RunClient` like the in-process one, so the
+console cannot tell them apart. Detaching (closing the connection) leaves the
+run as it is.
+
+Wire format, one JSON object per line (``core.events.to_json``):
+
+- server to client: the run's snapshot first, then every event of its
+  subscription (coalesced and bounded as for any subscriber, so a console
+  that stops reading never slows the run), ending after ``RunFinished``;
+  and ``{"reply": N, "error": null | "message"}`` for each control;
+- client to server: ``{"id": N, "control": {...}}``.
+
+The socket's folder is private to its user (mode 0700): whoever can connect
+can control the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import ByteStream
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from core.errors import ControlError, ProtocolError, TekError
+from core.events import Control, Event, RunFinished, RunSnapshot, from_json, to_json
+from core.paths import tek_home
+
+if TYPE_CHECKING:
+    from core.client import RunClient
+
+#: Longest line either side reads (a snapshot of a 1M-task plan fits).
+MAX_LINE = 1 << 30
+#: How long a finished run's server waits for attached consoles to read its end.
+LINGER_S = 2.0
+#: How long a control waits for the server's reply.
+REPLY_S = 10.0
+
+
+def sockets_dir() -> Path:
+    """The folder of live runs' sockets (created private to this user)."""
+    folder = tek_home() / "sockets"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder
+
+
+def socket_path(run_id: str) -> Path:
+    """Where run ``run_id`` is served."""
+    return sockets_dir() / f"{run_id}.sock"
+
+
+def _line(message: Any) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+# ------------------------------------------------------------------ server
+
+
+@asynccontextmanager
+async def serving(client: RunClient, path: Path) -> AsyncIterator[bool]:
+    """Serve ``client``'s run at ``path`` for the body's duration.
+
+    Yields False (and serves nothing) when the socket cannot be made: a path
+    longer than the system allows, a folder not writable. On exit the socket
+    file is removed; consoles still attached get the run's end (for up to
+    :data:`LINGER_S`), then their connections close.
+    """
+    try:
+        listener = await anyio.create_unix_listener(path)
+    except OSError:
+        yield False
+        return
+    handlers = _Handlers(client)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, handlers.handle, tg)
+            try:
+                yield True
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                with anyio.CancelScope(shield=True), anyio.move_on_after(LINGER_S):
+                    await handlers.idle()
+                tg.cancel_scope.cancel()
+    finally:
+        with contextlib.suppress(Exception):
+            await listener.aclose()
+
+
+class _Handlers:
+    """One attached console per connection: its events out, its controls in."""
+
+    def __init__(self, client: RunClient) -> None:
+        self.client = client
+        self.open = 0
+        self._idle = anyio.Event()
+        self._idle.set()
+
+    async def idle(self) -> None:
+        """Return once no connection is open."""
+        await self._idle.wait()
+
+    async def handle(self, stream: ByteStream) -> None:
+        self.open += 1
+        self._idle = anyio.Event()
+        lock = anyio.Lock()
+
+        async def send(message: Any) -> None:
+            async with lock:
+                await stream.send(_line(message))
+
+        try:
+            events = self.client.events()  # subscribe before the snapshot: nothing falls between
+            await send(to_json(self.client.snapshot()))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._controls, stream, send, tg.cancel_scope)
+                async for event in events:
+                    await send(to_json(event))
+                tg.cancel_scope.cancel()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass  # the console went away: detached
+        finally:
+            with contextlib.suppress(Exception):
+                await stream.aclose()
+            self.open -= 1
+            if self.open == 0:
+                self._idle.set()
+
+    async def _controls(self, stream: ByteStream, send: Any, scope: anyio.CancelScope) -> None:
+        reader = BufferedByteReceiveStream(stream)
+        try:
+            while True:
+                raw = await reader.receive_until(b"\n", MAX_LINE)
+                error: str | None = None
+                number = None
+                try:
+                    message = json.loads(raw)
+                    number = message["id"]
+                    command = from_json(message["control"])
+                    if not isinstance(command, Control):
+                        raise ProtocolError(f"not a control: {type(command).__name__}")
+                    await self.client.control(command)
+                except (ControlError, ProtocolError) as exc:
+                    error = str(exc)
+                except (ValueError, KeyError, TypeError) as exc:
+                    error = f"bad control message: {exc}"
+                await send({"reply": number, "error": error})
+        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
+                anyio.ClosedResourceError, OSError):
+            scope.cancel()  # the console detached: stop sending it events
+
+
+# ------------------------------------------------------------------ client
+
+
+class SocketClient:
+    """A :class:`~core.client.RunClient` over a run served by another process.
+
+    Make one with :meth:`connect`. Its event stream is the connection's one
+    subscription (``events()`` may be iterated once); control replies arrive
+    on it, so a control waits for a reader to be iterating it, as the
+    console's always is.
+    """
+
+    def __init__(self, stream: ByteStream, reader: BufferedByteReceiveStream,
+                 snapshot: RunSnapshot) -> None:
+        self._stream = stream
+        self._reader = reader
+        self._snapshot = snapshot
+        self._lock = anyio.Lock()
+        self._numbers = itertools.count(1)
+        self._replies: dict[int, tuple[anyio.Event, list[str | None]]] = {}
+        self._closed = False
+
+    @classmethod
+    async def connect(cls, path: Path) -> SocketClient:
+        """Attach to the run served at ``path``.
+
+        Raises:
+            TekError: nothing serves there (the run ended, or its process died).
+        """
+        try:
+            stream = await anyio.connect_unix(path)
+        except OSError as exc:
+            raise TekError(f"cannot attach to {path.stem}: {exc.strerror or exc}") from None
+        reader = BufferedByteReceiveStream(stream)
+        try:
+            with anyio.fail_after(REPLY_S):
+                first = await reader.receive_until(b"\n", MAX_LINE)
+            snapshot = from_json(json.loads(first))
+        except (TimeoutError, anyio.EndOfStream, anyio.IncompleteRead, ValueError,
+                ProtocolError) as exc:
+            await stream.aclose()
+            raise TekError(f"cannot attach to {path.stem}: no snapshot ({exc!r})") from None
+        return cls(stream, reader, snapshot)
+
+    def snapshot(self) -> RunSnapshot:
+        """The run as it was when this client attached (events() carries it on)."""
+        return self._snapshot
+
+    def events(self) -> AsyncIterator[Event]:
+        """The run's events from the attach on; ends after RunFinished or when the run's process goes."""
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[Event]:
+        try:
+            while True:
+                try:
+                    raw = await self._reader.receive_until(b"\n", MAX_LINE)
+                except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
+                        anyio.ClosedResourceError) as exc:
+                    raise ProtocolError("the run's process closed the connection") from exc
+                message = json.loads(raw)
+                if "reply" in message:
+                    waiter = self._replies.get(message["reply"])
+                    if waiter is not None:
+                        waiter[1].append(message.get("error"))
+                        waiter[0].set()
+                    continue
+                event = from_json(message)
+                yield event
+                if isinstance(event, RunFinished):
+                    return
+        finally:
+            await self.aclose()
+
+    async def control(self, command: Control) -> None:
+        """Send one control and wait for the run's answer.
+
+        Raises:
+            ControlError: the run refused it, or the connection is gone.
+        """
+        if self._closed:
+            raise ControlError("detached: the run's connection is closed")
+        number = next(self._numbers)
+        done: tuple[anyio.Event, list[str | None]] = (anyio.Event(), [])
+        self._replies[number] = done
+        try:
+            async with self._lock:
+                await self._stream.send(_line({"id": number, "control": to_json(command)}))
+            with anyio.fail_after(REPLY_S):
+                await done[0].wait()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            raise ControlError(f"the run's connection is gone ({exc!r})") from None
+        except TimeoutError:
+            raise ControlError("the run did not answer") from None
+        finally:
+            self._replies.pop(number, None)
+        if done[1] and done[1][0] is not None:
+            raise ControlError(done[1][0])
+
+    async def aclose(self) -> None:
+        """Detach (the run goes on)."""
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(Exception):
+                await self._stream.aclose()
+
+
+# ------------------------------------------------------------------ finding runs
+
+
+def find_served(ref: str) -> Path:
+    """The socket of a live run: ``ref`` is a run id, a unique prefix, or ``last``.
+
+    Sockets whose run is gone (nothing listens: its process was killed) are
+    removed on the way.
+
+    Raises:
+        TekError: no live run matches, or the prefix matches several.
+    """
+    live = [p for p in sorted(sockets_dir().glob("*.sock"), reverse=True) if _listening(p)]
+    if not live:
+        raise TekError("no run is being served to attach to (start one with `tek run PLAN`)")
+    if ref == "last":
+        return live[0]
+    matches = [p for p in live if p.stem == ref] or [p for p in live if p.stem.startswith(ref)]
+    if not matches:
+        names = ", ".join(p.stem for p in live[:5])
+        raise TekError(f"no live run {ref!r} to attach to (live: {names})")
+    if len(matches) > 1:
+        raise TekError(f"run {ref!r} is ambiguous: {', '.join(p.stem for p in matches[:5])}")
+    return matches[0]
+
+
+def _listening(path: Path) -> bool:
+    """True when a server accepts at ``path``; a socket nobody listens on is removed."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(os.fspath(path))
+    except ConnectionRefusedError:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return False
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
