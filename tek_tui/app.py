@@ -139,7 +139,7 @@ class TekApp(App[int]):
         if self.client is not None:
             self.show_run(self.client, self.runner)
         elif self.attach is not None:
-            self._attach(self.attach)
+            self.attach_run(self.attach)
         elif self.plan_path is not None:
             self.open_plan(self.plan_path, self.resume)
         else:
@@ -147,15 +147,24 @@ class TekApp(App[int]):
 
     # ------------------------------------------------------------------ runs
 
+    def attach_run(self, path: Path) -> None:
+        """Show the run served at ``path`` (another process runs it) behind a loading screen."""
+        if not isinstance(self.screen, LoadingScreen):
+            self.push_screen(LoadingScreen(path))
+        self._connect_run(path)
+
     @work(exclusive=True, group="plan", description="attach to a run", exit_on_error=False)
-    async def _attach(self, path: Path) -> None:
+    async def _connect_run(self, path: Path) -> None:
         """Connect to the run served at ``path`` and show it; it is not this console's to stop."""
         from core.run_socket import SocketClient
 
         try:
             client = await SocketClient.connect(path)
         except TekError as exc:
-            self.exit(2, message=f"tek: {exc}")
+            if self.attach is not None:  # `tek tui --attach`: nothing else to show
+                self.exit(2, message=f"tek: {exc}")
+            else:
+                self._show_problems([str(exc)])
             return
         self.show_run(client, None, title=f"{path.stem} (attached)", attached=True)
 

@@ -3,9 +3,10 @@
 Recent runs come from the journal (``core.store``) when it exists, read in a
 thread; without one the pane says "no journal yet". Plans are the ``*.csv``
 files of the current folder and of ``sample_plans/``. Choosing a plan asks the
-app to load it as a new run; choosing a run that did not succeed resumes it
-(as ``tek run --resume RUN`` would: what succeeded stays done), and choosing
-a succeeded one runs its plan again. Problems found while
+app to load it as a new run; choosing a run that another process is running
+attaches to it (``tek tui --attach``), one that did not succeed resumes it
+(as ``tek run --resume RUN`` would: what succeeded stays done), and a
+succeeded one runs its plan again. Problems found while
 reading it are listed here, one line each with file and line, not a traceback.
 ``tek tui PLAN`` shows this screen only when PLAN has problems, opened with
 them listed (``problems=``).
@@ -31,6 +32,8 @@ from tek_tui.widgets.states import format_duration
 
 #: Run statuses that ``enter`` in the run list resumes (a succeeded run is run again).
 RESUMABLE = frozenset({"failed", "cancelled", "interrupted"})
+#: Statuses of a run some process is running: ``enter`` attaches to it.
+LIVE = frozenset({"pending", "running", "paused", "cancelling"})
 
 
 def default_plan_dirs() -> list[Path]:
@@ -93,7 +96,7 @@ class PickerScreen(Screen[None]):
             yield Static("[b]tek[/b] · choose a plan (enter) · recent runs below", id="picker-title")
             yield Static("", id="plan-problems")
             yield DataTable(id="plan-list", cursor_type="row")
-            yield Static("recent runs · enter: resume (failed, cancelled, died) or run again",
+            yield Static("recent runs · enter: attach (running), resume (failed, died) or rerun",
                          id="runs-title")
             yield DataTable(id="run-list", cursor_type="row")
         yield TekFooter()
@@ -141,6 +144,18 @@ class PickerScreen(Screen[None]):
                 format_duration(run.duration_s), run.plan_path, key=run.id,
             )
 
+    def _attach_if_served(self, run_id: str) -> bool:
+        """Attach to ``run_id`` when another process serves it; False when none does."""
+        from core.errors import TekError
+        from core.run_socket import find_served
+
+        try:
+            path = find_served(run_id)
+        except TekError:
+            return False
+        self.app.attach_run(path)  # type: ignore[attr-defined]
+        return True
+
     def show_problems(self, problems: Sequence[str]) -> None:
         """List what is wrong with the plan that was chosen."""
         box = self.query_one("#plan-problems", Static)
@@ -153,7 +168,10 @@ class PickerScreen(Screen[None]):
         key = event.row_key.value
         resume = None
         if event.data_table.id == "run-list":
-            if self._run_status.get(key or "") in RESUMABLE:
+            status = self._run_status.get(key or "")
+            if status in LIVE and self._attach_if_served(key or ""):
+                return
+            if status in RESUMABLE:
                 resume = key
             key = self._run_plans.get(key or "")
         if not key:

@@ -11,10 +11,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
+from textual.widgets import DataTable
 
 from core.errors import TekError
 from core.events import TaskState
@@ -22,6 +24,7 @@ from core.run_socket import find_served
 from tek_tui.app import TekApp
 from tek_tui.cli import main
 from tek_tui.screens.main import MainScreen
+from tek_tui.screens.picker import PickerScreen
 from tests.tui.fakes import until
 
 
@@ -36,34 +39,50 @@ def _served(proc: subprocess.Popen[bytes]) -> Path:
             time.sleep(0.05)  # polling for the socket; bounded by the deadline
 
 
-async def test_attach_steer_and_detach_while_the_run_goes_on(tmp_path: Path, tek_home: Path) -> None:
+@pytest.fixture
+def served_run(tmp_path: Path, tek_home: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """A real `tek run` of two long tasks, and the socket it serves; SIGTERMed at the end."""
     plan = tmp_path / "long.csv"
     plan.write_text("id,command\nnap1,sleep 60\nnap2,sleep 61\n")
     proc = subprocess.Popen([sys.executable, "-m", "tek_tui", "run", "--plain", str(plan)],
                             env={**os.environ, "TEK_HOME": str(tek_home)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        path = _served(proc)
-        app = TekApp(attach=path)
-        async with app.run_test(size=(100, 30)) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, MainScreen)
-                        and app.screen.state is not None
-                        and app.screen.state.counts.get(TaskState.RUNNING) == 2, limit=20)
-            screen = app.screen
-            assert isinstance(screen, MainScreen) and screen.attached
-            assert screen.selected == "nap1"
-            await pilot.press("c")  # cancel nap1, in the other process
-            await until(pilot, lambda: screen.state is not None
-                        and screen.state.tasks["nap1"].state is TaskState.CANCELLED, limit=20)
-            await pilot.press("q")  # detach: no question, the run is not ours to stop
-            await until(pilot, lambda: not app.is_running)
-        assert app.return_value == 0
-        await anyio.sleep(0.3)
-        assert proc.poll() is None  # still running nap2
-        assert find_served("last") == path
+        yield proc, _served(proc)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 130
+
+
+@pytest.mark.parametrize("how", ["flag", "picker"])
+async def test_attach_steer_and_detach_while_the_run_goes_on(
+    tmp_path: Path, served_run: tuple[subprocess.Popen[bytes], Path], how: str
+) -> None:
+    """``tek tui --attach``, or enter on the running run in the picker's recent runs."""
+    proc, path = served_run
+    app = TekApp(attach=path) if how == "flag" else TekApp(search_dirs=[tmp_path])
+    async with app.run_test(size=(100, 30)) as pilot:
+        if how == "picker":
+            await until(pilot, lambda: isinstance(app.screen, PickerScreen))
+            runs = app.screen.query_one("#run-list", DataTable)
+            await until(pilot, lambda: runs.row_count == 1 and runs.get_row_at(0)[1] == "running")
+            runs.focus()
+            await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, MainScreen)
+                    and app.screen.state is not None
+                    and app.screen.state.counts.get(TaskState.RUNNING) == 2, limit=20)
+        screen = app.screen
+        assert isinstance(screen, MainScreen) and screen.attached
+        assert screen.selected == "nap1"
+        await pilot.press("c")  # cancel nap1, in the other process
+        await until(pilot, lambda: screen.state is not None
+                    and screen.state.tasks["nap1"].state is TaskState.CANCELLED, limit=20)
+        await pilot.press("q")  # detach: no question, the run is not ours to stop
+        await until(pilot, lambda: not app.is_running)
+    assert app.return_value == 0
+    await anyio.sleep(0.3)
+    assert proc.poll() is None  # still running nap2
+    assert find_served("last") == path
 
 
 def test_attach_with_nothing_running_is_one_line_exit_2(
