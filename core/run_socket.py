@@ -221,6 +221,8 @@ class SocketClient:
                     raw = await self._reader.receive_until(b"\n", MAX_LINE)
                 except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
                         anyio.ClosedResourceError) as exc:
+                    if self._closed:
+                        return  # this client detached
                     raise ProtocolError("the run's process closed the connection") from exc
                 message = json.loads(raw)
                 if "reply" in message:

@@ -177,7 +177,7 @@ class TekApp(App[int]):
         An ``attached`` run belongs to another process: quitting detaches from it.
         """
         if runner is not None:
-            self._run_driver = self._drive_run(runner)
+            self._run_driver = self._drive_run(runner, client)
         self._close_loading()
         self.push_screen(
             MainScreen(client, clock=self.clock, sampler=self.sampler, start=self.start_run,
@@ -202,8 +202,9 @@ class TekApp(App[int]):
             self._run_journal.close()
             self._run_journal = None
         run = self._take(new_run(plan, self.jobs)).run
-        self._run_driver = self._drive_run(run.run)
-        return run.client()
+        client = run.client()
+        self._run_driver = self._drive_run(run.run, client)
+        return client
 
     def open_plan(self, path: Path, resume: str | None = None) -> None:
         """Load and run ``path`` behind a loading screen; problems go to the picker.
@@ -303,8 +304,13 @@ class TekApp(App[int]):
             self.push_screen(PickerScreen(self.search_dirs, problems=problems))
 
     @work(exclusive=True, group="run", description="drive the run", exit_on_error=False)
-    async def _drive_run(self, runner: Runner) -> None:
-        await runner()
+    async def _drive_run(self, runner: Runner, client: RunClient) -> None:
+        """Drive this console's run, served for other consoles to attach (``tek tui --attach``)."""
+        from core.run_socket import serving, socket_path
+
+        run_id = client.snapshot().run_id
+        async with serving(client, socket_path(run_id)):
+            await runner()
 
     def _on_notify(self, event: Notify) -> None:
         """Show a notification, replacing a copy of it still showing.

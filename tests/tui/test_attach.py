@@ -92,3 +92,34 @@ def test_attach_with_nothing_running_is_one_line_exit_2(
     assert main(["tui", "--attach"]) == 2
     err = capsys.readouterr().err
     assert err == "tek: no run is being served to attach to (start one with `tek run PLAN`)\n"
+
+
+async def test_a_consoles_own_run_is_served_to_other_consoles(tmp_path: Path) -> None:
+    """A second SSH session can attach to the run a console started (`tek tui PLAN`)."""
+    from core.events import Start
+    from core.run_socket import SocketClient
+
+    plan = tmp_path / "p.csv"
+    plan.write_text("id,command\nnap,sleep 60\n")
+    app = TekApp(plan_path=plan, search_dirs=[tmp_path])
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.state is not None)
+        screen = app.screen
+        assert isinstance(screen, MainScreen)
+        other = await SocketClient.connect(find_served("last"))
+        assert [t.id for t in other.snapshot().tasks] == ["nap"]
+        events = other.events()
+
+        async def read() -> None:
+            async for _ in events:
+                pass
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read)  # control replies arrive on the event stream
+            await other.control(Start())  # the other console starts it
+            await until(pilot, lambda: screen.state is not None
+                        and screen.state.tasks["nap"].state is TaskState.RUNNING, limit=20)
+            await other.aclose()
+            tg.cancel_scope.cancel()
+        await pilot.press("q", "y")  # this console owns the run: it asks, then stops it
+        await until(pilot, lambda: not app.is_running, limit=30)
