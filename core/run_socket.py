@@ -15,7 +15,9 @@ Wire format, one JSON object per line (``core.events.to_json``):
 - client to server: ``{"id": N, "control": {...}}``.
 
 The socket's folder is private to its user (mode 0700): whoever can connect
-can control the run.
+can control the run. A ``$TEK_HOME`` whose path is too long for a Unix socket
+(about 100 bytes with the file name) serves nothing: the run goes on
+without, and ``tek tui --attach`` finds nothing to attach to.
 """
 
 from __future__ import annotations
