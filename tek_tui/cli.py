@@ -81,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(parser, _Parser):
         parser.command = next((w for w in words if w in names), "")
     args = parser.parse_args(words)
+    args.argv = words  # `tek run -d` starts the same command line in the background
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_BAD_INPUT

@@ -65,6 +65,9 @@ def register(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the order tasks would start in")
     p.add_argument("--json", action="store_true", help="print one JSON summary at the end")
     p.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    p.add_argument("-d", "--detach", action="store_true",
+                   help="run in the background (not stopped when the terminal closes); "
+                   "prints the run id to attach to with `tek tui --attach`")
     from tek_tui.commands.run_journal import add_journal_args  # journal flags (issue 4)
 
     add_journal_args(p)
@@ -177,9 +180,15 @@ def _run_config() -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from tek_tui.commands.detach import detach, take_ready_fd
     from tek_tui.commands.run_journal import plan_path_for, run_journaled
     from tek_tui.commands.validate import read_cli_plan
 
+    args.ready_fd = take_ready_fd()  # set when `tek run -d` started this one
+    if args.detach:
+        if args.dry_run:
+            raise TekError("--detach runs the plan: leave --dry-run out")
+        return detach(args.argv)
     options = options_from_args(args)  # flags first: a typo fails before the plan is read
     plan = read_cli_plan(plan_path_for(args))
     if args.dry_run:
@@ -328,6 +337,7 @@ async def _drive(run: Any, args: argparse.Namespace) -> tuple[RunSummary, bool]:
     import anyio
 
     from core.run_socket import serving, socket_path
+    from tek_tui.commands.detach import report_ready
     from tek_tui.live_view import open_view
 
     interrupted = False
@@ -354,6 +364,7 @@ async def _drive(run: Any, args: argparse.Namespace) -> tuple[RunSummary, bool]:
     client = run.client()
     # Served for `tek tui --attach` while it runs (nothing to pay until a console attaches).
     async with serving(client, socket_path(run.run_id)), anyio.create_task_group() as tg:
+        report_ready(getattr(args, "ready_fd", None), run.run_id)  # for `tek run -d`
         tg.start_soon(watch_signals, tg.cancel_scope)
         async with open_view(client, live=_live_wanted(args), quiet=args.json) as view:
             tg.start_soon(view.consume, client.events())

@@ -1,0 +1,50 @@
+"""``tek run -d``: a run in the background, reported once it is going."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from core.store import open_store
+
+
+def _tek(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tek_tui", *args], capture_output=True, text=True,
+                          env={**os.environ, "TEK_HOME": str(home)}, timeout=120, check=False)
+
+
+def test_detach_reports_the_run_and_it_runs_on_in_its_own_session(tmp_path: Path, tek_home: Path) -> None:
+    plan = tmp_path / "p.csv"
+    plan.write_text(f"id,command,deps\na,sleep 0.5,\nb,echo $TEK_READY_FD. > {tmp_path}/b.out,a\n")
+    done = _tek(tek_home, "run", "-d", str(plan))
+    assert done.returncode == 0, done.stderr
+    found = re.match(r"run (\S+) started in the background \(pid (\d+)\)\n", done.stdout)
+    assert found, done.stdout
+    run_id, pid = found[1], int(found[2])
+    assert f"tek tui --attach {run_id}" in done.stdout
+    assert os.getsid(pid) == pid  # its own session: a closing terminal does not stop it
+    deadline = time.monotonic() + 60
+    while True:  # polling the journal for the run's end; bounded by the deadline
+        with open_store() as store:
+            run = store.get_run(run_id)
+        if run.status == "succeeded" or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert run.status == "succeeded"
+    assert (tmp_path / "b.out").read_text() == ".\n"  # tasks never see the ready pipe
+    out = tek_home / "runs" / run_id / "tek-run.out"
+    assert f"run {run_id} succeeded" in out.read_text()
+
+
+def test_a_detached_run_that_cannot_start_says_why_here(tmp_path: Path, tek_home: Path) -> None:
+    plan = tmp_path / "dup.csv"
+    plan.write_text("id,command\na,true\na,true\n")
+    done = _tek(tek_home, "run", "-d", str(plan))
+    assert done.returncode == 2
+    assert done.stderr == f"tek: {plan}:3: id: duplicate id, first defined on line 2 (a)\n"
+    assert done.stdout == ""
+    assert not list((tek_home / "detached").glob("*"))  # nothing left behind
