@@ -8,6 +8,8 @@ run as it is.
 
 Wire format, one JSON object per line (``core.events.to_json``):
 
+- client to server first: ``{"attach": V}`` (V: the protocol version), so a
+  connection that only checks whether a run is served costs the run nothing;
 - server to client: the run's snapshot first, then every event of its
   subscription (coalesced and bounded as for any subscriber, so a console
   that stops reading never slows the run), ending after ``RunFinished``;
@@ -33,11 +35,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.to_thread
 from anyio.abc import ByteStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from core.errors import ControlError, ProtocolError, TekError
-from core.events import Control, Event, RunFinished, RunSnapshot, from_json, to_json
+from core.events import (
+    PROTOCOL_VERSION,
+    Control,
+    Event,
+    RunFinished,
+    RunSnapshot,
+    from_json,
+    to_json,
+)
 from core.paths import tek_home
 
 if TYPE_CHECKING:
@@ -115,33 +126,47 @@ class _Handlers:
         await self._idle.wait()
 
     async def handle(self, stream: ByteStream) -> None:
+        if self.open == 0:
+            self._idle = anyio.Event()
         self.open += 1
-        self._idle = anyio.Event()
         lock = anyio.Lock()
+        events: AsyncIterator[Event] | None = None
 
         async def send(message: Any) -> None:
             async with lock:
                 await stream.send(_line(message))
 
+        reader = BufferedByteReceiveStream(stream)
         try:
+            with anyio.fail_after(REPLY_S):
+                hello = json.loads(await reader.receive_until(b"\n", 1024))
+            if not isinstance(hello, dict) or "attach" not in hello:
+                return
             events = self.client.events()  # subscribe before the snapshot: nothing falls between
-            await send(to_json(self.client.snapshot()))
+            snapshot = self.client.snapshot()
+            # A big run's snapshot is megabytes of JSON: made off the event loop.
+            data = await anyio.to_thread.run_sync(lambda: _line(to_json(snapshot)))
+            async with lock:
+                await stream.send(data)
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._controls, stream, send, tg.cancel_scope)
+                tg.start_soon(self._controls, reader, send, tg.cancel_scope)
                 async for event in events:
                     await send(to_json(event))
                 tg.cancel_scope.cancel()
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            pass  # the console went away: detached
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream,
+                anyio.IncompleteRead, TimeoutError, ValueError, OSError):
+            pass  # the console went away (detached), or it was only a check
         finally:
+            if events is not None:
+                await _unsubscribe(events)
             with contextlib.suppress(Exception):
                 await stream.aclose()
             self.open -= 1
             if self.open == 0:
                 self._idle.set()
 
-    async def _controls(self, stream: ByteStream, send: Any, scope: anyio.CancelScope) -> None:
-        reader = BufferedByteReceiveStream(stream)
+    async def _controls(self, reader: BufferedByteReceiveStream, send: Any,
+                        scope: anyio.CancelScope) -> None:
         try:
             while True:
                 raw = await reader.receive_until(b"\n", MAX_LINE)
@@ -162,6 +187,21 @@ class _Handlers:
         except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
                 anyio.ClosedResourceError, OSError):
             scope.cancel()  # the console detached: stop sending it events
+
+
+async def _unsubscribe(events: AsyncIterator[Event]) -> None:
+    """End a subscription, even one never iterated (whose generator never started).
+
+    Closing a generator that never started skips its ``finally``, which is
+    where a subscription leaves the broadcaster: step into it under a
+    cancelled scope first, so it runs up to its first wait and unwinds.
+    """
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        with contextlib.suppress(StopAsyncIteration):
+            await events.__anext__()
+    with contextlib.suppress(Exception):
+        await events.aclose()  # type: ignore[attr-defined]
 
 
 # ------------------------------------------------------------------ client
@@ -199,11 +239,12 @@ class SocketClient:
             raise TekError(f"cannot attach to {path.stem}: {exc.strerror or exc}") from None
         reader = BufferedByteReceiveStream(stream)
         try:
+            await stream.send(_line({"attach": PROTOCOL_VERSION}))
             with anyio.fail_after(REPLY_S):
                 first = await reader.receive_until(b"\n", MAX_LINE)
             snapshot = from_json(json.loads(first))
-        except (TimeoutError, anyio.EndOfStream, anyio.IncompleteRead, ValueError,
-                ProtocolError) as exc:
+        except (TimeoutError, anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
+                ValueError, ProtocolError) as exc:
             await stream.aclose()
             raise TekError(f"cannot attach to {path.stem}: no snapshot ({exc!r})") from None
         return cls(stream, reader, snapshot)

@@ -10,7 +10,7 @@ import pytest
 
 from core.engine import Run, RunOptions, create_run
 from core.errors import ControlError, ProtocolError, TekError
-from core.events import CancelTask, Event, RunFinished, RunStatus, TaskChanged, TaskState
+from core.events import CancelRun, CancelTask, Event, RunFinished, RunStatus, TaskChanged, TaskState
 from core.run_socket import SocketClient, find_served, serving, socket_path, sockets_dir
 from tests.core.engine_helpers import noop, plan_of, shell
 
@@ -126,3 +126,26 @@ def test_find_served_skips_and_removes_dead_sockets() -> None:
 async def test_nothing_served_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(TekError, match="cannot attach to gone"):
         await SocketClient.connect(tmp_path / "gone.sock")
+
+
+async def test_checks_and_vanishing_consoles_leave_no_subscription_behind() -> None:
+    """A connection that only checks the run is served costs nothing; one that goes
+    before reading its snapshot leaves no subscription for the run to feed."""
+    from core.run_socket import _listening
+
+    run = _sleepy()
+    path = socket_path(run.run_id)
+    async with anyio.create_task_group() as tg, serving(run.client(), path):
+        tg.start_soon(run.run)
+        assert await anyio.to_thread.run_sync(_listening, path)  # connect, close: a check
+        stream = await anyio.connect_unix(path)
+        await stream.send(b'{"attach": 1}\n')
+        await stream.aclose()  # gone before reading the snapshot
+        with anyio.fail_after(10):
+            while run.broadcaster.count:
+                await anyio.sleep(0.01)  # polling the server's cleanup; bounded above
+        assert run.broadcaster.count == 0
+        client = await SocketClient.connect(path)  # and a real console still attaches
+        assert run.broadcaster.count == 1
+        await client.aclose()
+        await run.client().control(CancelRun())
