@@ -150,7 +150,7 @@ class TekApp(App[int]):
     def attach_run(self, path: Path) -> None:
         """Show the run served at ``path`` (another process runs it) behind a loading screen."""
         if not isinstance(self.screen, LoadingScreen):
-            self.push_screen(LoadingScreen(path))
+            self.push_screen(LoadingScreen(path, verb="attaching to"))
         self._connect_run(path)
 
     @work(exclusive=True, group="plan", description="attach to a run", exit_on_error=False)

@@ -27,15 +27,17 @@ class LoadingScreen(Screen[None]):
 
     BINDINGS = [Binding("q", "app.quit", "Quit", id="loading-quit")]
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, verb: str = "loading") -> None:
         super().__init__()
         self.path = path
-        """The plan being loaded."""
+        """The plan being loaded (or the socket of the run being attached to)."""
+        self.verb = verb
 
     def compose(self) -> ComposeResult:
+        name = self.path.stem if self.path.suffix == ".sock" else self.path.name
         with Middle(id="loading"):
             with Center():
-                yield Static(f"loading [b]{escape(self.path.name)}[/b]…", id="loading-text")
+                yield Static(f"{self.verb} [b]{escape(name)}[/b]…", id="loading-text")
             with Center():
                 yield Static(escape(str(self.path.parent)), id="loading-folder")
             yield LoadingIndicator(id="loading-spinner")
