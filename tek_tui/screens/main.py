@@ -70,6 +70,9 @@ class MainScreen(PlanEditScreen):
         Binding("escape", "back", "Back", id="back", show=False,
                 tooltip="Close the filter box, unzoom, or go back to the task table"),
         Binding("q", "quit_console", "Quit", id="quit", tooltip="Quit (asks during a run)"),
+        # One key, two labels: an attached console (tek tui --attach) detaches.
+        Binding("q", "quit_console('detach')", "Detach", id="detach",
+                tooltip="Detach from the run; it goes on in its own process"),
     ]
 
     def __init__(
@@ -317,6 +320,8 @@ class MainScreen(PlanEditScreen):
         """In a text box ``/`` is text: the filter key neither fires nor shows in the footer."""
         if action == "filter" and isinstance(self.focused, Input):
             return False
+        if action == "quit_console":
+            return bool(parameters) == self.attached
         return super().check_action(action, parameters)
 
     def action_filter(self) -> None:

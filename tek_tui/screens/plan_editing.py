@@ -301,7 +301,7 @@ class PlanEditScreen(RunControlScreen):
 
     # ------------------------------------------------------------------ quit
 
-    def action_quit_console(self) -> None:
+    def action_quit_console(self, _label: str = "") -> None:
         """Quit; with unsaved plan changes, ask first."""
         if not self.modified:
             super().action_quit_console()

@@ -169,10 +169,11 @@ class RunControlScreen(Screen[None]):
 
     # ------------------------------------------------------------------ quit
 
-    def action_quit_console(self) -> None:
+    def action_quit_console(self, _label: str = "") -> None:
         """Quit; during a run, ask first, then cancel it and wait for it to end.
 
-        An attached console detaches at once: the run is not its to stop.
+        An attached console detaches at once: the run is not its to stop
+        (``_label`` only tells the Quit and Detach bindings apart).
         """
         if self.attached:
             self.app.exit(0)

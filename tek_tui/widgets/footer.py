@@ -24,6 +24,11 @@ from textual.widgets._footer import FooterKey
 PINNED: tuple[str, ...] = ("help", "quit_console", "quit")
 
 
+def _name(action: str) -> str:
+    """An action without its parameters: ``quit_console('detach')`` -> ``quit_console``."""
+    return action.partition("(")[0]
+
+
 def _width(key: FooterKey) -> int:
     """Cells a key takes in the (non-compact) footer: `` k description ``."""
     width = cell_len(key.key_display) + 2
@@ -41,8 +46,8 @@ class TekFooter(Footer):
         widgets = list(super().compose())
         keys = [w for w in widgets if isinstance(w, FooterKey)]
         palette = [k for k in keys if k.has_class("-command-palette")]
-        pinned = [k for k in keys if k.action in PINNED and k not in palette]
-        pinned.sort(key=lambda k: PINNED.index(k.action))
+        pinned = [k for k in keys if _name(k.action) in PINNED and k not in palette]
+        pinned.sort(key=lambda k: PINNED.index(_name(k.action)))
         # The focused pane's keys lead, as many as fit whole beside the
         # pinned ones; the pinned ones close the list.
         room = self.app.size.width - sum(_width(k) for k in [*palette, *pinned])

@@ -73,6 +73,11 @@ async def test_attach_steer_and_detach_while_the_run_goes_on(
                     and app.screen.state.counts.get(TaskState.RUNNING) == 2, limit=20)
         screen = app.screen
         assert isinstance(screen, MainScreen) and screen.attached
+        def footer() -> str:
+            return " ".join(k.description for k in app.screen.query("FooterKey"))  # type: ignore[attr-defined]
+
+        await until(pilot, lambda: "Detach" in footer())  # q detaches: it does not quit the run
+        assert "Quit" not in footer()
         assert screen.selected == "nap1"
         await pilot.press("c")  # cancel nap1, in the other process
         await until(pilot, lambda: screen.state is not None
