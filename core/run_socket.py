@@ -8,7 +8,8 @@ run as it is.
 
 Wire format, one JSON object per line (``core.events.to_json``):
 
-- client to server first: ``{"attach": V}`` (V: the protocol version), so a
+- client to server first: ``{"attach": V}`` (V: the client's protocol
+  version; a newer one than the run's gets ``{"error": ...}``), so a
   connection that only checks whether a run is served costs the run nothing;
 - server to client: the run's snapshot first, then every event of its
   subscription (coalesced and bounded as for any subscriber, so a console
@@ -16,8 +17,8 @@ Wire format, one JSON object per line (``core.events.to_json``):
   and ``{"reply": N, "error": null | "message"}`` for each control;
 - client to server: ``{"id": N, "control": {...}}``.
 
-The socket's folder is private to its user (mode 0700): whoever can connect
-can control the run. A ``$TEK_HOME`` whose path is too long for a Unix socket
+The socket (mode 0600) is in a folder kept private to its user (0700, and
+refused when another user owns it): whoever can connect can control the run. A ``$TEK_HOME`` whose path is too long for a Unix socket
 (about 100 bytes with the file name) serves nothing: the run goes on
 without, and ``tek tui --attach`` finds nothing to attach to.
 """
@@ -29,6 +30,7 @@ import itertools
 import json
 import os
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -60,12 +62,23 @@ MAX_LINE = 1 << 30
 LINGER_S = 2.0
 #: How long a control waits for the server's reply.
 REPLY_S = 10.0
+#: A socket nobody listens on is removed once it is this old (seconds).
+STALE_S = 5.0
 
 
 def sockets_dir() -> Path:
-    """The folder of live runs' sockets (created private to this user)."""
+    """The folder of live runs' sockets, private to this user (made so if it is not).
+
+    Raises:
+        TekError: the folder belongs to another user.
+    """
     folder = tek_home() / "sockets"
     folder.mkdir(mode=0o700, exist_ok=True)
+    info = folder.stat()
+    if info.st_uid != os.getuid():
+        raise TekError(f"{folder}: belongs to another user; tek will not serve runs there")
+    if info.st_mode & 0o077:
+        folder.chmod(0o700)
     return folder
 
 
@@ -82,23 +95,25 @@ def _line(message: Any) -> bytes:
 
 
 @asynccontextmanager
-async def serving(client: RunClient, path: Path) -> AsyncIterator[bool]:
-    """Serve ``client``'s run at ``path`` for the body's duration.
+async def serving(client: RunClient, run_id: str) -> AsyncIterator[bool]:
+    """Serve ``client``'s run at :func:`socket_path` for the body's duration.
 
     Yields False (and serves nothing) when the socket cannot be made: a path
-    longer than the system allows, a folder not writable. On exit the socket
-    file is removed; consoles still attached get the run's end (for up to
-    :data:`LINGER_S`), then their connections close.
+    longer than the system allows, a folder not writable or not this user's.
+    The run never depends on it. On exit the socket file is removed;
+    consoles still attached get the run's end (for up to :data:`LINGER_S`),
+    then their connections close.
     """
     try:
-        listener = await anyio.create_unix_listener(path)
-    except OSError:
+        path = socket_path(run_id)
+        listener = await anyio.create_unix_listener(path, mode=0o600)
+    except (OSError, TekError):
         yield False
         return
     handlers = _Handlers(client)
     try:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(listener.serve, handlers.handle, tg)
+            tg.start_soon(_serve, listener, handlers, tg)
             try:
                 yield True
             finally:
@@ -110,6 +125,12 @@ async def serving(client: RunClient, path: Path) -> AsyncIterator[bool]:
     finally:
         with contextlib.suppress(Exception):
             await listener.aclose()
+
+
+async def _serve(listener: Any, handlers: _Handlers, tg: anyio.abc.TaskGroup) -> None:
+    """Accept consoles until closed; a failing accept (no descriptors left) stops serving, not the run."""
+    with contextlib.suppress(Exception):
+        await listener.serve(handlers.handle, tg)
 
 
 class _Handlers:
@@ -140,7 +161,11 @@ class _Handlers:
         try:
             with anyio.fail_after(REPLY_S):
                 hello = json.loads(await reader.receive_until(b"\n", 1024))
-            if not isinstance(hello, dict) or "attach" not in hello:
+            if not isinstance(hello, dict) or not isinstance(hello.get("attach"), int):
+                return  # not a tek console (or only a check that the run is served)
+            if hello["attach"] > PROTOCOL_VERSION:
+                await send({"error": f"this run speaks protocol {PROTOCOL_VERSION}, "
+                                     f"the console {hello['attach']}: use the same tek"})
                 return
             events = self.client.events()  # subscribe before the snapshot: nothing falls between
             snapshot = self.client.snapshot()
@@ -153,9 +178,8 @@ class _Handlers:
                 async for event in events:
                     await send(to_json(event))
                 tg.cancel_scope.cancel()
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream,
-                anyio.IncompleteRead, TimeoutError, ValueError, OSError):
-            pass  # the console went away (detached), or it was only a check
+        except Exception:  # one console's trouble must never reach the run
+            pass  # it went away (detached), sent garbage, or was only a check
         finally:
             if events is not None:
                 await _unsubscribe(events)
@@ -181,12 +205,11 @@ class _Handlers:
                     await self.client.control(command)
                 except (ControlError, ProtocolError) as exc:
                     error = str(exc)
-                except (ValueError, KeyError, TypeError) as exc:
-                    error = f"bad control message: {exc}"
+                except Exception as exc:  # garbage from one console
+                    error = f"bad control message: {type(exc).__name__}"
                 await send({"reply": number, "error": error})
-        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
-                anyio.ClosedResourceError, OSError):
-            scope.cancel()  # the console detached: stop sending it events
+        except Exception:  # detached, or beyond repair: that connection ends
+            scope.cancel()
 
 
 async def _unsubscribe(events: AsyncIterator[Event]) -> None:
@@ -240,13 +263,20 @@ class SocketClient:
         reader = BufferedByteReceiveStream(stream)
         try:
             await stream.send(_line({"attach": PROTOCOL_VERSION}))
-            with anyio.fail_after(REPLY_S):
-                first = await reader.receive_until(b"\n", MAX_LINE)
-            snapshot = from_json(json.loads(first))
+            # The server encodes a big run's snapshot first (seconds at 100k
+            # tasks): the time limit is on its first bytes, not on all of it.
+            with anyio.fail_after(REPLY_S * 6):
+                reader.feed_data(await stream.receive())
+            first = await reader.receive_until(b"\n", MAX_LINE)
+            message = await anyio.to_thread.run_sync(json.loads, first)
+            if "error" in message:
+                raise ProtocolError(message["error"])
+            snapshot = await anyio.to_thread.run_sync(from_json, message)
         except (TimeoutError, anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
                 ValueError, ProtocolError) as exc:
             await stream.aclose()
-            raise TekError(f"cannot attach to {path.stem}: no snapshot ({exc!r})") from None
+            why = str(exc) if isinstance(exc, ProtocolError) else f"no snapshot ({exc!r})"
+            raise TekError(f"cannot attach to {path.stem}: {why}") from None
         return cls(stream, reader, snapshot)
 
     def snapshot(self) -> RunSnapshot:
@@ -346,8 +376,9 @@ def _listening(path: Path) -> bool:
     try:
         probe.connect(os.fspath(path))
     except ConnectionRefusedError:
-        with contextlib.suppress(OSError):
-            path.unlink()
+        with contextlib.suppress(OSError):  # a socket made this instant may not listen yet
+            if time.time() - path.stat().st_mtime > STALE_S:
+                path.unlink()
         return False
     except OSError:
         return False

@@ -201,7 +201,7 @@ class TekApp(App[int]):
         if self._run_journal is not None:
             self._run_journal.close()
             self._run_journal = None
-        run = self._take(new_run(plan, self.jobs)).run
+        run = self._take(await new_run(plan, self.jobs)).run
         client = run.client()
         self._run_driver = self._drive_run(run.run, client)
         return client
@@ -230,9 +230,9 @@ class TekApp(App[int]):
             # read only parses a file, and nothing waits for its result.
             plan = await anyio.to_thread.run_sync(read_plan, path, abandon_on_cancel=True)
             if resume is not None:
-                run = self._take(resumed_run(plan, self.jobs, resume)).run
+                run = self._take(await resumed_run(plan, self.jobs, resume)).run
             else:
-                run = self._take(new_run(plan, self.jobs)).run
+                run = self._take(await new_run(plan, self.jobs)).run
         except TekError as exc:
             problems = exc.problems if isinstance(exc, PlanError) else str(exc).splitlines()
             self._show_problems(problems)
@@ -306,10 +306,10 @@ class TekApp(App[int]):
     @work(exclusive=True, group="run", description="drive the run", exit_on_error=False)
     async def _drive_run(self, runner: Runner, client: RunClient) -> None:
         """Drive this console's run, served for other consoles to attach (``tek tui --attach``)."""
-        from core.run_socket import serving, socket_path
+        from core.run_socket import serving
 
         run_id = client.snapshot().run_id
-        async with serving(client, socket_path(run_id)):
+        async with serving(client, run_id):
             await runner()
 
     def _on_notify(self, event: Notify) -> None:

@@ -48,3 +48,21 @@ def test_a_detached_run_that_cannot_start_says_why_here(tmp_path: Path, tek_home
     assert done.stderr == f"tek: {plan}:3: id: duplicate id, first defined on line 2 (a)\n"
     assert done.stdout == ""
     assert not list((tek_home / "detached").glob("*"))  # nothing left behind
+
+
+def test_the_started_run_never_detaches_again(tmp_path: Path, tek_home: Path) -> None:
+    """`-dj1` (or `--det`) reached the child still asking to detach: each generation
+    would have started the next."""
+    plan = tmp_path / "p.csv"
+    plan.write_text("id,command\na,true\n")
+    done = _tek(tek_home, "run", "-dj1", str(plan))
+    assert done.returncode == 0, done.stderr
+    run_id = done.stdout.split()[1]
+    deadline = time.monotonic() + 60
+    while True:  # polling the journal for the run's end; bounded by the deadline
+        with open_store() as store:
+            runs = store.list_runs()
+        if runs and runs[0].status == "succeeded" or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert [(r.id, r.status) for r in runs] == [(run_id, "succeeded")]  # one run, not a chain

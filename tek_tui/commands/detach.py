@@ -62,8 +62,14 @@ def detach(words: Sequence[str]) -> int:
         )  # fmt: skip
     os.close(write_end)
     run_id = _read_line(read_end)
-    if not run_id:  # it ended before its run started: say why, as it said it
-        code = proc.wait(timeout=30)
+    if not run_id:
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # still reading a huge plan: leave it be
+            print(f"tek: the run has not started after {START_LIMIT_S:.0f} s; it goes on in "
+                  f"the background (pid {proc.pid}), its output in {out_path}", file=sys.stderr)
+            return 0
+        # It ended before its run started: say why, as it said it.
         sys.stderr.write(out_path.read_text(errors="replace"))
         out_path.unlink(missing_ok=True)
         return code or 2

@@ -185,7 +185,7 @@ def _run(args: argparse.Namespace) -> int:
     from tek_tui.commands.validate import read_cli_plan
 
     args.ready_fd = take_ready_fd()  # set when `tek run -d` started this one
-    if args.detach:
+    if args.detach and args.ready_fd is None:  # the started one never detaches again
         if args.dry_run:
             raise TekError("--detach runs the plan: leave --dry-run out")
         return detach(args.argv)
@@ -336,7 +336,7 @@ def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
 async def _drive(run: Any, args: argparse.Namespace) -> tuple[RunSummary, bool]:
     import anyio
 
-    from core.run_socket import serving, socket_path
+    from core.run_socket import serving
     from tek_tui.commands.detach import report_ready
     from tek_tui.live_view import open_view
 
@@ -363,7 +363,7 @@ async def _drive(run: Any, args: argparse.Namespace) -> tuple[RunSummary, bool]:
 
     client = run.client()
     # Served for `tek tui --attach` while it runs (nothing to pay until a console attaches).
-    async with serving(client, socket_path(run.run_id)), anyio.create_task_group() as tg:
+    async with serving(client, run.run_id), anyio.create_task_group() as tg:
         report_ready(getattr(args, "ready_fd", None), run.run_id)  # for `tek run -d`
         tg.start_soon(watch_signals, tg.cancel_scope)
         async with open_view(client, live=_live_wanted(args), quiet=args.json) as view:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import time
 from pathlib import Path
 
 import anyio
 import pytest
+from anyio.streams.buffered import BufferedByteReceiveStream
 
 from core.engine import Run, RunOptions, create_run
 from core.errors import ControlError, ProtocolError, TekError
@@ -31,7 +34,7 @@ async def test_a_console_attaches_steers_and_sees_the_run_to_its_end() -> None:
     run = _sleepy()
     path = socket_path(run.run_id)
     seen: list[Event] = []
-    async with anyio.create_task_group() as tg, serving(run.client(), path) as served:
+    async with anyio.create_task_group() as tg, serving(run.client(), run.run_id) as served:
         assert served and path.exists()
 
         async def console() -> None:
@@ -62,7 +65,7 @@ async def test_detaching_leaves_the_run_alone_and_another_console_can_attach() -
     run = create_run(plan_of(shell("a", "sleep 0.5"), noop("b", deps=("a",))), OPTS)
     path = socket_path(run.run_id)
     second_saw: list[Event] = []
-    async with anyio.create_task_group() as tg, serving(run.client(), path):
+    async with anyio.create_task_group() as tg, serving(run.client(), run.run_id):
 
         async def consoles() -> None:
             first = await SocketClient.connect(path)
@@ -84,7 +87,7 @@ async def test_a_console_whose_run_process_goes_is_told_so() -> None:
         done = anyio.Event()
 
         async def serve() -> None:
-            async with serving(run.client(), path):
+            async with serving(run.client(), run.run_id):
                 await done.wait()  # then the "process" stops serving mid-run
 
         tg.start_soon(serve)
@@ -109,7 +112,8 @@ def test_find_served_skips_and_removes_dead_sockets() -> None:
         listeners.append(s)
     for s in listeners[:2]:
         s.listen()
-    listeners[2].close()  # bound, never listening: its run's process died
+    listeners[2].close()  # bound, never listening: its run's process died...
+    os.utime(dead, (time.time() - 60, time.time() - 60))  # ...a minute ago (a fresh one may be starting)
     try:
         assert find_served("last").stem == "20260102-000000-bbbb"  # the newest live one
         assert find_served("20260101").stem == "20260101-000000-aaaa"
@@ -135,7 +139,7 @@ async def test_checks_and_vanishing_consoles_leave_no_subscription_behind() -> N
 
     run = _sleepy()
     path = socket_path(run.run_id)
-    async with anyio.create_task_group() as tg, serving(run.client(), path):
+    async with anyio.create_task_group() as tg, serving(run.client(), run.run_id):
         tg.start_soon(run.run)
         assert await anyio.to_thread.run_sync(_listening, path)  # connect, close: a check
         stream = await anyio.connect_unix(path)
@@ -150,3 +154,27 @@ async def test_checks_and_vanishing_consoles_leave_no_subscription_behind() -> N
         assert run.broadcaster.count == 1
         await client.aclose()
         await run.client().control(CancelRun())
+
+
+async def test_garbage_from_a_connection_never_reaches_the_run() -> None:
+    """A 2000-byte hello without a newline, or a control nested past Python's
+    recursion limit, ended the whole run."""
+    run = create_run(plan_of(shell("a", "sleep 0.5"), noop("b", deps=("a",))), OPTS)
+    path = socket_path(run.run_id)
+    async with anyio.create_task_group() as tg, serving(run.client(), run.run_id):
+
+        async def vandal() -> None:
+            rude = await anyio.connect_unix(path)
+            await rude.send(b"x" * 2000)
+            deep = await anyio.connect_unix(path)
+            await deep.send(b'{"attach": 1}\n' + b"[" * 100_000 + b"\n")
+            newer = await anyio.connect_unix(path)
+            await newer.send(b'{"attach": 99}\n')
+            reply = await BufferedByteReceiveStream(newer).receive_until(b"\n", 4096)
+            assert b"this run speaks protocol 1, the console 99" in reply
+            for stream in (rude, deep, newer):
+                await stream.aclose()
+
+        tg.start_soon(vandal)
+        summary = await run.run()
+    assert summary.status is RunStatus.SUCCEEDED
