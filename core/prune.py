@@ -79,5 +79,6 @@ def prune_runs(store: Store, runs: Sequence[RunRecord]) -> int:
         folder = log_folder(run.id)
         size = folder_bytes(folder)
         shutil.rmtree(folder, ignore_errors=True)
-        freed += size
+        if not folder.exists():
+            freed += size
     return freed

@@ -267,7 +267,9 @@ class Store:
 
         Args:
             run_id: the new run's id; None picks a new one not in the journal
-                (two runs started in the same second get different ids).
+                yet (two runs started in the same second almost surely get
+                different ids; drawing the same one at the same instant is
+                then a one-line error, not a mixed-up run).
             plan: its plan.
             options: run options, kept as JSON.
             background: return once the rows are built and let a thread

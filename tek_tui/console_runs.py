@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import anyio
+import anyio.to_thread
+
 from core.errors import TekError
 
 if TYPE_CHECKING:  # the engine is imported when a run is built, not with the app
@@ -42,8 +45,11 @@ def console_options(jobs: int | None) -> RunOptions:
     return RunOptions(jobs=jobs, wait_for_start=True, stay_open=True)
 
 
-def new_run(plan: Plan, jobs: int | None) -> ConsoleRun:
+async def new_run(plan: Plan, jobs: int | None) -> ConsoleRun:
     """A new run of ``plan``, journaled unless the journal cannot be opened.
+
+    The journal's work (opening it, checking every page, the run's rows) is
+    done in a thread: the console keeps drawing meanwhile.
 
     Raises:
         TekError: the engine refuses the plan or options.
@@ -52,15 +58,20 @@ def new_run(plan: Plan, jobs: int | None) -> ConsoleRun:
 
     options = console_options(jobs)
     try:
-        journal = _new_journal(plan, options)
+        # Shielded: a journal made for a console that quit meanwhile must
+        # still reach the app, which closes it (and drops the run) on exit.
+        with anyio.CancelScope(shield=True):
+            journal = await anyio.to_thread.run_sync(_new_journal, plan, options)
     except (ImportError, TekError) as exc:
         return ConsoleRun(create_run(plan, options), None, f"running without a journal: {exc}")
     run = create_run(plan, options, run_id=journal.run_id, recorder=journal.recorder)
     return ConsoleRun(run, journal)
 
 
-def resumed_run(plan: Plan, jobs: int | None, resume: str) -> ConsoleRun:
+async def resumed_run(plan: Plan, jobs: int | None, resume: str) -> ConsoleRun:
     """The journaled run ``resume`` (an id or ``last``) of ``plan``, reopened to resume.
+
+    The journal's reads and writes are done in a thread, as for :func:`new_run`.
 
     Raises:
         TekError: no journal, no such run, a run of another plan file, one
@@ -71,16 +82,18 @@ def resumed_run(plan: Plan, jobs: int | None, resume: str) -> ConsoleRun:
     from core.store import open_store
 
     options = console_options(jobs)
-    store = open_store(create=False)
-    try:
-        journal = create_journal(plan, store=store, resume=resume, defer_reopen=True,
-                                 options={"jobs": jobs, "console": True})
-        run = create_run(plan, options, run_id=journal.run_id, recorder=journal.recorder,
-                         completed=journal.completed, attempts_so_far=journal.attempts_so_far)
-        journal = journal.commit_resume()
-    except BaseException:
-        store.close()
-        raise
+    with anyio.CancelScope(shield=True):  # as in new_run: all of it reaches the app, or none
+        store = await anyio.to_thread.run_sync(lambda: open_store(create=False))
+        try:
+            journal = await anyio.to_thread.run_sync(lambda: create_journal(
+                plan, store=store, resume=resume, defer_reopen=True,
+                options={"jobs": jobs, "console": True}))
+            run = create_run(plan, options, run_id=journal.run_id, recorder=journal.recorder,
+                             completed=journal.completed, attempts_so_far=journal.attempts_so_far)
+            journal = await anyio.to_thread.run_sync(journal.commit_resume)
+        except BaseException:
+            store.close()
+            raise
     d = journal.decision
     notice = "" if d is None else (f"resuming run {journal.run_id}: {len(d.rerun)} to run, "
                                    f"{len(d.completed)} already succeeded; s starts")

@@ -62,8 +62,9 @@ def _run(args: argparse.Namespace) -> int:
         theme = remembered_theme()
     attach = None
     if args.attach:
-        if args.plan is not None or args.resume:
-            raise TekError("--attach watches a running run: leave PLAN and --resume out")
+        if args.plan is not None or args.resume or args.start:
+            raise TekError("--attach watches a running run: leave PLAN, --resume and --start out "
+                           "(s starts a run that waits for it)")
         from core.run_socket import find_served
 
         attach = find_served(args.attach)

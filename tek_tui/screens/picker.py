@@ -169,7 +169,10 @@ class PickerScreen(Screen[None]):
         resume = None
         if event.data_table.id == "run-list":
             status = self._run_status.get(key or "")
-            if status in LIVE and self._attach_if_served(key or ""):
+            if status in LIVE:
+                if not self._attach_if_served(key or ""):  # never a second run beside it
+                    self.show_problems([f"run {key} is running in another process that does not "
+                                        "serve it (on another host, or too long a TEK_HOME path)"])
                 return
             if status in RESUMABLE:
                 resume = key

@@ -125,9 +125,14 @@ class PlanEditScreen(RunControlScreen):
         self._show_state(RunState(preview.snapshot()), select)
 
     def _before_start_control(self, command: Control) -> bool:
-        """True for a control given before ``s`` that an edit must not undo."""
+        """True for a control given before ``s`` that an edit must not undo.
+
+        Not for an attached console: the run and its plan are another
+        process's (and its snapshot is from the attach).
+        """
         state = self.state
-        return (not self._started and state is not None and state.status is RunStatus.PENDING
+        return (not self._started and not self.attached and state is not None
+                and state.status is RunStatus.PENDING
                 and not isinstance(command, (Start, CancelRun)))
 
     async def _control(self, command: Control) -> bool:

@@ -52,6 +52,7 @@ def read_tail(path: Path, max_lines: int, max_bytes: int = TAIL_BYTES) -> list[s
     """
     blocks: list[bytes] = []
     newlines = read = 0
+    cut = False  # the reading stopped inside a line
     try:
         with path.open("rb") as fh:
             pos = fh.seek(0, 2)
@@ -63,13 +64,17 @@ def read_tail(path: Path, max_lines: int, max_bytes: int = TAIL_BYTES) -> list[s
                 blocks.append(block)
                 newlines += block.count(b"\n")
                 read += len(block)
+            if pos > 0:
+                fh.seek(pos - 1)
+                cut = fh.read(1) != b"\n"
     except OSError:
         return []
     data = b"".join(reversed(blocks))
     lines = data.decode("utf-8", errors="replace").splitlines()
+    first_kept = len(lines) <= max_lines  # else the first line read is sliced off anyway
     lines = [clip(line) for line in lines[-max_lines:]]
-    if pos > 0 and lines and newlines <= max_lines:
-        lines[0] = "… " + lines[0]  # the reading stopped inside this line
+    if cut and first_kept and lines:
+        lines[0] = "… " + lines[0]
     return lines
 
 

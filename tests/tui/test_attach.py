@@ -128,3 +128,25 @@ async def test_a_consoles_own_run_is_served_to_other_consoles(tmp_path: Path) ->
             tg.cancel_scope.cancel()
         await pilot.press("q", "y")  # this console owns the run: it asks, then stops it
         await until(pilot, lambda: not app.is_running, limit=30)
+
+
+async def test_enter_on_a_live_run_nobody_serves_never_starts_a_second_one(tmp_path: Path) -> None:
+    from textual.widgets import Static
+
+    from core.store import open_store
+    from tests.core.journal_helpers import chain_plan
+
+    with open_store() as store:
+        run_id = store.begin_run(None, chain_plan(1))  # live (this process), not served
+    app = TekApp(search_dirs=[tmp_path])
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, PickerScreen))
+        runs = app.screen.query_one("#run-list", DataTable)
+        await until(pilot, lambda: runs.row_count == 1 and runs.get_row_at(0)[1] == "pending")
+        runs.focus()
+        await pilot.press("enter")
+        problems = app.screen.query_one("#plan-problems", Static)
+        await until(pilot, lambda: problems.display)
+        assert f"run {run_id} is running in another process that does not serve it" in str(
+            problems.render())
+        assert isinstance(app.screen, PickerScreen)
