@@ -193,6 +193,20 @@ async def until(pilot: Any, condition: Callable[[], object], limit: float = 5.0)
             await pilot.pause(0.02)
 
 
+async def enter_on_the_run(pilot: Any, status: str) -> None:
+    """In the picker, wait for its one recent run to read ``status``, then press enter on it."""
+    from textual.widgets import DataTable
+
+    from tek_tui.screens.picker import PickerScreen
+
+    app = pilot.app
+    await until(pilot, lambda: isinstance(app.screen, PickerScreen))
+    runs = app.screen.query_one("#run-list", DataTable)
+    await until(pilot, lambda: runs.row_count == 1 and runs.get_row_at(0)[1] == status)
+    runs.focus()
+    await pilot.press("enter")
+
+
 async def ready(pilot: Any) -> Any:
     """Wait until the main screen has the demo script painted; return the screen."""
     from tek_tui.screens.main import MainScreen

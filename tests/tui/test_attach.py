@@ -16,7 +16,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-from textual.widgets import DataTable
 
 from core.errors import TekError
 from core.events import TaskState
@@ -25,7 +24,7 @@ from tek_tui.app import TekApp
 from tek_tui.cli import main
 from tek_tui.screens.main import MainScreen
 from tek_tui.screens.picker import PickerScreen
-from tests.tui.fakes import until
+from tests.tui.fakes import enter_on_the_run, until
 
 
 def _served(proc: subprocess.Popen[bytes]) -> Path:
@@ -63,11 +62,7 @@ async def test_attach_steer_and_detach_while_the_run_goes_on(
     app = TekApp(attach=path) if how == "flag" else TekApp(search_dirs=[tmp_path])
     async with app.run_test(size=(100, 30)) as pilot:
         if how == "picker":
-            await until(pilot, lambda: isinstance(app.screen, PickerScreen))
-            runs = app.screen.query_one("#run-list", DataTable)
-            await until(pilot, lambda: runs.row_count == 1 and runs.get_row_at(0)[1] == "running")
-            runs.focus()
-            await pilot.press("enter")
+            await enter_on_the_run(pilot, "running")
         await until(pilot, lambda: isinstance(app.screen, MainScreen)
                     and app.screen.state is not None
                     and app.screen.state.counts.get(TaskState.RUNNING) == 2, limit=20)
@@ -140,11 +135,7 @@ async def test_enter_on_a_live_run_nobody_serves_never_starts_a_second_one(tmp_p
         run_id = store.begin_run(None, chain_plan(1))  # live (this process), not served
     app = TekApp(search_dirs=[tmp_path])
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, PickerScreen))
-        runs = app.screen.query_one("#run-list", DataTable)
-        await until(pilot, lambda: runs.row_count == 1 and runs.get_row_at(0)[1] == "pending")
-        runs.focus()
-        await pilot.press("enter")
+        await enter_on_the_run(pilot, "pending")
         problems = app.screen.query_one("#plan-problems", Static)
         await until(pilot, lambda: problems.display)
         assert f"run {run_id} is running in another process that does not serve it" in str(

@@ -10,15 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable
 
 from core.events import RunStatus, TaskState
 from core.store import open_store
 from tek_tui.app import TekApp
 from tek_tui.cli import main
 from tek_tui.screens.main import MainScreen
-from tek_tui.screens.picker import PickerScreen
-from tests.tui.fakes import until
+from tests.tui.fakes import enter_on_the_run, until
 
 
 @pytest.fixture
@@ -66,11 +64,7 @@ async def test_enter_on_a_failed_run_in_the_picker_resumes_it(
     _plan, count, run_id = failed_run
     app = TekApp(search_dirs=[tmp_path])
     async with app.run_test(size=(120, 30)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, PickerScreen))
-        runs = app.screen.query_one("#run-list", DataTable)
-        await until(pilot, lambda: runs.row_count == 1 and runs.get_row_at(0)[1] == "failed")
-        runs.focus()
-        await pilot.press("enter")
+        await enter_on_the_run(pilot, "failed")
         screen = await _resumed(pilot, app, run_id)
         assert screen.state is not None and screen.state.status is not RunStatus.FAILED
         await pilot.press("q")
