@@ -177,11 +177,17 @@ async def test_picker_lists_two_runs_of_one_plan_and_reopens_it(tmp_path: Path) 
     from core.journal import create_journal
     from core.plan_io import read_plan
     from core.store import open_store
+    from tests.core.journal_helpers import finished, flat, ran, started
 
     plan_path = tmp_path / "p.csv"
     plan_path.write_text("id,agent,command\na,noop,\n")
+    ids = []
     with open_store() as store:
-        ids = [create_journal(read_plan(plan_path), store=store).run_id for _ in range(2)]
+        for _ in range(2):  # two runs of the plan that ran and ended
+            journal = create_journal(read_plan(plan_path), store=store)
+            journal.recorder.record_sync(
+                flat(started(journal.run_id, 1), ran("a"), finished(journal.run_id)))
+            ids.append(journal.run_id)
     app = TekApp(search_dirs=[tmp_path])
     async with app.run_test(size=(120, 30)) as pilot:
         await until(pilot, lambda: isinstance(app.screen, PickerScreen))
