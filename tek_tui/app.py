@@ -166,7 +166,9 @@ class TekApp(App[int]):
             else:
                 self._show_problems([str(exc)])
             return
-        self.show_run(client, None, title=f"{path.stem} (attached)", attached=True)
+        plan = client.snapshot().plan_path
+        self.show_run(client, None, title=f"{Path(plan).stem if plan else path.stem} (attached)",
+                      attached=True)
 
     def show_run(self, client: RunClient, runner: Runner | None, title: str = "",
                  plan: Plan | None = None, attached: bool = False) -> None:

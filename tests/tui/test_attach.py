@@ -24,6 +24,7 @@ from tek_tui.app import TekApp
 from tek_tui.cli import main
 from tek_tui.screens.main import MainScreen
 from tek_tui.screens.picker import PickerScreen
+from tek_tui.widgets.run_bar import RunBar
 from tests.tui.fakes import enter_on_the_run, until
 
 
@@ -68,6 +69,7 @@ async def test_attach_steer_and_detach_while_the_run_goes_on(
                     and app.screen.state.counts.get(TaskState.RUNNING) == 2, limit=20)
         screen = app.screen
         assert isinstance(screen, MainScreen) and screen.attached
+        assert str(screen.query_one(RunBar).render()).startswith("tek ▸ long (attached) · running")
         def footer() -> str:
             return " ".join(k.description for k in app.screen.query("FooterKey"))  # type: ignore[attr-defined]
 
