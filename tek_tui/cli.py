@@ -26,7 +26,7 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 #: Subcommand modules under ``tek_tui.commands``, in ``--help`` order.
-COMMAND_MODULES = ("validate", "run", "tui", "runs", "models")
+COMMAND_MODULES = ("validate", "run", "tui", "runs", "ctl", "models")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,18 +6,12 @@ socket, steers it, and detaches with ``q`` while the run goes on.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
 
-from core.errors import TekError
 from core.events import TaskState
 from core.run_socket import find_served
 from tek_tui.app import TekApp
@@ -26,32 +20,6 @@ from tek_tui.screens.main import MainScreen
 from tek_tui.screens.picker import PickerScreen
 from tek_tui.widgets.run_bar import RunBar
 from tests.tui.fakes import enter_on_the_run, until
-
-
-def _served(proc: subprocess.Popen[bytes]) -> Path:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            return find_served("last")
-        except TekError:
-            assert proc.poll() is None, "tek run ended before serving its run"
-            assert time.monotonic() < deadline, "tek run never served its run"
-            time.sleep(0.05)  # polling for the socket; bounded by the deadline
-
-
-@pytest.fixture
-def served_run(tmp_path: Path, tek_home: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
-    """A real `tek run` of two long tasks, and the socket it serves; SIGTERMed at the end."""
-    plan = tmp_path / "long.csv"
-    plan.write_text("id,command\nnap1,sleep 60\nnap2,sleep 61\n")
-    proc = subprocess.Popen([sys.executable, "-m", "tek_tui", "run", "--plain", str(plan)],
-                            env={**os.environ, "TEK_HOME": str(tek_home)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        yield proc, _served(proc)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 130
 
 
 @pytest.mark.parametrize("how", ["flag", "picker"])
