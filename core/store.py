@@ -66,6 +66,7 @@ from core.store_runs import (
     delete_run,
     insert_run,
     new_tasks,
+    pick_run_id,
     plan_hash,
     reset_run,
     resolve_run_id,
@@ -289,17 +290,7 @@ class Store:
         """
         tasks, phash = new_tasks(plan)  # hashing happens before the write lock
         with self.read() as conn:
-
-            def taken(rid: str) -> bool:
-                return conn.execute("SELECT 1 FROM runs WHERE id = ?", (rid,)).fetchone() is not None
-
-            if run_id is None:
-                run_id = new_run_id()
-                while taken(run_id):
-                    run_id = new_run_id()
-            elif taken(run_id):
-                raise StoreError(f"{self.path}: run {run_id!r} is already in the journal")
-        rid = run_id
+            rid = pick_run_id(conn, run_id, self.path)
 
         def insert() -> None:
             self._check_intact()

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import StoreError
 from core.resume import HASH_LEN, row_hash
+from core.run_options import new_run_id
 
 if TYPE_CHECKING:
     from core.plan import Plan
@@ -158,6 +159,24 @@ def reset_run(
          _json(options), run_id),
     )  # fmt: skip
     return int(closed)
+
+
+def pick_run_id(conn: sqlite3.Connection, run_id: str | None, path: Path) -> str:
+    """``run_id`` when the journal has no such run yet; None draws ids until one is new.
+
+    Raises:
+        StoreError: ``run_id`` is already in the journal at ``path``.
+    """
+    def taken(rid: str) -> bool:
+        return conn.execute("SELECT 1 FROM runs WHERE id = ?", (rid,)).fetchone() is not None
+
+    if run_id is not None:
+        if taken(run_id):
+            raise StoreError(f"{path}: run {run_id!r} is already in the journal")
+        return run_id
+    while taken(rid := new_run_id()):
+        pass
+    return rid
 
 
 def resolve_run_id(conn: sqlite3.Connection, ref: str, plan_path: str | None, path: Path) -> str:

@@ -392,7 +392,7 @@ def test_a_new_run_never_takes_the_id_of_one_in_the_journal(
     with open_store(tmp_path / "j.db") as store:
         assert store.begin_run(taken, chain_plan(2)) == taken
         draws = iter([taken, taken, fresh])
-        monkeypatch.setattr("core.store.new_run_id", lambda: next(draws))
+        monkeypatch.setattr("core.store_runs.new_run_id", lambda: next(draws))
         journal = create_journal(chain_plan(2), store=store)
         journal.ready()
         assert journal.run_id == fresh
