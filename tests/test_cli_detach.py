@@ -66,3 +66,14 @@ def test_the_started_run_never_detaches_again(tmp_path: Path, tek_home: Path) ->
             break
         time.sleep(0.1)
     assert [(r.id, r.status) for r in runs] == [(run_id, "succeeded")]  # one run, not a chain
+
+
+def test_a_run_that_cannot_be_served_says_it_cannot_be_attached_to(tmp_path: Path) -> None:
+    home = tmp_path / ("x" * 110)  # too long a path for a Unix socket under it
+    plan = tmp_path / "p.csv"
+    plan.write_text("id,command\na,true\n")
+    done = _tek(home, "run", "-d", str(plan))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[1] == "  it cannot be attached to: no socket could be made under $TEK_HOME/sockets"
+    assert "--attach" not in done.stdout

@@ -33,12 +33,12 @@ def take_ready_fd() -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
-def report_ready(fd: int | None, run_id: str) -> None:
-    """Tell ``tek run -d`` that run ``run_id`` is going (once; the pipe is closed)."""
+def report_ready(fd: int | None, run_id: str, served: bool) -> None:
+    """Tell ``tek run -d`` that run ``run_id`` is going, and whether it is served (once)."""
     if fd is None:
         return
     with contextlib.suppress(OSError):
-        os.write(fd, run_id.encode() + b"\n")
+        os.write(fd, f"{run_id}{'' if served else ' unserved'}\n".encode())
     with contextlib.suppress(OSError):
         os.close(fd)
 
@@ -61,7 +61,7 @@ def detach(words: Sequence[str]) -> int:
             env={**os.environ, READY_ENV: str(write_end)},
         )  # fmt: skip
     os.close(write_end)
-    run_id = _read_line(read_end)
+    run_id, _, unserved = _read_line(read_end).partition(" ")
     if not run_id:
         try:
             code = proc.wait(timeout=30)
@@ -77,7 +77,10 @@ def detach(words: Sequence[str]) -> int:
     final.parent.mkdir(parents=True, exist_ok=True)
     out_path.replace(final)  # the child writes on through its open file
     print(f"run {run_id} started in the background (pid {proc.pid})")
-    print(f"  watch and steer:  tek tui --attach {run_id}")
+    if unserved:  # no socket: $TEK_HOME's path is too long for one, or its folder is not ours
+        print("  it cannot be attached to: no socket could be made under $TEK_HOME/sockets")
+    else:
+        print(f"  watch and steer:  tek tui --attach {run_id}")
     print(f"  its output:       {final}")
     return 0
 

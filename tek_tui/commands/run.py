@@ -363,8 +363,8 @@ async def _drive(run: Any, args: argparse.Namespace) -> tuple[RunSummary, bool]:
 
     client = run.client()
     # Served for `tek tui --attach` while it runs (nothing to pay until a console attaches).
-    async with serving(client, run.run_id), anyio.create_task_group() as tg:
-        report_ready(getattr(args, "ready_fd", None), run.run_id)  # for `tek run -d`
+    async with serving(client, run.run_id) as served, anyio.create_task_group() as tg:
+        report_ready(getattr(args, "ready_fd", None), run.run_id, served)  # for `tek run -d`
         tg.start_soon(watch_signals, tg.cancel_scope)
         async with open_view(client, live=_live_wanted(args), quiet=args.json) as view:
             tg.start_soon(view.consume, client.events())
