@@ -347,6 +347,11 @@ class SocketClient:
 # ------------------------------------------------------------------ finding runs
 
 
+def served_runs() -> list[Path]:
+    """Sockets of the runs being served now, newest first (dead ones are removed)."""
+    return [p for p in sorted(sockets_dir().glob("*.sock"), reverse=True) if _listening(p)]
+
+
 def find_served(ref: str) -> Path:
     """The socket of a live run: ``ref`` is a run id, a unique prefix, or ``last``.
 
@@ -356,7 +361,7 @@ def find_served(ref: str) -> Path:
     Raises:
         TekError: no live run matches, or the prefix matches several.
     """
-    live = [p for p in sorted(sockets_dir().glob("*.sock"), reverse=True) if _listening(p)]
+    live = served_runs()
     if not live:
         raise TekError("no run is being served to attach to (start one with `tek run PLAN`)")
     if ref == "last":

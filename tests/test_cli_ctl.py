@@ -50,3 +50,22 @@ def test_bad_ctl_is_one_line_exit_2(
 ) -> None:
     assert main(argv) == 2
     assert capsys.readouterr().err == f"tek: {message}\n"
+
+
+def test_with_two_runs_going_ctl_makes_the_script_say_which(
+    served_run: tuple[subprocess.Popen[bytes], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    _proc, path = served_run
+    other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    other.bind(str(path.with_name("29990101-000000-ffff.sock")))  # a newer run, also served
+    other.listen()
+    try:
+        assert main(["ctl", "cancel"]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"tek: 2 runs are going (29990101-000000-ffff, {path.stem}): say which "
+                       "with --run RUN_ID (or --run last for the newest)\n")
+        assert main(["ctl", "pause", "--run", path.stem]) == 0
+    finally:
+        other.close()

@@ -9,8 +9,10 @@ run``, ``tek run -d`` or a console), over the socket it is served on
 - ``retry TASK``, ``skip TASK``;
 - ``resize POOL SIZE``.
 
-Exit codes: 0 the run applied it; 2 bad input, no such live run, or the run
-refused it (one ``tek: ...`` line saying why, as the console would).
+Without ``--run`` it steers the one run going; with several it refuses
+rather than guess (``--run last`` takes the newest). Exit codes: 0 the run
+applied it; 2 bad input, no such live run, or the run refused it (one
+``tek: ...`` line saying why, as the console would).
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ def register(sub: Any) -> None:
                        description=f"Send one control to a running run: {usage}.")
     p.add_argument("action", choices=list(ACTIONS), metavar="ACTION", help=usage)
     p.add_argument("args", nargs="*", metavar="ARG", help="the task, or the pool and its size")
-    p.add_argument("--run", default="last", metavar="RUN_ID|last",
-                   help="which running run (default: the newest)")
+    p.add_argument("--run", metavar="RUN_ID|last",
+                   help="which running run (default: the only one; with several, say which)")
     p.set_defaults(func=_ctl)
 
 
@@ -82,10 +84,16 @@ def command_for(action: str, args: list[str]) -> Control:
 def _ctl(args: argparse.Namespace) -> int:
     import anyio
 
-    from core.run_socket import find_served
+    from core.run_socket import find_served, served_runs
 
     command = command_for(args.action, args.args)  # bad arguments fail before any connection
-    path = find_served(args.run)
+    if args.run is None:  # a script must never steer the wrong run: it names one if two go
+        live = served_runs()
+        if len(live) > 1:
+            names = ", ".join(p.stem for p in live[:5])
+            raise TekError(f"{len(live)} runs are going ({names}): say which with --run RUN_ID "
+                           "(or --run last for the newest)")
+    path = find_served(args.run or "last")
     anyio.run(_send, path, command)
     words = " ".join([args.action, *args.args])
     print(f"run {path.stem}: {words}: done")
