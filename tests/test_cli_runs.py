@@ -74,10 +74,14 @@ def test_show_a_run_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["show", "20260101"]) == 0
     out = capsys.readouterr().out
     assert f"run      {RUN_A}  (failed)" in out
-    rows = {line.split()[0]: line.split() for line in out.splitlines()[5:]}
+    table, _, hints = out.partition("\n\n")[2].partition("\n\n")
+    rows = {line.split()[0]: line.split() for line in table.splitlines()[1:]}
     assert rows["t0"][:5] == ["t0", "succeeded", "1", "0", "1.5s"]
     assert rows["t1"][:4] == ["t1", "failed", "1", "1"] and out.count("exit code 1") == 1
     assert rows["t2"][:3] == ["t2", "skipped", "0"] and "upstream t1 failed" in out
+    # what to do next, for a run that did not succeed
+    assert hints.splitlines() == [f"why t1 failed:  tek logs {RUN_A} t1",
+                                  f"rerun what did not succeed:  tek run --resume {RUN_A}"]
     assert main(["show", "last", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["id"] == RUN_B and [t["state"] for t in data["tasks"]] == ["succeeded"] * 3

@@ -215,6 +215,14 @@ def _show(args: argparse.Namespace) -> int:
         code = "" if t.exit_code is None else str(t.exit_code)
         rows.append([t.task_id, t.state, str(t.attempts), code, _dur(dur), t.reason])
     _table(["TASK", "STATE", "ATTEMPTS", "EXIT", "DURATION", "REASON"], rows)
+    failed = next((t.task_id for t in tasks if t.state == "failed"), None)
+    if run.effective_status in ("failed", "cancelled", "interrupted"):
+        print()
+        if failed is not None:
+            print(f"why {failed} failed:  tek logs {run.id} {failed}")
+        print(f"rerun what did not succeed:  tek run --resume {run.id}")
+    elif run.is_live:
+        print(f"\nwatch and steer it:  tek tui --attach {run.id}")
     return 0
 
 
