@@ -29,7 +29,7 @@ import anyio
 from core.agents.base import Agent, AttemptContext, Outcome
 from core.events import Progress, TaskState
 from core.logsink import AttemptLog
-from core.paths import run_log_path
+from core.paths import run_dir
 from core.process import GRACE_S
 from core.run_events import RunEvents
 from core.run_state import CURRENT_RUN
@@ -180,8 +180,8 @@ class RunAttempts(RunEvents):
         self._poke()
 
     def _context(self, rec: TaskRec) -> AttemptContext:
-        if self._log_dir is None:  # run_log_path makes $TEK_HOME each call: once a run
-            self._log_dir = run_log_path(self.run_id, "_", 1).parent
+        if self._log_dir is None:  # run_dir makes $TEK_HOME each call: once a run
+            self._log_dir = run_dir(self.run_id)
         path = self._log_dir / f"{rec.task.id.replace('/', '__')}.{rec.attempt}.log"
         log = AttemptLog(path, on_output=self._on_output)
         self._logs[log] = (rec.task.id, rec.attempt)

@@ -36,7 +36,7 @@ import anyio.to_thread
 
 from core.errors import StoreError
 from core.events import Event
-from core.paths import run_log_path
+from core.paths import run_dir
 from core.store_batch import RawChange, compact
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ class JournalRecorder:
         self.inline_max = self.INLINE_MAX if inline_max is None else inline_max
         self.run_id = run_id
         self.stats = JournalStats()
-        self._log_prefix = str(run_log_path(run_id, "x", 1).parent) + os.sep
+        self._log_prefix = str(run_dir(run_id)) + os.sep
         # One slot: batches never overlap, so they commit in arrival order.
         self._limiter = anyio.CapacityLimiter(1)
 

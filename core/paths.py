@@ -30,6 +30,11 @@ def runs_dir() -> Path:
     return tek_home() / "runs"
 
 
+def run_dir(run_id: str) -> Path:
+    """One run's folder: its task logs (and, for ML runs, their artifacts)."""
+    return runs_dir() / run_id
+
+
 def run_log_path(run_id: str, task_id: str, attempt: int) -> Path:
     """Log file of one attempt: ``<home>/runs/<run>/<task>.<attempt>.log``.
 
@@ -37,7 +42,7 @@ def run_log_path(run_id: str, task_id: str, attempt: int) -> Path:
     stays inside the run's folder.
     """
     safe = task_id.replace("/", "__")
-    return runs_dir() / run_id / f"{safe}.{attempt}.log"
+    return run_dir(run_id) / f"{safe}.{attempt}.log"
 
 
 def default_store_path() -> Path:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.paths import run_log_path
+from core.paths import run_dir
 
 if TYPE_CHECKING:
     from core.store import RunRecord, Store
@@ -56,11 +56,6 @@ def select_runs(
     return chosen
 
 
-def log_folder(run_id: str) -> Path:
-    """The folder of a run's log files (``<home>/runs/<run>``)."""
-    return run_log_path(run_id, "x", 1).parent
-
-
 def folder_bytes(folder: Path) -> int:
     """Bytes of the files in ``folder`` and below (0 when it is missing)."""
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
@@ -76,7 +71,7 @@ def prune_runs(store: Store, runs: Sequence[RunRecord]) -> int:
     freed = 0
     for run in runs:
         store.delete_run(run.id)
-        folder = log_folder(run.id)
+        folder = run_dir(run.id)
         size = folder_bytes(folder)
         shutil.rmtree(folder, ignore_errors=True)
         if not folder.exists():

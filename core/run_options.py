@@ -100,10 +100,10 @@ def unused_run_id() -> str:
     Otherwise two ``tek run --no-journal`` started in the same second could
     share a folder and write each other's task logs.
     """
-    from core.paths import run_log_path
+    from core.paths import run_dir
 
     while True:
         run_id = new_run_id()
-        if not run_log_path(run_id, "x", 1).parent.exists():
+        if not run_dir(run_id).exists():
             return run_id
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from core.agents.base import Agent, AttemptContext, Outcome
 from core.ml.ops import CommandError, parse_command, validate_command
 from core.ml.pool import WorkerDiedError, WorkerPool
-from core.paths import runs_dir
+from core.paths import run_dir
 
 if TYPE_CHECKING:
     from core.plan import Task
@@ -59,7 +59,7 @@ class MlAgent(Agent):
         except CommandError as exc:
             return Outcome(ok=False, reason="; ".join(exc.problems))
         env = dict(ctx.env)
-        env.setdefault("TEK_RUN_DIR", str(runs_dir() / ctx.run_id))
+        env.setdefault("TEK_RUN_DIR", str(run_dir(ctx.run_id)))
         request = {
             "op": command.op,
             "args": command.args,

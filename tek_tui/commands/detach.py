@@ -45,7 +45,7 @@ def report_ready(fd: int | None, run_id: str, served: bool) -> None:
 
 def detach(words: Sequence[str]) -> int:
     """Start ``tek <words>`` (without ``-d``) in the background; returns this command's exit code."""
-    from core.paths import run_log_path, tek_home
+    from core.paths import run_dir, tek_home
 
     child_words = [w for w in words if w not in ("-d", "--detach")]
     if "--plain" not in child_words:
@@ -73,7 +73,7 @@ def detach(words: Sequence[str]) -> int:
         sys.stderr.write(out_path.read_text(errors="replace"))
         out_path.unlink(missing_ok=True)
         return code or 2
-    final = run_log_path(run_id, "x", 1).parent / "tek-run.out"
+    final = run_dir(run_id) / "tek-run.out"
     final.parent.mkdir(parents=True, exist_ok=True)
     out_path.replace(final)  # the child writes on through its open file
     print(f"run {run_id} started in the background (pid {proc.pid})")

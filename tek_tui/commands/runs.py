@@ -133,10 +133,11 @@ def _prune(args: argparse.Namespace) -> int:
 
 def _forget(store: Store, runs: list[RunRecord], dry_run: bool) -> int:
     """Bytes of logs freed by pruning ``runs`` (or that would be, with ``dry_run``)."""
-    from core.prune import folder_bytes, log_folder, prune_runs
+    from core.paths import run_dir
+    from core.prune import folder_bytes, prune_runs
 
     if dry_run:
-        return sum(folder_bytes(log_folder(r.id)) for r in runs)
+        return sum(folder_bytes(run_dir(r.id)) for r in runs)
     return prune_runs(store, runs)
 
 
