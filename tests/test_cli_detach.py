@@ -17,24 +17,28 @@ def _tek(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           env={**os.environ, "TEK_HOME": str(home)}, timeout=120, check=False)
 
 
+def _ended(run_id: str) -> str:
+    """The status of a detached run once it is no longer live (up to 60 s)."""
+    deadline = time.monotonic() + 60
+    while True:  # polling the journal for the run's end; bounded by the deadline
+        with open_store() as store:
+            run = store.get_run(run_id)
+        if not run.is_live or time.monotonic() > deadline:
+            return run.effective_status
+        time.sleep(0.1)
+
+
 def test_detach_reports_the_run_and_it_runs_on_in_its_own_session(tmp_path: Path, tek_home: Path) -> None:
     plan = tmp_path / "p.csv"
-    plan.write_text(f"id,command,deps\na,sleep 0.5,\nb,echo $TEK_READY_FD. > {tmp_path}/b.out,a\n")
+    plan.write_text(f"id,command,deps\na,sleep 2,\nb,echo $TEK_READY_FD. > {tmp_path}/b.out,a\n")
     done = _tek(tek_home, "run", "-d", str(plan))
     assert done.returncode == 0, done.stderr
     found = re.match(r"run (\S+) started in the background \(pid (\d+)\)\n", done.stdout)
     assert found, done.stdout
     run_id, pid = found[1], int(found[2])
     assert f"tek tui --attach {run_id}" in done.stdout
-    assert os.getsid(pid) == pid  # its own session: a closing terminal does not stop it
-    deadline = time.monotonic() + 60
-    while True:  # polling the journal for the run's end; bounded by the deadline
-        with open_store() as store:
-            run = store.get_run(run_id)
-        if run.status == "succeeded" or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert run.status == "succeeded"
+    assert os.getsid(pid) == pid  # its own session (checked while `a` sleeps): a closing terminal does not stop it
+    assert _ended(run_id) == "succeeded"
     assert (tmp_path / "b.out").read_text() == ".\n"  # tasks never see the ready pipe
     out = tek_home / "runs" / run_id / "tek-run.out"
     assert f"run {run_id} succeeded" in out.read_text()
@@ -58,14 +62,9 @@ def test_the_started_run_never_detaches_again(tmp_path: Path, tek_home: Path) ->
     done = _tek(tek_home, "run", "-dj1", str(plan))
     assert done.returncode == 0, done.stderr
     run_id = done.stdout.split()[1]
-    deadline = time.monotonic() + 60
-    while True:  # polling the journal for the run's end; bounded by the deadline
-        with open_store() as store:
-            runs = store.list_runs()
-        if runs and runs[0].status == "succeeded" or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert [(r.id, r.status) for r in runs] == [(run_id, "succeeded")]  # one run, not a chain
+    assert _ended(run_id) == "succeeded"
+    with open_store() as store:
+        assert [(r.id, r.status) for r in store.list_runs()] == [(run_id, "succeeded")]  # not a chain
 
 
 def test_a_run_that_cannot_be_served_says_it_cannot_be_attached_to(tmp_path: Path) -> None:
