@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.lowlevel
 
-from core.agents.base import Agent, Outcome
+from core.agents.base import Agent
 from core.agents.registry import get_agent, known_agents
 from core.attempt import RunAttempts
 from core.broadcast import InProcessClient
@@ -53,7 +53,7 @@ from core.events import (
 )
 from core.launched import LaunchedAttempt, stop_launched
 from core.run_options import RunOptions, RunSummary, TaskResult, new_run_id, unused_run_id
-from core.scheduler import TaskRec
+from core.scheduler import Pool, TaskRec
 from core.sysmem import available_mb, total_mb
 
 if TYPE_CHECKING:
@@ -142,6 +142,16 @@ def create_run(
     finally:
         if enabled:
             gc.enable()
+
+
+#: Sorts after every real task key (see :func:`_head_key`).
+_NO_KEY = (1 << 62, 0, 0)
+
+
+def _head_key(pool: Pool) -> tuple[int, int, int]:
+    """The key of the best ready task waiting in ``pool``."""
+    rec = pool.peek()
+    return _NO_KEY if rec is None else rec.key
 
 
 class Run(RunAttempts):
@@ -236,7 +246,14 @@ class Run(RunAttempts):
             self._wake.clear()
 
     def _dispatch(self) -> bool:
-        """Start what fits; True when the inline budget ran out (more to do)."""
+        """Start what fits, best task first across pools; True when the inline budget ran out.
+
+        Each start takes the best ready task among the pools with a free
+        slot (so a pool listed first never starves a higher-priority task of
+        another when CPUs, GPUs or memory are the limit). A task whose
+        resources are not free is passed over, up to ``SKIP_AHEAD`` per pool
+        and pass, so smaller tasks behind it can use what is free.
+        """
         if not self._admitting():
             return False
         budget = INLINE_BUDGET
@@ -244,31 +261,28 @@ class Run(RunAttempts):
         progressed = True
         while progressed:
             progressed = False
-            for pool in self.pools.values():
-                if not pool.queued or pool.busy >= pool.size:
+            pools = [p for p in self.pools.values() if p.queued and p.busy < p.size]
+            passed: list[TaskRec] = []
+            passed_in: dict[str, int] = {}
+            while pools and budget > 0:
+                pool = pools[0] if len(pools) == 1 else min(pools, key=_head_key)
+                rec = pool.pop()
+                if rec is None:
+                    pools.remove(pool)
                     continue
-                stash: list[TaskRec] = []
-                while pool.busy < pool.size and budget > 0:
-                    rec = pool.pop()
-                    if rec is None:
-                        break
-                    task = rec.task
-                    if not resources.fits(task):
-                        why = resources.impossible(task)
-                        if why:  # would wait forever: fail it, with no retry
-                            rec.attempt += 1
-                            rec.attempts_in_run = task.retries + 1
-                            rec.started_ts = time.time()
-                            self.end_attempt(rec, Outcome(ok=False, reason=why))
-                            continue
-                        stash.append(rec)
-                        if len(stash) >= SKIP_AHEAD:
-                            break
-                        continue
-                    budget -= self._start(rec)
-                    progressed = True
-                for rec in stash:
-                    pool.push(rec)
+                task = rec.task
+                if not resources.fits(task):  # never impossible: see RunState._impossible
+                    passed.append(rec)
+                    n = passed_in[pool.name] = passed_in.get(pool.name, 0) + 1
+                    if n >= SKIP_AHEAD:
+                        pools.remove(pool)
+                    continue
+                budget -= self._start(rec)
+                progressed = True
+                if pool.busy >= pool.size:
+                    pools.remove(pool)
+            for rec in passed:
+                rec.pool.push(rec)
             if budget <= 0:
                 return True
         return False

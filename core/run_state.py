@@ -25,6 +25,7 @@ import anyio
 
 from core.agents.base import Agent, Outcome
 from core.broadcast import Broadcaster
+from core.errors import PlanError
 from core.events import (
     AdmissionChanged,
     Event,
@@ -86,6 +87,8 @@ class RunState:
         for name in dict.fromkeys(t.pool_name for t in plan.tasks):
             self.pools[name] = Pool(name, options.pool_sizes.get(name, jobs))
         self.resources = Resources(*self._capacities(plan, options))
+        if cant := self._impossible(done):
+            raise PlanError(cant)
         pools = self.pools
         recs = [TaskRec(i, t, rpl[i], pools[t.pool or t.agent]) for i, t in enumerate(plan.tasks)]
         self.recs = recs
@@ -167,6 +170,17 @@ class RunState:
 
             memory = total_mb()
         return cpus, gpus, memory
+
+    def _impossible(self, done: Collection[str]) -> list[str]:
+        """A line for each task to run that needs more than the whole capacity."""
+        path = self.plan.path
+        problems = []
+        for t in self.plan.tasks:
+            if t.id not in done and (found := self.resources.impossible(t)):
+                column, why = found
+                where = f"{path}:{t.line}: " if path is not None else ""
+                problems.append(f"{where}{column}: task {t.id} {why}, so it could never start")
+        return problems
 
     def snapshot(self) -> RunSnapshot:
         """The whole state of the run now."""

@@ -144,6 +144,18 @@ class Pool:
         self.queued = 0
         return None
 
+    def peek(self) -> TaskRec | None:
+        """The best READY task, left queued (stale entries are dropped)."""
+        heap = self.heap
+        while heap:
+            rec = heap[0][1]
+            if rec.state is TaskState.READY:
+                return rec
+            heapq.heappop(heap)
+            rec.in_heap = False
+        self.queued = 0
+        return None
+
     def forget(self, rec: TaskRec) -> None:
         """A READY task left the queue without starting (cancelled, skipped)."""
         self.queued -= 1
@@ -161,14 +173,15 @@ class Resources:
         self.memory_total = memory_mb
         self.memory_free = memory_mb
 
-    def impossible(self, task: Task) -> str:
-        """Why the task can never start here, or ``""`` when it can."""
+    def impossible(self, task: Task) -> tuple[str, str] | None:
+        """``(column, why)`` when the task needs more than the whole capacity, else None."""
         if task.gpus > self.gpus_total:
             plural = "" if task.gpus == 1 else "s"
-            return f"needs {task.gpus} GPU{plural}; capacity is {self.gpus_total}"
+            return "gpus", f"needs {task.gpus} GPU{plural}; capacity is {self.gpus_total} (--gpus)"
         if task.memory_mb > self.memory_total:
-            return f"needs {task.memory_mb} MiB memory; capacity is {self.memory_total} MiB"
-        return ""
+            return "memory_mb", (f"needs {task.memory_mb} MiB memory; capacity is "
+                                 f"{self.memory_total} MiB (--memory-mb)")
+        return None
 
     def cpus_for(self, task: Task) -> float:
         """CPUs the task holds: its request, clamped to the whole capacity."""

@@ -64,7 +64,12 @@ async def new_run(plan: Plan, jobs: int | None) -> ConsoleRun:
             journal = await anyio.to_thread.run_sync(_new_journal, plan, options)
     except (ImportError, TekError) as exc:
         return ConsoleRun(create_run(plan, options), None, f"running without a journal: {exc}")
-    run = create_run(plan, options, run_id=journal.run_id, recorder=journal.recorder)
+    try:
+        run = create_run(plan, options, run_id=journal.run_id, recorder=journal.recorder)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(journal.close)  # never started: leaves no run
+        raise
     return ConsoleRun(run, journal)
 
 

@@ -74,6 +74,18 @@ def test_dry_run_prints_start_order(plan: Path) -> None:
         "order": ["a", "b", "c", "d"]}
 
 
+@pytest.mark.parametrize("mode", [[], ["--dry-run"]])
+def test_a_task_that_could_never_start_is_bad_input(tmp_path: Path, mode: list[str]) -> None:
+    """More GPUs than the machine has: exit 2 before anything runs, naming the row."""
+    p = tmp_path / "g.csv"
+    p.write_text(f"id,command,gpus\na,touch {tmp_path / 'ran'},0\ng,true,2\n")
+    r = tek("run", *mode, "--gpus", "1", str(p))
+    assert r.returncode == 2
+    assert r.stderr == (f"tek: {p}:3: gpus: task g needs 2 GPUs; capacity is 1 (--gpus), "
+                        "so it could never start\n")
+    assert not (tmp_path / "ran").exists()
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["-j", "0"], "tek: -j 0: must be at least 1"),
     (["-j", "x"], "tek: -j x: must be a whole number"),

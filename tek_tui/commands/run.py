@@ -192,9 +192,13 @@ def _run(args: argparse.Namespace) -> int:
     options = options_from_args(args)  # flags first: a typo fails before the plan is read
     plan = read_cli_plan(plan_path_for(args))
     if args.dry_run:
+        from core.engine import create_run
         from tek_tui.commands.run_journal import resume_preview
 
-        return dry_run(plan, as_json=args.json, resume=resume_preview(plan, args))
+        preview = resume_preview(plan, args)
+        done = preview[1].completed if preview is not None else ()
+        create_run(plan, options, run_id="dry-run", completed=done)  # what the run would refuse
+        return dry_run(plan, as_json=args.json, resume=preview)
     check_log_folder()  # before the journal records a run that could not log
     return run_journaled(plan, options, args)  # journal on unless --no-journal
 

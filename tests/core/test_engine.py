@@ -24,6 +24,7 @@ from core.events import (
     TaskState,
 )
 from core.plan import Plan, Task
+from core.plan_io import read_plan
 from tests.core.engine_helpers import (
     EventLog,
     new_probe,
@@ -73,21 +74,47 @@ async def test_priority_then_longest_path_then_plan_order() -> None:
     assert not p.violations
 
 
-async def test_resources_gpu_indices_and_impossible_tasks(tmp_path: Path) -> None:
+async def test_priority_holds_across_pools_when_a_resource_is_the_limit() -> None:
+    """One CPU, two pools with free slots: the pool listed first must not go first."""
+    tasks = [
+        probe("low", pool="p1"), probe("high", pool="p2", priority=5),
+        probe("mid", pool="p1", priority=2), probe("child", deps=("low",), pool="p2", priority=10),
+    ]  # fmt: skip
+    opts = RunOptions(jobs=2, cpus=1, memory_floor_mb=0)
+    p = new_probe(opts, 2)
+    summary, _ = await run_plan(tasks, opts)
+    assert summary.status is RunStatus.SUCCEEDED
+    assert [tid for tid, _ in p.starts] == ["high", "mid", "low", "child"]
+    assert not p.violations
+
+
+async def test_resources_and_gpu_indices(tmp_path: Path) -> None:
     opts = RunOptions(jobs=8, cpus=3, gpus=2, memory_mb=1000, memory_floor_mb=0)
     p = new_probe(opts, 8)
     tasks = [probe(f"g{i}", "0.02", gpus=1, cpus=0.5) for i in range(6)]
     tasks += [probe(f"m{i}", "0.02", memory_mb=400) for i in range(5)]
     tasks += [probe("big", "", cpus=16)]  # clamped to the whole capacity: runs alone
-    tasks += [probe("nogpu", "", gpus=3), probe("nomem", "", memory_mb=5000)]
     tasks += [shell("env", f"echo $CUDA_VISIBLE_DEVICES > {tmp_path / 'cvd'}", gpus=2)]
     summary, _ = await run_plan(tasks, opts)
     assert not p.violations
-    assert summary.tasks["nogpu"].state is TaskState.FAILED
-    assert "needs 3 GPUs; capacity is 2" in summary.tasks["nogpu"].reason
-    assert "capacity is 1000 MiB" in summary.tasks["nomem"].reason
-    assert summary.tasks["big"].state is TaskState.SUCCEEDED
+    assert summary.status is RunStatus.SUCCEEDED
     assert (tmp_path / "cvd").read_text().strip() == "0,1"
+
+
+def test_a_task_needing_more_than_the_capacity_is_refused_before_the_run(tmp_path: Path) -> None:
+    """It could never start: refused up front, naming the row, unless it already succeeded."""
+    csv = tmp_path / "plan.csv"
+    csv.write_text("id,agent,gpus,memory_mb\nok,noop,0,0\nnogpu,noop,3,0\nnomem,noop,0,5000\n")
+    plan = read_plan(csv)
+    opts = RunOptions(gpus=2, memory_mb=1000)
+    with pytest.raises(PlanError) as err:
+        create_run(plan, opts)
+    assert err.value.problems == [
+        f"{csv}:3: gpus: task nogpu needs 3 GPUs; capacity is 2 (--gpus), so it could never start",
+        f"{csv}:4: memory_mb: task nomem needs 5000 MiB memory; capacity is 1000 MiB "
+        "(--memory-mb), so it could never start",
+    ]
+    create_run(plan, opts, completed={"nogpu", "nomem"})  # resumed: nothing left to start
 
 
 async def test_attempt_environment_cwd_and_log(tmp_path: Path) -> None:
@@ -301,10 +328,10 @@ async def test_gpu_capacity_comes_from_nvml_and_is_zero_without_a_driver() -> No
     from core.gpu import gpu_count
 
     count = gpu_count()  # 0 here: no NVIDIA driver (a normal case, never an error)
-    summary, _ = await run_plan([noop("g", gpus=1), noop("cpu")], RunOptions(memory_floor_mb=0))
+    tasks = [noop("g", gpus=1), noop("cpu")]
     if count == 0:
-        assert summary.tasks["g"].state is TaskState.FAILED
-        assert summary.tasks["g"].reason == "needs 1 GPU; capacity is 0"
+        with pytest.raises(PlanError, match="task g needs 1 GPU; capacity is 0"):
+            await run_plan(tasks, RunOptions(memory_floor_mb=0))
     else:
+        summary, _ = await run_plan(tasks, RunOptions(memory_floor_mb=0))
         assert summary.tasks["g"].state is TaskState.SUCCEEDED
-    assert summary.tasks["cpu"].state is TaskState.SUCCEEDED
