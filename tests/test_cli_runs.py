@@ -69,7 +69,7 @@ def test_runs_lists_newest_first_with_counts(capsys: pytest.CaptureFixture[str])
     assert (run["id"], run["status"], run["counts"], run["duration_s"]) == (RUN_B, "succeeded", {"succeeded": 3}, 101.0)
 
 
-def test_show_a_run_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+def test_show_a_run_table_and_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     _record_runs()
     assert main(["show", "20260101"]) == 0
     out = capsys.readouterr().out
@@ -82,6 +82,13 @@ def test_show_a_run_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     # what to do next, for a run that did not succeed
     assert hints.splitlines() == [f"why t1 failed:  tek logs {RUN_A} t1",
                                   f"rerun what did not succeed:  tek run --resume {RUN_A}"]
+    # with another journal, the hints name it, so they work as printed
+    _record_runs(tmp_path / "other journal.db")
+    assert main(["show", RUN_A, "--store", str(tmp_path / "other journal.db")]) == 0
+    flag = f"--store '{tmp_path / 'other journal.db'}'"
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        f"why t1 failed:  tek logs {RUN_A} t1 {flag}",
+        f"rerun what did not succeed:  tek run --resume {RUN_A} {flag}"]
     assert main(["show", "last", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["id"] == RUN_B and [t["state"] for t in data["tasks"]] == ["succeeded"] * 3
@@ -170,6 +177,34 @@ async def test_logs_follow_tails_a_live_run_until_it_ends(tmp_path: Path, tek_ho
             assert await proc.wait() == 0
             rest = bytes(buf) + b"".join([chunk async for chunk in proc.stdout])
     assert rest == b"four\n"
+    store.close()
+
+
+async def test_logs_follow_stops_when_its_task_ends_while_the_run_goes_on(
+    tmp_path: Path, tek_home: Path
+) -> None:
+    db = tmp_path / "j.db"
+    store = open_store(db)
+    store.begin_run(RUN_A, chain_plan(2))
+    rec = JournalRecorder(store, RUN_A)
+    rec.record_sync([started(RUN_A, 2), TaskChanged("t0", TaskState.RUNNING, 1, 1.0)])
+    log = run_log_path(RUN_A, "t0", 1)
+    log.parent.mkdir(parents=True)
+    log.write_text("one\n")
+    env = {**os.environ, "TEK_HOME": str(tek_home)}
+    cmd = [sys.executable, "-m", "tek_tui", "logs", RUN_A, "t0", "--follow", "--store", str(db)]
+    buf = bytearray()
+    with anyio.fail_after(30):
+        async with await anyio.open_process(cmd, env=env, stderr=subprocess.STDOUT) as proc:
+            assert proc.stdout is not None
+            assert await _read_line(proc.stdout, buf) == "one"  # it has read the attempt
+            with log.open("a") as f:
+                f.write("two\n")
+            rec.record_sync([TaskChanged("t0", TaskState.SUCCEEDED, 1, 2.0, exit_code=0),
+                             TaskChanged("t1", TaskState.RUNNING, 1, 2.0)])  # the run goes on
+            assert await proc.wait() == 0
+            rest = bytes(buf) + b"".join([chunk async for chunk in proc.stdout])
+    assert rest == b"two\n"
     store.close()
 
 
@@ -328,3 +363,15 @@ def test_a_damaged_journal_is_never_written(
     assert ".recover" in err
     assert not marker.exists()  # no task ran
     assert (db.read_bytes(), db.stat().st_mtime_ns) == before
+
+
+def test_runs_filters_refuse_bad_values_and_say_what_matched_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _record_runs()
+    assert main(["runs", "-n", "-1"]) == 2
+    assert capsys.readouterr().err == "tek: -n must be 0 (all) or more (got -1)\n"
+    assert main(["runs", "--plan", "nope.csv"]) == 0
+    assert capsys.readouterr().out == "no runs of nope.csv\n"
+    assert main(["prune", "--keep", "0", "--plan", "nope.csv"]) == 0
+    assert capsys.readouterr().out == "no runs of nope.csv\n"

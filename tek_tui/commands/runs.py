@@ -22,6 +22,7 @@ import argparse
 import codecs
 import gc
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -123,6 +124,9 @@ def _prune(args: argparse.Namespace) -> int:
         print(json.dumps({"pruned": [r.id for r in chosen], "kept": len(runs) - len(chosen),
                           "freed_bytes": freed, "dry_run": args.dry_run}, indent=2))
         return 0
+    if not runs and args.plan:
+        print(f"no runs of {args.plan}")
+        return 0
     verb = "would prune" if args.dry_run else "pruned"
     for r in chosen:
         print(f"{verb} {r.id}  {r.effective_status:<11} {_when(r.created_ts)}  {_short_path(r.plan_path)}")
@@ -145,6 +149,10 @@ def _forget(store: Store, runs: list[RunRecord], dry_run: bool) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
+    from core.errors import TekError
+
+    if args.limit < 0:
+        raise TekError(f"-n must be 0 (all) or more (got {args.limit})")
     store = open_journal(args)
     if store is None:
         print("[]" if args.json else "no runs yet")
@@ -156,7 +164,7 @@ def _runs(args: argparse.Namespace) -> int:
         print(json.dumps([_run_json(r) for r in runs], indent=2))
         return 0
     if not runs:
-        print("no runs yet")
+        print(f"no runs of {args.plan}" if args.plan else "no runs yet")
         return 0
     rows = [
         [r.id, r.effective_status, _when(r.started_ts or r.created_ts), _dur(r.duration_s),
@@ -219,9 +227,10 @@ def _show(args: argparse.Namespace) -> int:
     failed = next((t.task_id for t in tasks if t.state == "failed"), None)
     if run.effective_status in ("failed", "cancelled", "interrupted"):
         print()
+        store_flag = f" --store {shlex.quote(args.store)}" if args.store else ""
         if failed is not None:
-            print(f"why {failed} failed:  tek logs {run.id} {failed}")
-        print(f"rerun what did not succeed:  tek run --resume {run.id}")
+            print(f"why {failed} failed:  tek logs {run.id} {failed}{store_flag}")
+        print(f"rerun what did not succeed:  tek run --resume {run.id}{store_flag}")
     elif run.is_live:
         print(f"\nwatch and steer it:  tek tui --attach {run.id}")
     return 0
@@ -314,14 +323,14 @@ def _follow(store: Store, run_id: str, task_id: str, wanted: int | None) -> int:
                 attempt = None if run.is_live else _pick(attempts, wanted, run_id, task_id)
             else:
                 attempt = _pick(attempts, wanted, run_id, task_id)
-            if attempt is not None and (current is None or attempt.attempt != current.attempt):
+            if attempt is not None and current is not None and attempt.attempt != current.attempt:
                 if f is not None:
                     _copy(f, decoder)
                     f.close()
                     f = None
-                if current is not None:
-                    print(f"--- {task_id}: attempt {attempt.attempt} ---", flush=True)
-                current = attempt
+                print(f"--- {task_id}: attempt {attempt.attempt} ---", flush=True)
+            if attempt is not None:
+                current = attempt  # the latest record of it: its end shows up here
             if f is None and current is not None and Path(current.log_path).is_file():
                 f = open(current.log_path, "rb")  # noqa: SIM115
             if f is not None:
