@@ -353,10 +353,8 @@ class TekApp(App[int]):
         names = self.theme_names
         index = names.index(self.theme) if self.theme in names else -1
         self.theme = names[(index + 1) % len(names)]
-        try:
-            remember_theme(self.theme)
-        except OSError as exc:
-            self.notify(f"could not save the theme: {exc}", severity="warning")
+        if problem := remember_theme(self.theme):
+            self.notify(problem, severity="warning", timeout=10)
         self.notify(f"theme: {self.theme}", timeout=2)
 
     def action_help(self) -> None:

@@ -1,60 +1,108 @@
-"""The user's remembered choices, in ``core.paths.config_path()`` (TOML).
+"""The user's settings and remembered choices, in ``core.paths.config_path()`` (TOML).
 
-Read with :mod:`tomllib`; written by hand, because the file is a flat table of
-a few strings, numbers and booleans and the standard library has no TOML
-writer. Keys tek does not know are kept on rewrite. A broken file is treated
-as empty (and rewritten on the next save) rather than stopping the console.
+Read with :mod:`tomllib`. The standard library has no TOML writer, so a save
+edits the file as text: it replaces the line of each key it sets (or adds
+one before the first table) and leaves every other line as it was: comments,
+keys tek does not know, arrays and tables. A file that is not valid TOML is
+never rewritten: :func:`load_config` raises :class:`ConfigError` naming the
+file, line and problem (``tek run`` stops with it, exit 2; the console opens
+with its defaults and says why it cannot remember the theme).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import tomllib
 from typing import Any
 
+from core.errors import TekError
 from core.paths import config_path
 
 
+class ConfigError(TekError):
+    """The config file cannot be read or is not valid TOML."""
+
+
 def load_config() -> dict[str, Any]:
-    """The config as a dict; empty when the file is missing or unreadable."""
+    """The config as a dict; empty when there is no file.
+
+    Raises:
+        ConfigError: the file cannot be read, is not UTF-8, or is not TOML.
+    """
     path = config_path()
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc} (fix it, or remove the file)") from None
 
 
-def save_config(values: dict[str, Any]) -> None:
-    """Merge ``values`` into the config file and write it back.
+def _toml_value(value: str | int | float | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
+
+
+def save_config(values: dict[str, str | int | float | bool]) -> None:
+    """Set top-level keys in the config file, keeping everything else in it.
 
     Args:
-        values: top-level keys to set (str, int, float or bool values).
+        values: top-level keys to set.
+
+    Raises:
+        ConfigError: the file exists but is not valid TOML (it is left alone).
     """
-    merged = {**load_config(), **values}
-    lines = ["# tek's remembered choices; written by tek, safe to edit."]
-    for key, value in merged.items():
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, int | float):
-            text = repr(value)
-        elif isinstance(value, str):
-            # A JSON string literal is a valid TOML basic string.
-            text = json.dumps(value, ensure_ascii=False)
-        else:
-            continue  # tables and arrays are not ours to rewrite
-        lines.append(f"{key} = {text}")
+    load_config()  # never rewrite a file we could not read
     path = config_path()
-    tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        lines = ["# tek's settings and remembered choices; safe to edit."]
+    first_table = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith("[")),
+                       len(lines))
+    for key, value in values.items():
+        line = f"{key} = {_toml_value(value)}"
+        own = re.compile(rf"\s*{re.escape(key)}\s*=")
+        found = next((i for i in range(first_table) if own.match(lines[i])), None)
+        if found is not None:
+            lines[found] = line
+        else:
+            lines.insert(first_table, line)
+            first_table += 1
+    text = "\n".join(lines) + "\n"
+    if {k: tomllib.loads(text).get(k) for k in values} != values:
+        # e.g. the key's old value spanned several lines: editing would corrupt it
+        raise ConfigError(f"{path}: could not update {', '.join(values)} in place; "
+                          "edit the file by hand")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def remembered_theme() -> str | None:
-    """The theme saved by the last session, if any."""
-    value = load_config().get("theme")
+    """The theme saved by the last session, if any (None when the file is broken)."""
+    try:
+        value = load_config().get("theme")
+    except ConfigError:
+        return None
     return value if isinstance(value, str) else None
 
 
-def remember_theme(name: str) -> None:
-    """Save ``name`` as the theme for the next session."""
-    save_config({"theme": name})
+def remember_theme(name: str) -> str | None:
+    """Save ``name`` as the theme for the next session; a problem to show, or None."""
+    try:
+        save_config({"theme": name})
+    except ConfigError as exc:
+        return f"theme not remembered: {exc}"
+    except OSError as exc:
+        return f"theme not remembered: {config_path()}: {exc.strerror or exc}"
+    return None

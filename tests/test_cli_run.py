@@ -184,6 +184,13 @@ def test_config_gives_defaults_and_flags_win(tmp_path: Path) -> None:
     r = tek("run", str(p))
     assert r.returncode == 2 and f"{config}: run_jobs = 0: must be at least 1" in r.stderr
     assert tek("run", "-j", "2", str(p)).returncode == 0  # the flag wins over a bad config
+    config.write_text("run_jobz = 3\n")  # a typo is not ignored
+    r = tek("run", str(p))
+    assert r.returncode == 2 and f"{config}: run_jobz: not a setting of tek run" in r.stderr
+    config.write_text("run_jobs = 4\n[extra]\nlist = [1,2\n")
+    r = tek("run", str(p))
+    assert r.returncode == 2 and r.stderr.startswith(f"tek: {config}: not valid TOML: ")
+    assert len(r.stderr.splitlines()) == 1
 
 
 def test_tek_run_imports_neither_torch_nor_textual(plan: Path) -> None:

@@ -164,19 +164,23 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
 
 
 def _run_config() -> dict[str, Any]:
-    """The ``run_*`` keys of the user's config (none when it is missing or broken)."""
-    from core.paths import config_path
+    """The ``run_*`` keys of the user's config.
 
-    path = config_path()
-    if not path.is_file():
-        return {}
-    import tomllib
+    Raises:
+        ConfigError: the file is not valid TOML, or has a ``run_`` key tek
+            does not know (a typo that would otherwise be ignored).
+    """
+    from tek_tui.config import ConfigError, load_config
 
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return {}  # the console rewrites a broken file; never stop a run for it
-    return {k: v for k, v in data.items() if k in CONFIG_KEYS.values()}
+    data = load_config()
+    known = set(CONFIG_KEYS.values())
+    for key in data:
+        if key.startswith("run_") and key not in known:
+            from core.paths import config_path
+
+            raise ConfigError(f"{config_path()}: {key}: not a setting of tek run "
+                              f"(settings: {', '.join(sorted(known))})")
+    return {k: v for k, v in data.items() if k in known}
 
 
 def _run(args: argparse.Namespace) -> int:

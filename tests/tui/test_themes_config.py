@@ -9,7 +9,13 @@ import pytest
 
 from core.events import TaskState
 from core.paths import config_path
-from tek_tui.config import load_config, remember_theme, remembered_theme, save_config
+from tek_tui.config import (
+    ConfigError,
+    load_config,
+    remember_theme,
+    remembered_theme,
+    save_config,
+)
 from tek_tui.themes import BUILTIN_DIR, DEFAULT_THEME, load_theme_file, load_themes
 
 STATE_VARIABLES = {f"tek-{state.value}" for state in TaskState}
@@ -62,8 +68,22 @@ def test_theme_is_remembered_and_other_keys_kept() -> None:
                              "theme": "tek-light"}
 
 
-def test_broken_config_reads_as_empty() -> None:
-    config_path().write_text("theme = = \n")
-    assert load_config() == {}
-    remember_theme("tek-contrast")
-    assert remembered_theme() == "tek-contrast"
+def test_saving_keeps_comments_arrays_tables_and_unknown_keys() -> None:
+    text = ('# mine\nrun_jobs = 4  # nightly box\ntheme = "tek-dark"\ntags = ["a", "b"]\n'
+            '\n[extra]\nfoo = 1\ntheme = "not the top-level one"\n')
+    config_path().write_text(text)
+    assert remember_theme("tek-light") is None
+    assert config_path().read_text() == text.replace('theme = "tek-dark"', 'theme = "tek-light"')
+    save_config({"mouse": False})  # a new key goes before the first table
+    assert load_config() == {"run_jobs": 4, "theme": "tek-light", "tags": ["a", "b"],
+                             "mouse": False, "extra": {"foo": 1, "theme": "not the top-level one"}}
+
+
+def test_a_broken_config_is_never_rewritten() -> None:
+    config_path().write_text("run_jobs = 4\ntheme = = \n")
+    with pytest.raises(ConfigError, match=r"config.toml: not valid TOML: .*line 2"):
+        load_config()
+    assert remembered_theme() is None  # the console opens with its default
+    problem = remember_theme("tek-contrast")
+    assert problem is not None and problem.startswith("theme not remembered: ")
+    assert config_path().read_text() == "run_jobs = 4\ntheme = = \n"
