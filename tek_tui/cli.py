@@ -137,8 +137,41 @@ def quiet_stream(stream: TextIO) -> None:
         pass
 
 
+def output_lost(stream: TextIO, exc: OSError) -> None:
+    """Stop writing to ``stream``: quietly when its reader left, else say why once, on stderr."""
+    quiet_stream(stream)
+    if not isinstance(exc, BrokenPipeError) and stream is not sys.stderr:
+        try:
+            print(f"tek: cannot write the output: {exc.strerror or exc} "
+                  "(the journal and logs keep everything)", file=sys.stderr, flush=True)
+        except (OSError, ValueError):
+            pass
+
+
+def _open_standard_fds() -> None:
+    """Give a closed stdin, stdout or stderr (``tek run PLAN >&-``) /dev/null.
+
+    Otherwise the next file tek opens would take that number (a task's
+    output pipe as fd 1), and Python leaves ``sys.stdout`` as None.
+    """
+    import os
+
+    for fd, name, mode in ((0, "stdin", os.O_RDONLY), (1, "stdout", os.O_WRONLY),
+                           (2, "stderr", os.O_WRONLY)):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, mode)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            if getattr(sys, name) is None:
+                setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115
+
+
 def entry() -> None:
     """Console-script entry point."""
+    _open_standard_fds()
     # The collector finds no garbage among the ~40,000 objects that importing
     # polars, anyio and tek makes, yet scans them again and again (20-30 ms).
     # Commands that run for long turn it back on when they start (``tek run``,

@@ -248,20 +248,21 @@ class RunView:
     def write(self, text: str) -> None:
         """Write and flush; once the reader has gone, write nothing more.
 
-        ``tek run PLAN | head`` closes the pipe early: the run goes on to its
-        end (its journal and logs get everything, its exit code is the run's)
-        rather than dying half-way with a traceback.
+        ``tek run PLAN | head`` closes the pipe early, and ``> file`` on a
+        full disk fails: the run goes on to its end (its journal and logs get
+        everything, its exit code is the run's) rather than dying half-way
+        with a traceback.
         """
         if self.out_gone:
             return
         try:
             self.out.write(text)
             self.out.flush()
-        except BrokenPipeError:
-            from tek_tui.cli import quiet_stream
+        except OSError as exc:  # the reader went away, or the disk is full
+            from tek_tui.cli import output_lost
 
             self.out_gone = True
-            quiet_stream(self.out)
+            output_lost(self.out, exc)
 
     async def _flush_plain(self) -> None:
         while True:

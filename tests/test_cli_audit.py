@@ -188,6 +188,43 @@ def test_run_into_a_closed_pipe_finishes_the_run(tmp_path: Path) -> None:
     assert runs[0]["status"] == "succeeded" and runs[0]["counts"] == {"succeeded": 40}
 
 
+@pytest.mark.parametrize("args", [["run"], ["run", "--json"]])
+def test_run_onto_a_full_disk_finishes_the_run_and_says_so_once(
+    tmp_path: Path, args: list[str]
+) -> None:
+    plan = tmp_path / "p.csv"
+    plan.write_text("id,command\n" + "".join(f"t{i},echo {i}\n" for i in range(20)))
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([*TEK, *args, str(plan)], stdout=full, stderr=subprocess.PIPE,
+                           text=True, timeout=60)
+    assert r.returncode == 0
+    assert r.stderr == ("tek: cannot write the output: No space left on device "
+                        "(the journal and logs keep everything)\n")
+    assert json.loads(tek("runs", "--json").stdout)[0]["status"] == "succeeded"
+
+
+@pytest.mark.parametrize("closed", [1, 2])
+@pytest.mark.parametrize("plan_rows", [["t0,true"], ["t0,true", "t0,true"]])
+def test_a_closed_stdout_or_stderr_changes_nothing_but_what_is_seen(
+    tmp_path: Path, closed: int, plan_rows: list[str]
+) -> None:
+    """``tek run PLAN >&-`` (or ``2>&-``): the run's own exit code, no traceback anywhere."""
+    plan = tmp_path / "p.csv"
+    plan.write_text("id,command\n" + "\n".join(plan_rows) + "\n")
+    other = subprocess.PIPE
+    r = subprocess.run([*TEK, "run", str(plan)], stdout=other if closed == 2 else None,
+                       stderr=other if closed == 1 else None, text=True, timeout=60,
+                       preexec_fn=lambda: os.close(closed))
+    bad = len(plan_rows) == 2  # a duplicate id
+    assert r.returncode == (2 if bad else 0)
+    seen = r.stderr if closed == 1 else r.stdout
+    if closed == 1:
+        assert seen == (f"tek: {plan}:3: id: duplicate id, first defined on line 2 (t0)\n"
+                        if bad else "")
+    else:
+        assert "Traceback" not in seen and "tek:" not in seen  # errors never go to stdout
+
+
 @pytest.mark.parametrize("args", [["runs"], ["show", "last"], ["logs", "last", "t0"],
                                   ["run", "--json", "PLAN"], ["validate", "PLAN"]])
 def test_history_commands_into_a_closed_pipe(tmp_path: Path, args: list[str]) -> None:

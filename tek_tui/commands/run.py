@@ -313,10 +313,10 @@ def execute(
             summary = _with_earlier(summary, earlier())
         try:
             print(json.dumps(summary.to_json()), flush=True)
-        except BrokenPipeError:  # the reader has gone; the exit code still tells
-            from tek_tui.cli import quiet_stream
+        except OSError as exc:  # the reader has gone, or a full disk; the exit code still tells
+            from tek_tui.cli import output_lost
 
-            quiet_stream(sys.stdout)
+            output_lost(sys.stdout, exc)
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if summary.status.value == "succeeded" else EXIT_FAILED
