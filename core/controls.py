@@ -14,7 +14,9 @@ poked afterwards by ``Run.control``.
   it come back to ``pending`` (in topological order, so a task with two
   re-enabled parents comes back too).
 - ``SkipTask``: a task that has not run ends ``skipped``; its downstream runs
-  as if it had succeeded.
+  as if it had succeeded, once the skipped task's own upstream is done (so
+  skipping a middle step never lets a later one start before the earlier
+  ones; if that upstream fails, the downstream is skipped as it would be).
 """
 
 from __future__ import annotations
@@ -111,17 +113,17 @@ def _skip(run: Run, rec: TaskRec) -> None:
         raise ControlError(f"task {rec.task.id} is running; cancel it instead")
     if rec.state.is_terminal:
         raise ControlError(f"task {rec.task.id} is already {rec.state.value}")
+    held = rec.state is TaskState.PENDING and rec.waiting > 0
     run.end_now(rec, TaskState.SKIPPED, "skipped by user")
-    for d in rec.dependents:
-        if d.state is TaskState.PENDING:
-            d.waiting -= 1
-            if d.waiting == 0 and not run.stopping:
-                run.make_ready(d)
+    if held:  # its downstream still waits for its upstream (RunState.release)
+        rec.held = True
+    else:
+        run.release(rec)
 
 
 def _satisfied(rec: TaskRec) -> bool:
     return rec.state is TaskState.SUCCEEDED or (
-        rec.state is TaskState.SKIPPED and not rec.upstream_skip
+        rec.state is TaskState.SKIPPED and not rec.upstream_skip and not rec.held
     )
 
 
@@ -144,6 +146,8 @@ def _retry(run: Run, rec: TaskRec) -> None:
         d = stack.pop()
         if d.state is TaskState.SKIPPED and d.upstream_skip and id(d) not in closure:
             closure[id(d)] = d
+            stack.extend(d.dependents)
+        elif d.held:  # a skip that still waits on this retry: its downstream may revive
             stack.extend(d.dependents)
     _revive(run, rec)
     rec.attempts_in_run = 0

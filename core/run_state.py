@@ -270,11 +270,7 @@ class RunState:
             self._open -= 1
             self._batch.append(TaskChanged(task.id, TaskState.SUCCEEDED, rec.attempt, now,
                                            outcome.exit_code, "", None, (), metrics))
-            for d in rec.dependents:
-                if d.state is _PENDING:
-                    d.waiting -= 1
-                    if d.waiting == 0:
-                        self.make_ready(d)
+            self.release(rec)
             return
         if not cancelled and not self._stopping and rec.attempts_in_run <= task.retries:
             rec.state = _RETRYING
@@ -293,6 +289,24 @@ class RunState:
             self.stop(f"cancelled: --fail-fast after {task.id} failed")
         else:
             self.skip_downstream(rec, f"upstream {task.id} {state.value}")
+
+    def release(self, rec: TaskRec) -> None:
+        """``rec`` is done as far as its downstream is concerned (it succeeded, or was skipped).
+
+        A dependant skipped by the user while it still waited (``held``) is
+        passed through: its own downstream is released once its last
+        upstream task is done, never before.
+        """
+        for d in rec.dependents:
+            if d.state is _PENDING:
+                d.waiting -= 1
+                if d.waiting == 0 and not self._stopping:
+                    self.make_ready(d)
+            elif d.held:
+                d.waiting -= 1
+                if d.waiting == 0:
+                    d.held = False
+                    self.release(d)
 
     def end_now(self, rec: TaskRec, state: TaskState, reason: str, upstream: bool = False) -> None:
         """End a task that is not running (PENDING, READY or RETRYING) right away."""
@@ -315,6 +329,8 @@ class RunState:
             d = stack.pop()
             if d.state is _PENDING:
                 self.end_now(d, TaskState.SKIPPED, reason, upstream=True)
+                stack.extend(d.dependents)
+            elif d.held:  # skipped by the user, but what it waited for will never come
                 stack.extend(d.dependents)
 
     def stop(self, reason: str) -> None:

@@ -70,6 +70,7 @@ class TaskRec:
         "scope",
         "cancel_reason",
         "upstream_skip",
+        "held",
         "in_heap",
         "pool",
         "topo",
@@ -102,6 +103,9 @@ class TaskRec:
         self.cancel_reason = ""
         #: True when skipped because an upstream task failed (RetryTask undoes it).
         self.upstream_skip = False
+        #: True for a task skipped by the user before its upstream finished:
+        #: its downstream waits for that upstream (``waiting`` still counts it).
+        self.held = False
         self.in_heap = False
         self.pool = pool
         #: Position in a topological order of the plan.

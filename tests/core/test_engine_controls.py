@@ -135,20 +135,50 @@ async def test_stay_open_allows_retry_after_everything_ended() -> None:
     assert summary.status is RunStatus.SUCCEEDED
 
 
-async def test_skip_pending_task_lets_downstream_run() -> None:
+def _index(events: EventLog, tid: str, state: TaskState) -> int:
+    return next(i for i, e in enumerate(events)
+                if isinstance(e, TaskChanged) and e.task_id == tid and e.state is state)
+
+
+async def test_skip_pending_task_lets_downstream_run_once_its_upstream_is_done() -> None:
+    """Skipping the middle of a -> b -> c while a runs: c runs as if b succeeded, after a."""
     p = new_probe(OPTS, 4)
     tasks = [probe("a", "0.2"), probe("b", deps=("a",)), probe("c", deps=("b",))]
 
     async def drive(run: Run, events: EventLog) -> None:
         await events.wait_for(lambda: running(run, "a"))
         await send(run, SkipTask("b"))
+        await events.wait_for(lambda: is_state(events, "b", TaskState.SKIPPED))
+        assert not is_state(events, "c", TaskState.READY) and not running(run, "c")
 
-    summary, _ = await run_collect(create_run(plan_of(*tasks), OPTS), drive)
+    summary, events = await run_collect(create_run(plan_of(*tasks), OPTS), drive)
     assert summary.tasks["b"].state is TaskState.SKIPPED
     assert summary.tasks["b"].reason == "skipped by user"
     assert summary.tasks["c"].state is TaskState.SUCCEEDED
     assert [s[0] for s in p.starts] == ["a", "c"]
+    assert _index(events, "a", TaskState.SUCCEEDED) < _index(events, "c", TaskState.RUNNING)
     assert summary.status is RunStatus.SUCCEEDED
+
+
+async def test_a_skip_whose_upstream_fails_skips_its_downstream_and_a_retry_brings_it_back() -> None:
+    p = new_probe(OPTS, 4)
+    tasks = [probe("a", "0.2:1"), probe("b", deps=("a",)), probe("c", deps=("b",)),
+             probe("keepalive", "30")]
+
+    async def drive(run: Run, events: EventLog) -> None:
+        await events.wait_for(lambda: running(run, "a"))
+        await send(run, SkipTask("b"))
+        await events.wait_for(lambda: is_state(events, "c", TaskState.SKIPPED))
+        st = {t.id: (t.state, t.reason) for t in run.snapshot().tasks}
+        assert st["c"] == (TaskState.SKIPPED, "upstream a failed")
+        assert st["b"] == (TaskState.SKIPPED, "skipped by user")
+        await send(run, RetryTask("a"))
+        await events.wait_for(lambda: is_state(events, "c", TaskState.SUCCEEDED))
+        await send(run, CancelTask("keepalive"))
+
+    summary, events = await run_collect(create_run(plan_of(*tasks), OPTS), drive)
+    assert [s for s in p.starts if s[0] != "keepalive"] == [("a", 1), ("a", 2), ("c", 1)]
+    assert _index(events, "a", TaskState.SUCCEEDED) < _index(events, "c", TaskState.RUNNING)
 
 
 async def test_cancel_run() -> None:
