@@ -6,15 +6,16 @@ subscriber that stops reading can never slow the run. Each
 :class:`Subscription` keeps a bounded backlog:
 
 - ``TaskChanged``, ``Progress`` and ``PoolChanged`` coalesce: at most one is
-  pending per task (per pool), the latest wins, and it keeps the place in the
-  stream of the first one it replaced;
+  pending per task attempt (per task, per pool), the latest wins, and it
+  keeps the place in the stream of the first one it replaced (so every
+  attempt's end reaches a slow reader: retries are never folded away);
 - ``OutputLines`` beyond ``max_lines`` pending lines are dropped from this
   subscriber's stream (never from the log file) and announced by one
   ``OutputDropped`` per task attempt, placed where the first drop happened;
 - ``RunStarted``, ``AdmissionChanged`` and ``RunFinished`` are always kept.
 
-So a subscriber's memory is bounded by the number of tasks and pools plus
-``max_lines``, whatever it does.
+So a subscriber's memory is bounded by the number of task attempts and pools
+plus ``max_lines``, whatever it does.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class Subscription:
         self._owner = owner
         self.max_lines = max_lines
         self._queue: deque[Any] = deque()
-        self._tasks: dict[str, TaskChanged] = {}
+        self._tasks: dict[tuple[str, int], TaskChanged] = {}
         self._progress: dict[str, Progress] = {}
         self._pools: dict[str, PoolChanged] = {}
         self._drops: dict[tuple[str, int], int] = {}
@@ -71,10 +72,11 @@ class Subscription:
         for ev in events:
             kind = type(ev)
             if kind is TaskChanged:
-                tid = ev.task_id  # type: ignore[union-attr]
-                if tid not in tasks:
-                    queue.append((_TASK, tid))
-                tasks[tid] = ev  # type: ignore[assignment]
+                # a state before the first attempt (pending, ready) folds into it
+                key = (ev.task_id, ev.attempt or 1)  # type: ignore[union-attr]
+                if key not in tasks:
+                    queue.append((_TASK, key))
+                tasks[key] = ev  # type: ignore[assignment]
             elif kind is OutputLines:
                 n = len(ev.lines)  # type: ignore[union-attr]
                 if self._lines + n <= self.max_lines:

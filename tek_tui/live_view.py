@@ -105,12 +105,14 @@ class RunWatch:
             if prev is not None:
                 self._counts[prev] -= 1
             self._counts[ev.state] = self._counts.get(ev.state, 0) + 1
-            if ev.state is TaskState.RUNNING:
-                if prev is TaskState.RUNNING and self.attempts.get(ev.task_id) == ev.attempt:
-                    return None  # the same attempt again, now with its pid
-                self.started[ev.task_id] = time.monotonic()
+            new_attempt = ev.attempt and self.attempts.get(ev.task_id) != ev.attempt
+            if new_attempt:  # its RUNNING may have been folded into its end
                 self.attempts[ev.task_id] = ev.attempt
                 self.tails[ev.task_id] = deque(maxlen=_TAIL)
+            if ev.state is TaskState.RUNNING:
+                if prev is TaskState.RUNNING and not new_attempt:
+                    return None  # the same attempt again, now with its pid
+                self.started[ev.task_id] = time.monotonic()
                 self.progress.pop(ev.task_id, None)
                 return ev
             self.started.pop(ev.task_id, None)

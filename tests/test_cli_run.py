@@ -48,6 +48,20 @@ def test_plain_lines_and_exit_code_1(plan: Path) -> None:
     assert all(ln[2] == ":" and ln[5] == ":" for ln in lines if not ln.startswith(" "))
 
 
+def test_plain_lines_show_every_attempt_with_its_own_output(tmp_path: Path) -> None:
+    """Retries with no backoff: one start and one end line per attempt, each with its output."""
+    p = tmp_path / "r.csv"
+    p.write_text("id,command,retries,retry_backoff_s\nc,echo try $TEK_ATTEMPT; exit 1,3,0\n")
+    r = tek("run", str(p))
+    assert r.returncode == 1
+    lines = [ln[9:] for ln in r.stdout.splitlines()[:-1]]  # without the time stamps and summary
+    expected = []
+    for n in (1, 2, 3, 4):
+        expected += [f"start c (attempt {n})", "retry c: exit code 1" if n < 4 else
+                     "FAIL  c: exit code 1", f"| try {n}"]
+    assert lines == expected
+
+
 def test_json_summary(plan: Path) -> None:
     r = tek("run", "--json", "-j", "2", str(plan))
     assert r.returncode == 1

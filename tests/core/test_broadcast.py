@@ -61,6 +61,19 @@ async def test_state_changes_coalesce_latest_wins_first_place_kept() -> None:
     assert b.count == 0  # the finished iterator unsubscribed
 
 
+async def test_each_attempt_of_a_task_keeps_its_own_end() -> None:
+    """A slow reader of a task retried quickly still sees how each attempt ended."""
+    b = Broadcaster()
+    sub = b.subscribe()
+    for n in (1, 2, 3):
+        final = S.RETRYING if n < 3 else S.FAILED
+        b.publish([TaskChanged("a", S.RUNNING, n, 0.0), TaskChanged("a", final, n, 0.0, 1)])
+    b.publish([RunFinished("r", RunStatus.FAILED, {}, 1.0, 0.0)])
+    got = await drain(sub.__aiter__())
+    assert [(e.attempt, e.state) for e in got if isinstance(e, TaskChanged)] == [
+        (1, S.RETRYING), (2, S.RETRYING), (3, S.FAILED)]
+
+
 async def test_output_beyond_bound_is_dropped_and_counted() -> None:
     b = Broadcaster()
     sub = b.subscribe(max_lines=10)
