@@ -108,6 +108,18 @@ def build_context(run: RunState, rec: TaskRec, log: AttemptLog) -> AttemptContex
     )  # fmt: skip
 
 
+def stop_reason(rec: TaskRec, exit_code: int | None, timed_out: bool) -> str:
+    """Why tek ended the attempt (a cancel, its timeout), or "" when it ended by itself."""
+    if rec.cancel_reason:
+        return rec.cancel_reason
+    if timed_out:
+        reason = f"timed out after {rec.task.timeout_s:g}s"
+        if exit_code == -signal.SIGKILL:  # the grace ran out: SIGTERM did not stop it
+            reason += " (killed: it did not stop on SIGTERM)"
+        return reason
+    return ""
+
+
 class RunAttempts(RunEvents):
     """How a run starts an awaited attempt, ends any attempt and waits to retry."""
 
@@ -137,16 +149,24 @@ class RunAttempts(RunEvents):
                     outcome = Outcome(ok=False, reason=f"{agent.name} agent error: {exc!r}")
         finally:
             rec.scope = None
-            log_error = self.attempt_stopped(log)
+            code = outcome.exit_code if outcome is not None else None
+            log_error = self.attempt_stopped(log, stop_reason(rec, code, timed_out))
         self.attempt_ended(rec, outcome, timed_out, log_error)
 
-    def attempt_stopped(self, log: AttemptLog) -> str:
+    def attempt_stopped(self, log: AttemptLog, stopped: str = "") -> str:
         """An attempt's work has stopped: close its log, take its last lines.
+
+        Args:
+            log: the attempt's log.
+            stopped: why tek stopped it (:func:`stop_reason`), written as the
+                log's last line, so the log says why it ends where it does.
 
         Returns:
             Why its log file could not be written, or "".
         """
         self._live -= 1
+        if stopped:
+            log.write_line(f"[tek] {stopped}")
         log.close()
         self._take_output(log)
         self._logs.pop(log, None)
@@ -160,13 +180,8 @@ class RunAttempts(RunEvents):
         with that reason, even when its command succeeded: its output is lost.
         """
         code = outcome.exit_code if outcome is not None else None
-        if rec.cancel_reason:
-            outcome = Outcome(ok=False, exit_code=code, reason=rec.cancel_reason)
-        elif timed_out:
-            reason = f"timed out after {rec.task.timeout_s:g}s"
-            if code == -signal.SIGKILL:  # the grace ran out: SIGTERM did not stop it
-                reason += " (killed: it did not stop on SIGTERM)"
-            outcome = Outcome(ok=False, exit_code=code, reason=reason)
+        if stopped := stop_reason(rec, code, timed_out):
+            outcome = Outcome(ok=False, exit_code=code, reason=stopped)
         elif outcome is None:
             outcome = Outcome(ok=False, reason="cancelled")
         elif log_error and outcome.ok:

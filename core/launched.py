@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from core.agents.base import Outcome
+from core.attempt import stop_reason
 
 if TYPE_CHECKING:
     from core.agents.base import Agent, AttemptContext, Launched
@@ -85,8 +86,9 @@ class LaunchedAttempt:
         run.launched.discard(self)
         if rec.scope is self:
             rec.scope = None
-        log_error = run.attempt_stopped(self.log)
-        run.attempt_ended(rec, outcome, self.timed_out and not outcome.ok, log_error)
+        timed_out = self.timed_out and not outcome.ok
+        log_error = run.attempt_stopped(self.log, stop_reason(rec, outcome.exit_code, timed_out))
+        run.attempt_ended(rec, outcome, timed_out, log_error)
         if not run.launched and run.launched_idle is not None:
             run.launched_idle.set()
 

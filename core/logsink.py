@@ -8,7 +8,8 @@ and the rest is counted as dropped. Memory therefore stays flat under an
 output flood: the file is written through a fixed buffer and the live list is
 bounded.
 
-The file is opened on the first line; an attempt that printed nothing gets
+A shell task's output reaches the file byte for byte (:meth:`AttemptLog.write_output`);
+lines tek itself writes are UTF-8. The file is opened on the first line; an attempt that printed nothing gets
 an empty file when it ends (one ``open``, no ``mkdir`` or ``utime`` unless
 the run's folder is missing), so every attempt the journal lists has a log.
 
@@ -52,11 +53,12 @@ class AttemptLog(LogSink):
         self.path = path
         self.live_limit = live_limit
         self._on_output = on_output
-        self._file: IO[str] | None = None
+        self._file: IO[bytes] | None = None
         self._fd = -1  # made by prepare(); wrapped by the first write
         self._live: list[str] = []
         self._dropped = 0
         self.lines_written = 0
+        self._at_line_start = True
         self.closed = False
         #: why the file could not be written ("" while it can)
         self.error = ""
@@ -75,17 +77,17 @@ class AttemptLog(LogSink):
         except OSError:  # the buffered lines are what failed: already counted
             pass
 
-    def _open(self) -> IO[str]:
+    def _open(self) -> IO[bytes]:
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
-            f: IO[str] = open(fd, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+            f: IO[bytes] = open(fd, "ab")  # noqa: SIM115
             self._file = f
             return f
         try:
-            f = open(self.path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+            f = open(self.path, "ab")  # noqa: SIM115
         except FileNotFoundError:  # the run's folder: made by the first attempt that prints
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            f = open(self.path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+            f = open(self.path, "ab")  # noqa: SIM115
         self._file = f
         return f
 
@@ -109,16 +111,24 @@ class AttemptLog(LogSink):
         self.write_lines([line])
 
     def write_lines(self, lines: list[str]) -> None:
-        """Append lines to the file and, within the bound, to the live buffer."""
-        if not lines or self.closed:
+        """Append lines to the file (UTF-8) and, within the bound, to the live buffer."""
+        if lines and not self.closed:
+            text = "\n".join(lines) + "\n"
+            if not self._at_line_start:  # after a task's unterminated last line
+                text = "\n" + text
+            self.write_output(text.encode("utf-8", "replace"), lines)
+
+    def write_output(self, raw: bytes, lines: list[str]) -> None:
+        """Append ``raw`` to the file as it is, and ``lines`` to the live buffer."""
+        if self.closed:
             return
         try:
             f = self._file
             if f is None and not self.error:
                 f = self._open()
             if f is not None:
-                f.write("\n".join(lines))
-                f.write("\n")
+                f.write(raw)
+                self._at_line_start = raw.endswith(b"\n")
         except OSError as exc:
             self._file_failed(exc)
         self.lines_written += len(lines)

@@ -48,6 +48,14 @@ class LogSink(ABC):
         for line in lines:
             self.write_line(line)
 
+    def write_output(self, raw: bytes, lines: list[str]) -> None:
+        """Append a process's own output: ``raw`` as it came, ``lines`` decoded from it.
+
+        Sinks with a file override this to keep the bytes exactly (a task
+        may print Latin-1 or binary); this default logs the decoded lines.
+        """
+        self.write_lines(lines)
+
 
 @dataclass(slots=True)
 class AttemptContext:

@@ -84,7 +84,11 @@ class LineSplitter:
         self.partial = b""
 
     def feed(self, data: bytes) -> None:
-        """Log the complete lines in ``data``; keep the rest for the next chunk."""
+        """Log the complete lines in ``data``; keep the rest for the next chunk.
+
+        The log file gets the bytes exactly as printed; the live lines are
+        them decoded as UTF-8 (undecodable bytes shown as U+FFFD).
+        """
         chunk = self.partial + data if self.partial else data
         cut = chunk.rfind(b"\n")
         if cut < 0:
@@ -93,12 +97,12 @@ class LineSplitter:
                 self.flush()
             return
         self.partial = chunk[cut + 1 :]
-        self.log.write_lines(chunk[:cut].decode("utf-8", "replace").split("\n"))
+        self.log.write_output(chunk[: cut + 1], chunk[:cut].decode("utf-8", "replace").split("\n"))
 
     def flush(self) -> None:
-        """Write an unterminated last line."""
+        """Log an unterminated last line (a piece of a huge one): the file gets no newline."""
         if self.partial:
-            self.log.write_line(self.partial.decode("utf-8", "replace"))
+            self.log.write_output(self.partial, [self.partial.decode("utf-8", "replace")])
             self.partial = b""
 
 

@@ -81,7 +81,7 @@ async def test_output_exit_code_and_log() -> None:
         shell("sig", "kill -9 $$"),
     ), OPTS)  # fmt: skip
     summary, events = await run_collect(run)
-    assert log_of(run, "ok").read_text() == "one\ntwo\nno newline\n"
+    assert log_of(run, "ok").read_text() == "one\ntwo\nno newline"  # as printed
     lines = [ln for e in events if isinstance(e, OutputLines) and e.task_id == "ok" for ln in e.lines]
     assert lines == ["one", "two", "no newline"]
     assert (summary.tasks["bad"].exit_code, summary.tasks["bad"].reason) == (7, "exit code 7")
@@ -146,15 +146,27 @@ async def test_background_process_holding_output_is_killed() -> None:
     assert survivors(run.run_id) == []
 
 
-async def test_long_line_without_newline_is_cut() -> None:
-    py = sys.executable
-    cmd = f"{py} -c 'import sys; sys.stdout.write(\"x\" * 3_000_000)'"
-    run = create_run(plan_of(shell("t", cmd)), OPTS)
+async def test_the_log_keeps_the_bytes_exactly_as_printed(tmp_path: Path) -> None:
+    """A 3 MB line with no newline, cut mid-character for the live stream, and bytes
+    that are not UTF-8: the file has them all, unchanged; live lines are bounded."""
+    data = "é" * 1_500_001 + "€" + "\n"  # the 1 MiB cuts fall inside characters
+    raw = data.encode() + b"latin-1: caf\xe9\n" + b"\x00\xff\xfe binary" + b"x" * 2_000_000
+    (tmp_path / "out.bin").write_bytes(raw)
+    run = create_run(plan_of(shell("t", f"cat {tmp_path / 'out.bin'}")), OPTS)
     summary, events = await run_collect(run)
     assert summary.tasks["t"].state is TaskState.SUCCEEDED
-    assert log_of(run, "t").stat().st_size == 3_000_000 + len(log_of(run, "t").read_text().splitlines())
+    assert log_of(run, "t").read_bytes() == raw
     live = [ln for e in events if isinstance(e, OutputLines) for ln in e.lines]
     assert live and max(len(ln) for ln in live) <= 2000
+    assert "latin-1: caf\ufffd" in live
+
+
+async def test_tek_s_own_line_after_an_unterminated_one_starts_a_line(tmp_path: Path) -> None:
+    run = create_run(plan_of(shell("t", "printf partial; sleep 30", timeout_s=0.3)),
+                     RunOptions(jobs=1, memory_floor_mb=0, grace_s=0.5))
+    summary, _ = await run_collect(run)
+    text = log_of(run, "t").read_text()
+    assert text.startswith("partial\n[tek] ") and text.endswith("\n")
 
 
 async def test_output_flood_keeps_memory_flat_and_log_complete() -> None:
