@@ -3,6 +3,11 @@
 The worker builds one per request from what the agent sent (run and task ids,
 assigned GPUs and CPUs, working directory, environment) plus two callbacks
 that send log lines and progress back over the pipe. Torch-free.
+
+The attempt number comes from ``TEK_ATTEMPT`` in the task's environment (the
+engine sets it for every agent), so ``meta.json`` can tell apart two versions
+a resumed run saved for one task. Registry references resolve through
+:meth:`OpContext.resolve`, which scopes a bare ``NAME`` to this run.
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.ml.registry import ModelVersion
 
 _VAR = re.compile(r"\$(\w+)|\$\{(\w+)\}")
 
@@ -24,6 +32,7 @@ class OpContext:
     Attributes:
         run_id: the run's id (recorded in ``meta.json``).
         task_id: the task's id (recorded in ``meta.json``).
+        attempt: the attempt number (``TEK_ATTEMPT``; 0 when unknown).
         cpus: CPUs granted; sets torch's thread count unless ``threads=`` is given.
         gpus: GPU indices granted.
         cwd: folder that relative paths start from.
@@ -34,6 +43,7 @@ class OpContext:
 
     run_id: str = ""
     task_id: str = ""
+    attempt: int = 0
     cpus: float = 1.0
     gpus: tuple[int, ...] = ()
     cwd: Path = field(default_factory=Path.cwd)
@@ -57,6 +67,26 @@ class OpContext:
         path = Path(_VAR.sub(expand, text)).expanduser()
         return path if path.is_absolute() else self.cwd / path
 
+    def data_name(self, text: str) -> str:
+        """A ``data=`` value as recorded and logged: a built-in set's name, else the real path.
+
+        Raises:
+            ValueError: a variable in the path is not set.
+        """
+        from core.ml.op_values import SYNTHETIC
+
+        return text if text in SYNTHETIC else str(self.path(text))
+
+    def resolve(self, ref: str) -> ModelVersion:
+        """The registry version ``ref`` names for this run (see ``core.ml.registry.resolve``).
+
+        Raises:
+            RegistryError: bad reference, no such model or version.
+        """
+        from core.ml import registry
+
+        return registry.resolve(ref, run_id=self.run_id or None)
+
     def lineage(self) -> dict[str, Any]:
-        """The run and task that made something, for ``meta.json``."""
-        return {"run_id": self.run_id, "task_id": self.task_id}
+        """The run, task and attempt that made something, for ``meta.json``."""
+        return {"run_id": self.run_id, "task_id": self.task_id, "attempt": self.attempt or None}

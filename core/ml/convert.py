@@ -11,7 +11,9 @@ ONNX export uses torch's TorchScript-based exporter (``dynamo=False``): the
 newer exporter needs ``onnxscript``, which the ``onnx`` extra does not ship.
 The exported graph has one input ``input`` and one output ``output`` with a
 dynamic batch axis; it includes the standardisation layer, so it takes raw
-features.
+features. Every export problem (an opset the installed exporter lacks, an
+output path that is a folder, a failed write, an exporter error) is one
+:class:`~core.errors.RegistryError` line, never a traceback.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from torch import nn
 
 from core.errors import RegistryError
 from core.ml import models, registry
+from core.ml.op_values import OpError, check_opset
 
 if TYPE_CHECKING:
     from core.ml.context import OpContext
@@ -114,12 +117,20 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """
     if not path.is_file():
         raise RegistryError(f"weights file {path} does not exist")
-    try:
-        if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors":
+        try:
             return load_file(str(path))
+        except Exception as exc:  # safetensors raises several types
+            raise RegistryError(f"cannot read weights {path}: {str(exc).splitlines()[0]}") from None
+    try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # safetensors and torch.load raise many types
-        raise RegistryError(f"cannot read weights {path}: {str(exc).splitlines()[0]}") from None
+    except Exception:
+        # torch's own message advises weights_only=False, i.e. running the
+        # file's pickled code: never what tek does, so never what it says.
+        raise RegistryError(
+            f"cannot read weights {path}: not a PyTorch state dict file "
+            "(loaded with weights_only=True)"
+        ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise RegistryError(f"{path} is not a state dict of tensors")
     return state
@@ -129,18 +140,30 @@ def export(mv: registry.ModelVersion, to: str, out: Path, opset: int = 17) -> Pa
     """Write a registry version as ``onnx``, ``pt`` (state dict) or ``safetensors``.
 
     Raises:
-        RegistryError: bad weights, or ONNX asked for without the ``onnx`` extra.
+        RegistryError: bad weights, an opset the installed exporter lacks,
+            ``out`` is a folder or cannot be written, the exporter failed, or
+            ONNX asked for without the ``onnx`` extra.
     """
-    model = load(mv)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if to == "safetensors":
-        shutil.copyfile(mv.weights_path, out)
-    elif to == "pt":
-        torch.save(_state(model), out)
-    elif to == "onnx":
-        export_onnx(model, list(mv.meta["architecture"]["input_shape"]), out, opset)
-    else:
+    if to not in ("onnx", "pt", "safetensors"):
         raise RegistryError(f"unknown export format {to!r}; expected onnx, pt or safetensors")
+    if to == "onnx":
+        try:
+            check_opset(opset)
+        except OpError as exc:
+            raise RegistryError(f"cannot export {mv.ref} with opset {opset}: {exc}") from None
+    if out.is_dir():
+        raise RegistryError(f"cannot export {mv.ref} to {out}: it is a folder; give a file name")
+    model = load(mv)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if to == "safetensors":
+            shutil.copyfile(mv.weights_path, out)
+        elif to == "pt":
+            torch.save(_state(model), out)
+        else:
+            export_onnx(model, list(mv.meta["architecture"]["input_shape"]), out, opset)
+    except OSError as exc:
+        raise RegistryError(f"cannot export {mv.ref} to {out}: {exc.strerror or exc}") from None
     return out
 
 
@@ -148,7 +171,8 @@ def export_onnx(model: nn.Module, input_shape: list[int], out: Path, opset: int 
     """Export to ONNX with a dynamic batch axis, then check the file with ``onnx``.
 
     Raises:
-        RegistryError: the ``onnx`` package is not installed.
+        RegistryError: the ``onnx`` package is not installed, or the export failed.
+        OSError: the file could not be written.
     """
     try:
         import onnx
@@ -157,29 +181,35 @@ def export_onnx(model: nn.Module, input_shape: list[int], out: Path, opset: int 
             "ONNX export needs the onnx extra: pip install 'task-exec-kit[onnx]'"
         ) from None
     sample = torch.zeros(1, *input_shape)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter warns that it is legacy
-        torch.onnx.export(
-            model.eval(),
-            (sample,),
-            str(out),
-            dynamo=False,
-            opset_version=opset,
-            input_names=["input"],
-            output_names=["output"],
-            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-        )
-    onnx.checker.check_model(onnx.load(str(out)))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the legacy exporter warns that it is legacy
+            torch.onnx.export(
+                model.eval(),
+                (sample,),
+                str(out),
+                dynamo=False,
+                opset_version=opset,
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+            )
+        onnx.checker.check_model(onnx.load(str(out)))
+    except OSError:
+        raise  # export() words these (permissions, disk full)
+    except Exception as exc:  # the exporter raises many types, with long dumps
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise RegistryError(f"ONNX export (opset {opset}) failed: {first}") from None
 
 
 def run_convert(args: dict[str, Any], ctx: OpContext) -> dict[str, float]:
     """The ``convert`` op: export a registry version, or import a state dict."""
     if args.get("model"):
-        mv = registry.resolve(args["model"])
+        mv = ctx.resolve(args["model"])
         out = export(mv, args["to"], ctx.path(args["out"]), args["opset"])
         ctx.log(f"convert {mv.ref} -> {args['to']}: {out} ({out.stat().st_size} bytes)")
         return {"bytes": float(out.stat().st_size)}
-    like = registry.resolve(args["like"])
+    like = ctx.resolve(args["like"])
     src = ctx.path(args["src"])
     model = _fit(models.build(dict(like.meta["architecture"])), read_state_dict(src), str(src))
     keep = {

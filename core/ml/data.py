@@ -2,7 +2,10 @@
 
 Imports torch: used only inside an ML worker. Every synthetic set is drawn
 from a ``torch.Generator`` seeded with ``data_seed``, so the same arguments
-give the same tensors on every machine. As tables, synthetic sets have
+give the same tensors on every machine. What defines the *problem* does not
+depend on ``data_seed``: ``blobs``' cluster centres come from a fixed seed
+(per ``classes`` and ``dims``), so a draw with another ``data_seed`` is a
+held-out sample of the same problem, as for the other sets. As tables, synthetic sets have
 feature columns ``x0..`` (``p0..`` pixels, row-major, for ``shapes``) and a
 target column ``label`` (integer class) or ``y`` (regression).
 
@@ -23,6 +26,8 @@ import polars as pl
 import torch
 
 SHAPES = ("circle", "square", "triangle", "cross")
+#: Seeds the blobs' centres: fixed, so every ``data_seed`` samples one problem.
+_BLOB_CENTRES_SEED = 20_240_917
 
 
 class DataError(Exception):
@@ -73,8 +78,8 @@ def synthetic(kind: str, args: dict[str, Any]) -> Dataset:
         y = torch.cat([torch.zeros(half), torch.ones(n - half)]).long()
         classes = 2
     elif kind == "blobs":
-        classes, dims = int(args.get("classes") or 3), int(args.get("dims") or 2)
-        centers = (torch.rand(classes, dims, generator=g) - 0.5) * 12
+        classes, dims = int(args.get("classes") or 3), int(args.get("dims") or 4)
+        centers = _blob_centres(classes, dims)
         y = torch.randint(0, classes, (n,), generator=g)
         x = centers[y] + (1.0 + noise) * torch.randn(n, dims, generator=g)
     elif kind == "spirals":
@@ -93,6 +98,22 @@ def synthetic(kind: str, args: dict[str, Any]) -> Dataset:
         "label",
         [str(c) for c in range(classes)],
     )
+
+
+def _blob_centres(classes: int, dims: int) -> torch.Tensor:
+    """Well-spread cluster centres in ``[-6, 6]^dims``, the same for every ``data_seed``.
+
+    Candidates come from a fixed seed; farthest-point picking keeps the
+    clusters apart (plain random centres can land on top of each other).
+    """
+    g = torch.Generator().manual_seed(_BLOB_CENTRES_SEED)
+    pool = (torch.rand(max(64, 16 * classes), dims, generator=g) - 0.5) * 12
+    chosen = [0]
+    nearest = (pool - pool[0]).norm(dim=1)  # each candidate's distance to the chosen ones
+    for _ in range(classes - 1):
+        chosen.append(int(nearest.argmax()))
+        nearest = torch.minimum(nearest, (pool - pool[chosen[-1]]).norm(dim=1))
+    return pool[chosen]
 
 
 def _names(prefix: str, count: int) -> list[str]:

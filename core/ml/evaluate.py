@@ -68,7 +68,7 @@ def _load(
     device, note = resolve_device(args["device"], ctx.gpus)
     if note:
         ctx.log(note)
-    mv = registry.resolve(args["model"])
+    mv = ctx.resolve(args["model"])
     model = convert.load(mv).to(device)
     ds = data.load(args, ctx.path, dict(mv.meta))
     return mv, model, ds, device
@@ -84,17 +84,18 @@ def run_evaluate(args: dict[str, Any], ctx: OpContext) -> dict[str, float]:
     if ds.y is None:
         raise data.DataError(f"data {args['data']} has no target column to evaluate against")
     result = {f"eval_{k}": v for k, v in metrics(model, ds, device, args["batch_size"]).items()}
+    source = ctx.data_name(args["data"])  # the real path, not ${TEK_RUN_DIR}/...
     registry.update_meta(
         mv,
         {
             "metrics": result,
             "evaluations": [
-                {"data": args["data"], "samples": len(ds.x), "metrics": result, **ctx.lineage()}
+                {"data": source, "samples": len(ds.x), "metrics": result, **ctx.lineage()}
             ],
         },
     )
     ctx.log(
-        f"evaluate {mv.ref} on {args['data']} ({len(ds.x)} samples): "
+        f"evaluate {mv.ref} on {source} ({len(ds.x)} samples): "
         + " ".join(f"{k}={v:.4f}" for k, v in result.items())
     )
     return {**result, "samples": float(len(ds.x))}

@@ -18,12 +18,16 @@ Ops:
   lr= momentum= weight_decay= schedule=none|step|cosine step_size= gamma=
   epochs= batch_size= val_split= patience= min_delta= seed= device= threads=
   save=NAME]``: fit a model; ``save`` adds the next registry version.
+  ``features`` (never the target) applies to data files only. ``seed`` and
+  ``data_seed`` are ``0 <= seed < 2**63``. A loss that becomes NaN or
+  infinite fails the task (the model diverged) and saves nothing.
 - ``evaluate model=NAME[@V] data=SET|PATH [target=]``: metrics on a labelled
   data set (``eval_accuracy``, ``eval_loss``, ``eval_mse`` ...; ``target``
   and ``features`` default to the model's); they are also recorded in that
   version's ``meta.json`` (``metrics`` and ``evaluations``).
 - ``infer model=NAME[@V] data=SET|PATH out=PATH.csv|.parquet``: predictions.
-- ``convert model=NAME[@V] to=onnx|pt|safetensors out=PATH`` exports;
+- ``convert model=NAME[@V] to=onnx|pt|safetensors out=PATH [opset=17]`` exports
+  (``opset`` within what the installed torch exporter supports, checked at import);
   ``convert src=PATH.pt|.safetensors like=NAME[@V] save=NAME`` imports a state
   dict (``.pt`` loaded with ``weights_only=True``) with the architecture of
   ``like`` as a new registry model.
@@ -31,9 +35,20 @@ Ops:
   the best candidate (latest versions unless ``@V`` is given) by a metric of
   its ``meta.json`` to a new version of ``save``; ``mode=auto`` minimises
   metrics whose name mentions loss, mse or mae and maximises the rest.
+  Candidates whose metric is missing, NaN or infinite are skipped (the log
+  says which); the op fails when none is left.
 
-Built-in data sets: ``moons``, ``blobs``, ``spirals`` (2-D classification),
-``regression`` (``dims`` inputs, noisy linear-plus-sine target) and
+``model=NAME`` without ``@V`` (also ``like=`` and ``candidates=``) means,
+inside a run, the latest version of NAME *this run* saved (``run_id`` in
+``meta.json``), when it saved one; otherwise the latest version overall. So
+two runs that train and then evaluate or select the same name at the same
+time each use their own models. ``NAME@latest`` is always the newest overall.
+
+Built-in data sets: ``moons`` and ``spirals`` (2-D classification), ``blobs``
+(``classes`` Gaussian clusters in ``dims`` dimensions, default 4; the centres
+depend only on ``classes`` and ``dims``, ``data_seed`` draws the samples, so
+a held-out draw is the same problem), ``regression`` (``dims`` inputs, noisy
+linear-plus-sine target) and
 ``shapes`` (``size``×``size`` grey images of circles, squares, triangles and
 crosses, for ``model=cnn``).
 """
@@ -41,153 +56,42 @@ crosses, for ``model=cnn``).
 from __future__ import annotations
 
 import copy
-import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-SYNTHETIC = ("moons", "blobs", "spirals", "regression", "shapes")
-DATA_SUFFIXES = (".csv", ".parquet", ".pq")
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
-DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+from core.ml.op_values import (
+    SEED_MAX,
+    SYNTHETIC,
+    OpError,
+    Parser,
+    Value,
+    check_name,
+    choice,
+    data_value,
+    device_value,
+    float_in,
+    int_in,
+    ints,
+    names,
+    opset,
+    parse_ref,
+    ref,
+    refs,
+    table_path,
+    text_value,
+)
 
-Value = Any
-Parser = Callable[[str], Value]
-
-
-class OpError(ValueError):
-    """A value could not be parsed; the message says why."""
-
-
-def _int(lo: int | None = None, hi: int | None = None) -> Parser:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise OpError("expected a whole number") from None
-        _check_range(value, lo, hi)
-        return value
-
-    return parse
-
-
-def _float(lo: float | None = None, hi: float | None = None) -> Parser:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise OpError("expected a number") from None
-        if value != value or value in (float("inf"), float("-inf")):
-            raise OpError("expected a finite number")
-        _check_range(value, lo, hi)
-        return value
-
-    return parse
-
-
-def _check_range(value: float, lo: float | None, hi: float | None) -> None:
-    if lo is not None and value < lo:
-        raise OpError(f"must be at least {lo}")
-    if hi is not None and value > hi:
-        raise OpError(f"must be at most {hi}")
-
-
-def _choice(*choices: str) -> Parser:
-    def parse(text: str) -> str:
-        if text not in choices:
-            raise OpError(f"expected one of {', '.join(choices)}")
-        return text
-
-    return parse
-
-
-def _ints(text: str) -> list[int]:
-    parts = [p for p in re.split(r"[;,]", text) if p.strip()]
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise OpError("expected whole numbers separated by ';'") from None
-    if any(v < 1 for v in values):
-        raise OpError("sizes must be at least 1")
-    return values
-
-
-def _names(text: str) -> list[str]:
-    return [p.strip() for p in re.split(r"[;,]", text) if p.strip()]
-
-
-def _text(text: str) -> str:
-    if not text:
-        raise OpError("must not be empty")
-    return text
-
-
-def _bool(text: str) -> bool:
-    low = text.lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise OpError("expected true or false")
-
-
-def check_name(text: str) -> str:
-    """Validate a registry model name (``[A-Za-z0-9_.-]+``, no ``.``/``..``).
-
-    Raises:
-        OpError: the name could leave the registry or has other characters.
-    """
-    if not NAME_RE.match(text) or text.startswith(".") or len(text) > 100:
-        raise OpError("model names are 1-100 of A-Z a-z 0-9 _ . - and do not start with '.'")
-    return text
-
-
-def parse_ref(text: str) -> tuple[str, int | None]:
-    """Split ``NAME[@VERSION]`` into a checked name and a version (None = latest).
-
-    Raises:
-        OpError: bad name or version.
-    """
-    name, sep, version = text.partition("@")
-    check_name(name)
-    if not sep or version == "latest":
-        return name, None
-    if not version.isdigit() or int(version) < 1:
-        raise OpError("version must be a positive whole number or 'latest'")
-    return name, int(version)
-
-
-def _ref(text: str) -> str:
-    parse_ref(text)
-    return text
-
-
-def _refs(text: str) -> list[str]:
-    refs = _names(text)
-    if len(refs) < 1:
-        raise OpError("expected at least one model")
-    for ref in refs:
-        parse_ref(ref)
-    return refs
-
-
-def _data(text: str) -> str:
-    if text in SYNTHETIC or text.lower().endswith(DATA_SUFFIXES):
-        return text
-    raise OpError(f"expected one of {', '.join(SYNTHETIC)} or a .csv/.parquet file")
-
-
-def _table_path(text: str) -> str:
-    if not text.lower().endswith(DATA_SUFFIXES):
-        raise OpError("expected a .csv or .parquet file")
-    return text
-
-
-def _device(text: str) -> str:
-    if not DEVICE_RE.match(text):
-        raise OpError("expected auto, cpu, cuda, cuda:N or mps")
-    return text
+__all__ = [
+    "OPS",
+    "CommandError",
+    "MlCommand",
+    "OpError",
+    "check_name",
+    "parse_command",
+    "parse_ref",
+    "validate_command",
+]
 
 
 @dataclass(frozen=True)
@@ -208,29 +112,44 @@ class OpSpec:
 
 
 _DATA_KEYS: dict[str, Key] = {
-    "data": Key(_data),
-    "target": Key(_text),
-    "features": Key(_names),
-    "task": Key(_choice("auto", "classification", "regression"), "auto"),
-    "n": Key(_int(8, 10_000_000), 1000),
-    "noise": Key(_float(0.0, 10.0), 0.2),
-    "classes": Key(_int(2, 100), 3),
-    "dims": Key(_int(1, 10_000), 4),
-    "data_seed": Key(_int(0), 0),
-    "size": Key(_int(8, 128), 16),
+    "data": Key(data_value),
+    "target": Key(text_value),
+    "features": Key(names),
+    "task": Key(choice("auto", "classification", "regression"), "auto"),
+    "n": Key(int_in(8, 10_000_000), 1000),
+    "noise": Key(float_in(0.0, 10.0), 0.2),
+    "classes": Key(int_in(2, 100), 3),
+    "dims": Key(int_in(1, 10_000), 4),
+    "data_seed": Key(int_in(0, SEED_MAX), 0),
+    "size": Key(int_in(8, 128), 16),
 }
 _RUN_KEYS: dict[str, Key] = {
-    "device": Key(_device, "auto"),
-    "threads": Key(_int(1, 256)),
-    "batch_size": Key(_int(1, 1_000_000), 64),
+    "device": Key(device_value, "auto"),
+    "threads": Key(int_in(1, 256)),
+    "batch_size": Key(int_in(1, 1_000_000), 64),
 }
+
+
+def _check_features(args: dict[str, Value]) -> list[str]:
+    """``features=`` names columns of a data file, never the target."""
+    data, target, features = args.get("data"), args.get("target"), args.get("features")
+    if not features:
+        return []
+    if data in SYNTHETIC:
+        # A built-in set has fixed columns; silently ignoring the choice would
+        # train on other features than the user asked for.
+        return [f"features: data={data} is a built-in set; features= applies to data files only"]
+    if target is not None and target in features:
+        return [f"features: the target column {target!r} cannot also be a feature"]
+    return []
 
 
 def _check_table(args: dict[str, Value]) -> list[str]:
     data = args.get("data")
+    problems = _check_features(args)
     if isinstance(data, str) and data not in SYNTHETIC and not args.get("target"):
-        return ["target: a data file needs target=COLUMN"]
-    return []
+        problems.append("target: a data file needs target=COLUMN")
+    return problems
 
 
 def _check_train(args: dict[str, Value]) -> list[str]:
@@ -255,62 +174,64 @@ def _check_convert(args: dict[str, Value]) -> list[str]:
 OPS: dict[str, OpSpec] = {
     "dataset": OpSpec(
         {
-            "kind": Key(_choice(*SYNTHETIC)),
-            "out": Key(_table_path),
+            "kind": Key(choice(*SYNTHETIC)),
+            "out": Key(table_path),
             **{k: _DATA_KEYS[k] for k in ("n", "noise", "classes", "dims", "data_seed", "size")},
         },
         required=("kind", "out"),
     ),
     "train": OpSpec(
         {
-            "model": Key(_choice("linear", "logistic", "mlp", "cnn")),
+            "model": Key(choice("linear", "logistic", "mlp", "cnn")),
             **_DATA_KEYS,
             **_RUN_KEYS,
-            "hidden": Key(_ints, [64, 64]),
-            "activation": Key(_choice("relu", "tanh", "gelu", "sigmoid"), "relu"),
-            "dropout": Key(_float(0.0, 0.95), 0.0),
-            "optimizer": Key(_choice("sgd", "adamw"), "adamw"),
-            "lr": Key(_float(1e-9, 100.0), 0.01),
-            "momentum": Key(_float(0.0, 1.0), 0.9),
-            "weight_decay": Key(_float(0.0, 10.0), 0.0),
-            "schedule": Key(_choice("none", "step", "cosine"), "none"),
-            "step_size": Key(_int(1), 10),
-            "gamma": Key(_float(0.0, 1.0), 0.5),
-            "epochs": Key(_int(1, 100_000), 20),
-            "val_split": Key(_float(0.0, 0.9), 0.2),
-            "patience": Key(_int(0), 0),
-            "min_delta": Key(_float(0.0), 0.0),
-            "seed": Key(_int(0)),
+            "hidden": Key(ints, [64, 64]),
+            "activation": Key(choice("relu", "tanh", "gelu", "sigmoid"), "relu"),
+            "dropout": Key(float_in(0.0, 0.95), 0.0),
+            "optimizer": Key(choice("sgd", "adamw"), "adamw"),
+            "lr": Key(float_in(1e-9, 100.0), 0.01),
+            "momentum": Key(float_in(0.0, 1.0), 0.9),
+            "weight_decay": Key(float_in(0.0, 10.0), 0.0),
+            "schedule": Key(choice("none", "step", "cosine"), "none"),
+            "step_size": Key(int_in(1), 10),
+            "gamma": Key(float_in(0.0, 1.0), 0.5),
+            "epochs": Key(int_in(1, 100_000), 20),
+            "val_split": Key(float_in(0.0, 0.9), 0.2),
+            "patience": Key(int_in(0), 0),
+            "min_delta": Key(float_in(0.0), 0.0),
+            "seed": Key(int_in(0, SEED_MAX)),
             "save": Key(check_name),
         },
         required=("model", "data"),
         check=_check_train,
     ),
     "evaluate": OpSpec(
-        {"model": Key(_ref), **_DATA_KEYS, **_RUN_KEYS},
+        {"model": Key(ref), **_DATA_KEYS, **_RUN_KEYS},
         required=("model", "data"),
+        check=_check_features,
     ),
     "infer": OpSpec(
-        {"model": Key(_ref), **_DATA_KEYS, **_RUN_KEYS, "out": Key(_table_path)},
+        {"model": Key(ref), **_DATA_KEYS, **_RUN_KEYS, "out": Key(table_path)},
         required=("model", "data", "out"),
+        check=_check_features,
     ),
     "convert": OpSpec(
         {
-            "model": Key(_ref),
-            "to": Key(_choice("onnx", "pt", "safetensors")),
-            "out": Key(_text),
-            "src": Key(_text),
-            "like": Key(_ref),
+            "model": Key(ref),
+            "to": Key(choice("onnx", "pt", "safetensors")),
+            "out": Key(text_value),
+            "src": Key(text_value),
+            "like": Key(ref),
             "save": Key(check_name),
-            "opset": Key(_int(7, 30), 17),
+            "opset": Key(opset, 17),
         },
         check=_check_convert,
     ),
     "select": OpSpec(
         {
-            "candidates": Key(_refs),
-            "metric": Key(_text),
-            "mode": Key(_choice("auto", "max", "min"), "auto"),
+            "candidates": Key(refs),
+            "metric": Key(text_value),
+            "mode": Key(choice("auto", "max", "min"), "auto"),
             "save": Key(check_name),
         },
         required=("candidates", "metric", "save"),

@@ -13,6 +13,13 @@ task gets a fresh, cold worker). A worker that died, or whose task was
 cancelled or timed out, is killed and never reused; the next task starts a
 replacement. The worker's raw stderr (segfault tracebacks) goes to a file
 under ``$TEK_HOME/ml-workers`` whose tail explains a death.
+
+Each worker gets a lifeline (``core.ml.worker``): the read end of a pipe
+whose write end only this process holds (``os.pipe`` descriptors are not
+inheritable, and only the worker's read end is passed on). When this process
+dies, however it dies, the kernel closes the write end and the worker kills
+itself and its group at once, so no orphan keeps training after a SIGKILLed
+``tek run`` and races its own resume.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from typing import IO, Any
 import anyio
 import anyio.to_thread
 
+from core.ml.worker import LIFELINE_ARG
 from core.paths import tek_home
 
 ENV_WARM = "TEK_ML_WARM_WORKERS"
@@ -70,16 +78,29 @@ class WorkerProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
         self._stderr = open(folder / f"worker-{os.getpid()}-{id(self)}.err", "w+b")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [python, "-m", "core.ml.worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            env=env,
-            start_new_session=True,  # own process group: a kill reaches its children too
-            text=True,
-            encoding="utf-8",
-        )
+        # The write end stays here for the worker's whole life; closing it
+        # (or our death) tells the worker to go. Both ends are created
+        # non-inheritable, so other children (shell tasks, other workers)
+        # never hold a copy that would keep the pipe open after we die.
+        read_end, self._lifeline = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                [python, "-m", "core.ml.worker", LIFELINE_ARG, str(read_end)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+                env=env,
+                pass_fds=(read_end,),
+                start_new_session=True,  # own process group: a kill reaches its children too
+                text=True,
+                encoding="utf-8",
+            )
+        except BaseException:
+            os.close(self._lifeline)
+            self._stderr.close()
+            raise
+        finally:
+            os.close(read_end)
         self.pid = self.proc.pid
         self.ready = False
         self.tasks = 0
@@ -177,7 +198,10 @@ class WorkerProcess:
         self.close_files()
 
     def close_files(self) -> None:
-        """Close the pipes and remove the stderr file."""
+        """Close the pipes (the lifeline too) and remove the stderr file."""
+        if self._lifeline >= 0:
+            os.close(self._lifeline)
+            self._lifeline = -1
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream is not None:
                 try:

@@ -9,15 +9,22 @@ files, so the CLI and the engine can use it. Loading weights into a model is
 Versions are whole numbers from 1. A new version is built in a staging folder
 and renamed into place, so a reader never sees half a version, and two
 writers racing for the same number cannot both win (renaming onto an
-existing, non-empty folder fails; the loser takes the next number).
+existing, non-empty folder fails with EEXIST or ENOTEMPTY; the loser takes
+the next number; any other failure is an error, never a retry).
+
+``meta.json`` is strict JSON: NaN and infinite numbers are written as
+``null`` (:func:`dumps`). A bare ``NAME`` resolves per run (:func:`resolve`);
+the ``select`` op lives in ``core.ml.selection``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -100,8 +107,17 @@ def _load(name: str, version: int, root: Path | None) -> ModelVersion:
     return ModelVersion(name, version, path, meta)
 
 
-def resolve(ref: str, root: Path | None = None) -> ModelVersion:
+def resolve(ref: str, root: Path | None = None, run_id: str | None = None) -> ModelVersion:
     """The version ``ref`` names (latest when no ``@VERSION``).
+
+    Args:
+        ref: ``NAME``, ``NAME@VERSION`` or ``NAME@latest``.
+        root: the registry folder (default ``$TEK_HOME/models``).
+        run_id: the run asking. A bare ``NAME`` then means the latest
+            version this run saved, if it saved one (``run_id`` in
+            ``meta.json``), else the latest overall: two runs working on
+            one name at once never pick up each other's models.
+            ``NAME@latest`` is the latest overall regardless.
 
     Raises:
         RegistryError: bad reference, no such model or version, unreadable meta.
@@ -110,6 +126,10 @@ def resolve(ref: str, root: Path | None = None) -> ModelVersion:
     known = versions(name, root)
     if not known:
         raise RegistryError(f"no model named {name!r} in the registry ({_root(root)})")
+    if version is None and run_id and "@" not in ref:
+        own = _latest_of_run(name, known, run_id, root)
+        if own is not None:
+            return own
     if version is None:
         version = known[-1]
     elif version not in known:
@@ -117,23 +137,82 @@ def resolve(ref: str, root: Path | None = None) -> ModelVersion:
     return _load(name, version, root)
 
 
+def _latest_of_run(
+    name: str, known: list[int], run_id: str, root: Path | None
+) -> ModelVersion | None:
+    # Newest first: the usual case (the run's own save is the newest) reads one file.
+    for version in reversed(known):
+        try:
+            mv = _load(name, version, root)
+        except RegistryError:
+            continue  # damaged: cannot be this run's, as far as we can tell
+        if mv.meta.get("run_id") == run_id:
+            return mv
+    return None
+
+
 def _span(known: list[int]) -> str:
     return ", ".join(str(v) for v in known)
 
 
-def list_models(root: Path | None = None) -> list[ModelVersion]:
-    """Every stored version, by name then version; unreadable ones are left out."""
+@dataclass(frozen=True)
+class DamagedVersion:
+    """A version folder whose ``meta.json`` is missing or unreadable."""
+
+    name: str
+    version: int
+    path: Path
+    problem: str
+
+    @property
+    def ref(self) -> str:
+        """``name@version``."""
+        return f"{self.name}@{self.version}"
+
+
+def scan(root: Path | None = None) -> tuple[list[ModelVersion], list[DamagedVersion]]:
+    """Every stored version, by name then version, and the damaged ones apart."""
     base = _root(root)
-    out: list[ModelVersion] = []
+    good: list[ModelVersion] = []
+    damaged: list[DamagedVersion] = []
     if not base.is_dir():
-        return out
+        return good, damaged
     for folder in sorted(base.iterdir()):
         if folder.name.startswith(".") or not folder.is_dir():
             continue
         for version in versions(folder.name, root):
-            with contextlib.suppress(RegistryError):
-                out.append(_load(folder.name, version, root))
-    return out
+            try:
+                good.append(_load(folder.name, version, root))
+            except RegistryError as exc:
+                damaged.append(
+                    DamagedVersion(folder.name, version, folder / str(version), str(exc))
+                )
+    return good, damaged
+
+
+def list_models(root: Path | None = None) -> list[ModelVersion]:
+    """Every readable stored version, by name then version (see :func:`scan`)."""
+    return scan(root)[0]
+
+
+def finite_or_none(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (at any depth) turned into None.
+
+    JSON has no NaN: ``meta.json`` and ``--json`` output must stay readable
+    by strict parsers, so a diverged metric is written as ``null``.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
+def dumps(value: Any, **kw: Any) -> str:
+    """Strict JSON (NaN and infinities written as null)."""
+    return json.dumps(finite_or_none(value), allow_nan=False, **kw)
 
 
 def remove(ref: str, root: Path | None = None) -> list[str]:
@@ -189,8 +268,11 @@ def verify_weights(mv: ModelVersion) -> None:
 def open_staging(root: Path | None = None) -> Iterator[Path]:
     """A fresh folder inside the registry to build a version in; removed on exit."""
     base = _root(root) / STAGING
-    base.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(dir=base))
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(dir=base))
+    except OSError as exc:
+        raise RegistryError(f"cannot save a model in {base}: {exc.strerror or exc}") from None
     try:
         yield folder
     finally:
@@ -209,27 +291,37 @@ def publish(
         The new version.
 
     Raises:
-        RegistryError: bad name, or no weights in the staging folder.
+        RegistryError: bad name, no weights in the staging folder, or the
+            version could not be written (permissions, read-only or full disk).
     """
     _checked(name)
     weights = staging / WEIGHTS_FILE
     if not weights.is_file():
         raise RegistryError(f"cannot save {name!r}: no weights were written")
-    meta = {**meta, "name": name, "sha256": sha256_file(weights)}
+    meta = finite_or_none({**meta, "name": name, "sha256": sha256_file(weights)})
     folder = _root(root) / name
-    folder.mkdir(parents=True, exist_ok=True)
-    version = (versions(name, root) or [0])[-1] + 1
-    while True:
-        meta["version"] = version
-        (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True), "utf-8")
-        try:
-            # Renaming onto an existing non-empty version fails: another writer won.
-            os.rename(staging, folder / str(version))
-        except OSError:
-            version += 1
-            continue
-        staging.mkdir()  # open_staging's cleanup expects the folder
-        return ModelVersion(name, version, folder / str(version), meta)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        version = (versions(name, root) or [0])[-1] + 1
+        while True:
+            meta["version"] = version
+            (staging / META_FILE).write_text(dumps(meta, indent=2, sort_keys=True), "utf-8")
+            try:
+                os.rename(staging, folder / str(version))
+            except OSError as exc:
+                # Renaming onto an existing non-empty version fails with one of
+                # these: another writer won, take the next number. Any other
+                # error (EACCES, EPERM, EROFS, ENOSPC) would fail for every
+                # number: retrying would loop forever.
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                version += 1
+                continue
+            break
+    except OSError as exc:  # open_staging removes the staging folder
+        raise RegistryError(f"cannot save model {name}: {exc.strerror or exc}") from None
+    staging.mkdir()  # open_staging's cleanup expects the folder
+    return ModelVersion(name, version, folder / str(version), meta)
 
 
 def update_meta(mv: ModelVersion, changes: Mapping[str, Any]) -> ModelVersion:
@@ -251,7 +343,7 @@ def update_meta(mv: ModelVersion, changes: Mapping[str, Any]) -> ModelVersion:
             else:
                 meta[key] = value
         tmp = mv.path / f".{META_FILE}.tmp"
-        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True), "utf-8")
+        tmp.write_text(dumps(meta, indent=2, sort_keys=True), "utf-8")
         os.replace(tmp, mv.path / META_FILE)
     return ModelVersion(mv.name, mv.version, mv.path, meta)
 
@@ -270,62 +362,3 @@ def new_meta(**fields: Any) -> dict[str, Any]:
         "parent": None,
         **fields,
     }
-
-
-def _minimise(metric: str, mode: str) -> bool:
-    if mode != "auto":
-        return mode == "min"
-    return any(word in metric for word in ("loss", "mse", "mae", "error"))
-
-
-def select_best(
-    candidates: list[str],
-    metric: str,
-    mode: str,
-    save: str,
-    lineage: Mapping[str, Any],
-    root: Path | None = None,
-) -> tuple[ModelVersion, ModelVersion]:
-    """The ``select`` op: copy the best candidate by ``metric`` to a new version of ``save``.
-
-    Args:
-        candidates: ``NAME[@VERSION]`` refs (latest version when none given).
-        metric: a key of each candidate's ``meta.json`` ``metrics``.
-        mode: ``max``, ``min`` or ``auto`` (minimise loss/mse/mae/error).
-        save: name that receives the copy.
-        lineage: ``run_id``/``task_id`` of the selecting task.
-
-    Returns:
-        ``(winner, new_version)``; the new version's ``parent`` is the winner.
-
-    Raises:
-        RegistryError: unknown candidate, a candidate without the metric, bad weights.
-    """
-    scored: list[tuple[float, ModelVersion]] = []
-    for ref in candidates:
-        mv = resolve(ref, root)
-        value = mv.meta.get("metrics", {}).get(metric)
-        if not isinstance(value, int | float):
-            known = ", ".join(sorted(mv.meta.get("metrics", {}))) or "none"
-            raise RegistryError(f"model {mv.ref} has no metric {metric!r} (has: {known})")
-        scored.append((float(value), mv))
-    sign = 1.0 if _minimise(metric, mode) else -1.0
-    # Ties go to the earlier candidate: the plan's order is the user's preference.
-    best_value, winner = min(scored, key=lambda pair: sign * pair[0])
-    verify_weights(winner)
-    meta = {k: v for k, v in winner.meta.items() if k not in ("name", "version", "sha256")}
-    meta.update(
-        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        parent=winner.ref,
-        selection={
-            "metric": metric,
-            "mode": "min" if sign > 0 else "max",
-            "value": best_value,
-            "candidates": {mv.ref: value for value, mv in scored},
-        },
-        evaluations=[],
-        **lineage,
-    )
-    with open_staging(root) as staging:
-        shutil.copyfile(winner.weights_path, staging / WEIGHTS_FILE)
-        return winner, publish(save, staging, meta, root)

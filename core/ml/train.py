@@ -5,12 +5,16 @@ the generator for initial weights, dropout, the split and the batch order is
 seeded, deterministic algorithms are on and the thread count is fixed
 (``threads=``, else the task's ``cpus``), so the same command on the same CPU
 gives bit-for-bit identical weights. Early stopping (``patience=``) watches
-``val_loss`` and restores the best epoch's weights.
+``val_loss`` and restores the best epoch's weights; the metrics are then the
+best epoch's (``train_loss`` as it was in that epoch, ``val_*`` recomputed)
+and ``best_epoch`` says which. A loss that becomes NaN or infinite fails the
+task at once with :class:`DivergedError` and nothing is saved.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import random
 import time
 from typing import Any
@@ -21,6 +25,17 @@ from torch import nn
 from core.ml import convert, data, models
 from core.ml.context import OpContext
 from core.ml.evaluate import loss_fn, metrics, resolve_device
+
+
+class DivergedError(ValueError):
+    """The loss became NaN or infinite: the model diverged."""
+
+
+def _check_finite(loss: float, epoch: int, what: str = "loss") -> None:
+    if not math.isfinite(loss):
+        raise DivergedError(
+            f"train: the {what} became {loss} at epoch {epoch} (the model diverged; try a lower lr)"
+        )
 
 
 def setup_torch(seed: int | None, threads: int) -> int:
@@ -78,14 +93,18 @@ def run_train(args: dict[str, Any], ctx: OpContext) -> dict[str, float]:
 
     Returns:
         Final metrics (``train_loss``, ``val_loss``, ``val_accuracy`` or
-        ``val_mse``/``val_mae``, ``epochs_run``, ``samples_per_s``, and
-        ``version`` when saved).
+        ``val_mse``/``val_mae``, ``epochs_run``, ``samples_per_s``,
+        ``best_epoch`` under early stopping, and ``version`` when saved).
+
+    Raises:
+        DivergedError: the loss became NaN or infinite (nothing is saved).
     """
     seed = setup_torch(args.get("seed"), args.get("threads") or max(1, int(ctx.cpus)))
     device, note = resolve_device(args["device"], ctx.gpus)
     if note:
         ctx.log(note)
     ds = data.load(args, ctx.path)
+    source = ctx.data_name(args["data"])  # the real path, not ${TEK_RUN_DIR}/...
     g = torch.Generator().manual_seed(seed)
     train_ds, val_ds = split(ds, args["val_split"], g)
     kind = args["model"]
@@ -96,7 +115,7 @@ def run_train(args: dict[str, Any], ctx: OpContext) -> dict[str, float]:
     models.standardizer(model).fit(train_ds.x)
     model.to(device)
     ctx.log(
-        f"train {kind} on {args['data']}: {len(train_ds.x)} train / "
+        f"train {kind} on {source}: {len(train_ds.x)} train / "
         f"{0 if val_ds is None else len(val_ds.x)} val samples, {ds.task}, "
         f"{models.parameter_count(model)} parameters, device {device}, seed {seed}, "
         f"{torch.get_num_threads()} thread(s)"
@@ -106,7 +125,8 @@ def run_train(args: dict[str, Any], ctx: OpContext) -> dict[str, float]:
     x, y = train_ds.x.to(device), train_ds.y.to(device)  # type: ignore[union-attr]
     epochs, batch = args["epochs"], args["batch_size"]
     steps_per_epoch = (len(x) + batch - 1) // batch
-    best: tuple[float, dict[str, torch.Tensor]] | None = None
+    # (watched value, weights, epoch, that epoch's train_loss)
+    best: tuple[float, dict[str, torch.Tensor], int, float] | None = None
     stale, step, final = 0, 0, {}
     started = time.perf_counter()
     for epoch in range(1, epochs + 1):
@@ -116,9 +136,12 @@ def run_train(args: dict[str, Any], ctx: OpContext) -> dict[str, float]:
         for idx in torch.split(torch.randperm(len(x), generator=g), batch):
             opt.zero_grad(set_to_none=True)
             loss = criterion(model(x[idx]), y[idx])
+            value = loss.item()
+            # Checked per step: once NaN, every later step is wasted time.
+            _check_finite(value, epoch)
             loss.backward()
             opt.step()
-            total += loss.item() * len(idx)
+            total += value * len(idx)
             step += 1
         if sched is not None:
             sched.step()
@@ -128,6 +151,8 @@ def run_train(args: dict[str, Any], ctx: OpContext) -> dict[str, float]:
             final.update(
                 {f"val_{k}": v for k, v in metrics(model, val_ds, device, batch * 8).items()}
             )
+        _check_finite(final["train_loss"], epoch)
+        _check_finite(final.get("val_loss", 0.0), epoch, "validation loss")
         # Key order is display order: the live view shows what fits.
         ctx.progress(
             epoch=epoch,
@@ -144,7 +169,8 @@ def run_train(args: dict[str, Any], ctx: OpContext) -> dict[str, float]:
         if args["patience"]:
             watched = final.get("val_loss", final["train_loss"])
             if best is None or watched < best[0] - args["min_delta"]:
-                best, stale = (watched, copy.deepcopy(model.state_dict())), 0
+                state = copy.deepcopy(model.state_dict())
+                best, stale = (watched, state, epoch, final["train_loss"]), 0
             else:
                 stale += 1
                 if stale >= args["patience"]:
@@ -152,7 +178,7 @@ def run_train(args: dict[str, Any], ctx: OpContext) -> dict[str, float]:
                     break
     if best is not None:
         model.load_state_dict(best[1])
-        final = {"train_loss": final["train_loss"]}
+        final = {"train_loss": best[3], "best_epoch": float(best[2])}
         if val_ds is not None:
             final.update(
                 {f"val_{k}": v for k, v in metrics(model, val_ds, device, batch * 8).items()}
@@ -164,6 +190,7 @@ def run_train(args: dict[str, Any], ctx: OpContext) -> dict[str, float]:
     )
     if args.get("save"):
         config = {k: v for k, v in args.items() if k != "save"}
+        config["data"] = source
         mv = convert.save(
             model,
             args["save"],

@@ -5,7 +5,8 @@ time, so many small ML tasks pay torch's import once per worker, not once per
 task (``core.ml.pool`` is the parent side). The protocol is JSON lines:
 
 - parent → worker, on stdin: ``{"op", "args", "run_id", "task_id", "cpus",
-  "gpus", "cwd", "env"}``; end of stdin means "exit".
+  "gpus", "cwd", "env"}``; end of stdin means "exit" (the attempt number is
+  ``TEK_ATTEMPT`` in ``env``).
 - worker → parent, on the original stdout: ``{"type": "ready", "pid",
   "torch"}`` once; then per request any number of ``{"type": "log", "line"}``
   and ``{"type": "progress", "values", "fraction"}`` and one ``{"type":
@@ -17,6 +18,15 @@ task's log and can never corrupt the protocol. The original stderr is kept
 for faulthandler: a segfault's traceback goes there, and the parent shows its
 tail when the worker dies. Torch is imported in :func:`main`, never at module
 import, so the parent can import this module's constants cheaply.
+
+The lifeline: ``--lifeline FD`` names the read end of a pipe whose write end
+only the parent holds. A thread blocks reading it; end of file means the
+parent died (even by SIGKILL, which runs no cleanup), and the worker kills
+its own process group at once, mid-training or not. End of stdin alone is not
+enough: the worker reads it only between requests. ``PR_SET_PDEATHSIG`` is
+not used: it fires when the parent *thread* that spawned the worker exits,
+and a warm worker outlives the thread (and event loop) of the run that
+started it, to serve the next one.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import faulthandler
 import io
 import json
 import os
+import signal
 import sys
 import threading
 import traceback
@@ -34,10 +45,12 @@ from typing import IO, Any
 
 from core.errors import TekError
 from core.ml.context import OpContext
+from core.ml.device import DeviceError
 
 CUDA_ENV = "CUDA_VISIBLE_DEVICES"
+LIFELINE_ARG = "--lifeline"
 #: Exceptions whose message alone is a good reason (no traceback in the log).
-EXPECTED = (TekError, ValueError, KeyError, FileNotFoundError)
+EXPECTED = (TekError, ValueError, KeyError, FileNotFoundError, DeviceError)
 
 
 class Channel:
@@ -96,15 +109,18 @@ def handle(
     request: dict[str, Any], channel: Channel, drain: Callable[[], None] = lambda: None
 ) -> None:
     """Run one request and send its ``done`` message."""
-    from core.ml import convert, data, evaluate, registry, train
+    from core.ml import convert, data, evaluate, selection, train
 
+    env = request.get("env") or dict(os.environ)
+    attempt = str(env.get("TEK_ATTEMPT", ""))
     ctx = OpContext(
         run_id=request.get("run_id", ""),
         task_id=request.get("task_id", ""),
+        attempt=int(attempt) if attempt.isdigit() else 0,
         cpus=float(request.get("cpus", 1.0)),
         gpus=tuple(request.get("gpus", ())),
         cwd=Path(request.get("cwd") or os.getcwd()),
-        env=request.get("env") or dict(os.environ),
+        env=env,
         log=lambda line: channel.send(type="log", line=line),
         progress=lambda fraction=None, **values: channel.send(
             type="progress", values=values, fraction=fraction
@@ -131,14 +147,19 @@ def handle(
         elif op == "convert":
             metrics = convert.run_convert(args, ctx)
         elif op == "dataset":
-            ds = data.synthetic(args["kind"], args)
             path = ctx.path(args["out"])
+            ds = data.synthetic(args["kind"], args)
             data.write_table(data.to_frame(ds), path)
             ctx.log(f"dataset {args['kind']}: {len(ds.x)} rows written to {path}")
             metrics = {"rows": float(len(ds.x))}
         elif op == "select":
-            winner, saved = registry.select_best(
-                args["candidates"], args["metric"], args["mode"], args["save"], ctx.lineage()
+            winner, saved = selection.select_best(
+                args["candidates"],
+                args["metric"],
+                args["mode"],
+                args["save"],
+                ctx.lineage(),
+                log=ctx.log,
             )
             ctx.log(f"select: {winner.ref} wins on {args['metric']}; saved as {saved.ref}")
             metrics = {args["metric"]: float(winner.meta["metrics"][args["metric"]])}
@@ -168,8 +189,46 @@ def _reset() -> None:
     torch.use_deterministic_algorithms(False)
 
 
-def main() -> int:
-    """Serve requests until stdin closes."""
+def _hold_lifeline(fd: int) -> None:
+    """Kill this worker's process group as soon as the parent's end of ``fd`` closes."""
+
+    def watch() -> None:
+        while True:
+            try:
+                chunk = os.read(fd, 64)
+            except InterruptedError:
+                continue
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+        # The parent is gone: nobody reads our results, and a rerun of this
+        # task may start any moment. Kill our group (whatever the op started
+        # too) when we lead it (the pool starts workers as session leaders),
+        # else just ourselves; _exit is the fallback.
+        try:
+            if os.getpgrp() == os.getpid():
+                os.killpg(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), signal.SIGKILL)
+        finally:
+            os._exit(137)
+
+    threading.Thread(target=watch, name="tek-ml-lifeline", daemon=True).start()
+
+
+def _lifeline_fd(argv: list[str]) -> int | None:
+    if LIFELINE_ARG in argv:
+        index = argv.index(LIFELINE_ARG)
+        if index + 1 < len(argv) and argv[index + 1].isdigit():
+            return int(argv[index + 1])
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve requests until stdin closes (or the parent dies: see the lifeline)."""
+    lifeline = _lifeline_fd(sys.argv[1:] if argv is None else argv)
+    if lifeline is not None:
+        _hold_lifeline(lifeline)  # first: a parent dying during torch's import counts too
     channel = Channel(os.fdopen(os.dup(1), "w", encoding="utf-8"))
     crash = os.fdopen(os.dup(2), "w")
     faulthandler.enable(file=crash)

@@ -3,15 +3,20 @@
 ``list`` and ``show`` read ``meta.json`` files only (no torch). ``export``
 loads the weights (sha256-checked) and writes ONNX, a PyTorch state dict or
 a safetensors copy; it imports torch lazily, inside the command. Every
-subcommand takes ``--json`` for machine-readable output. A bad name, an
-unknown model or corrupt weights raise :class:`~core.errors.RegistryError`,
-which the CLI prints as one ``tek: ...`` line with exit code 2.
+subcommand takes ``--json`` for machine-readable output, strict JSON: a NaN
+or infinite metric is written as ``null``. A bad name, an unknown model,
+corrupt weights or a failed export (an opset the installed torch cannot
+write, an output path that is a folder) raise
+:class:`~core.errors.RegistryError`, which the CLI prints as one ``tek: ...``
+line with exit code 2. ``list`` shows a version whose ``meta.json`` is
+unreadable as ``damaged`` (and says why on stderr) rather than hiding it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,8 +76,13 @@ def _summary(mv: registry.ModelVersion) -> dict[str, Any]:
         "parent": mv.meta.get("parent"),
         "run_id": mv.meta.get("run_id"),
         "task_id": mv.meta.get("task_id"),
+        "attempt": mv.meta.get("attempt"),
         "path": str(mv.path),
     }
+
+
+def _damaged_row(bad: registry.DamagedVersion) -> dict[str, Any]:
+    return {"name": bad.name, "version": bad.version, "damaged": bad.problem, "path": str(bad.path)}
 
 
 def _headline(metrics: dict[str, Any]) -> str:
@@ -85,16 +95,22 @@ def _headline(metrics: dict[str, Any]) -> str:
 def _list(args: argparse.Namespace) -> int:
     from core.ml import registry
 
-    found = registry.list_models()
+    found, damaged = registry.scan()
     if args.name:
         registry.split_ref(args.name)  # validates the name
         found = [mv for mv in found if mv.name == args.name]
-    rows = [_summary(mv) for mv in found]
+        damaged = [bad for bad in damaged if bad.name == args.name]
+    rows = sorted(
+        [_summary(mv) for mv in found] + [_damaged_row(bad) for bad in damaged],
+        key=lambda row: (row["name"], row["version"]),
+    )
+    for bad in damaged:
+        print(f"tek: {bad.problem} (listed as damaged)", file=sys.stderr)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(registry.dumps(rows, indent=2))
         return 0
     if not rows:
-        print(f"no models in {models_dir()}")
+        print(f"no model named {args.name}" if args.name else f"no models in {models_dir()}")
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -103,13 +119,16 @@ def _list(args: argparse.Namespace) -> int:
     for column in ("model", "kind", "task", "params", "metric", "from", "created"):
         table.add_column(column)
     for row in rows:
+        if "damaged" in row:
+            table.add_row(f"{row['name']}@{row['version']}", "damaged", *[""] * 5)
+            continue
         table.add_row(
             f"{row['name']}@{row['version']}",
             str(row["kind"] or ""),
             str(row["task"] or ""),
             str(row["parameters"] or ""),
             _headline(row["metrics"]),
-            row["parent"] or (f"{row['run_id']}/{row['task_id']}" if row["task_id"] else ""),
+            row["parent"] or _made_by(row),
             str(row["created"] or ""),
         )
     console = Console()
@@ -119,14 +138,22 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _made_by(row: dict[str, Any]) -> str:
+    if not row["task_id"]:
+        return ""
+    attempt = f" #{row['attempt']}" if row.get("attempt") else ""
+    return f"{row['run_id']}/{row['task_id']}{attempt}"
+
+
 def _show(args: argparse.Namespace) -> int:
     from core.ml import registry
 
     mv = registry.resolve(args.ref)
     if args.json:
-        print(json.dumps(dict(mv.meta), indent=2, sort_keys=True))
+        print(registry.dumps(dict(mv.meta), indent=2, sort_keys=True))
         return 0
     meta = mv.meta
+    attempt = f" attempt {meta['attempt']}" if meta.get("attempt") else ""
     arch = meta.get("architecture", {})
     lines = [
         f"{mv.ref}  ({mv.path})",
@@ -134,7 +161,7 @@ def _show(args: argparse.Namespace) -> int:
         f"  task          {meta.get('task', '')}  target={meta.get('target', '')}",
         f"  shapes        input {meta.get('input_shape')} -> output {meta.get('output_shape')}",
         f"  parameters    {meta.get('parameters', '')}",
-        f"  made by       run {meta.get('run_id', '')} task {meta.get('task_id', '')}"
+        f"  made by       run {meta.get('run_id', '')} task {meta.get('task_id', '')}{attempt}"
         f" on {meta.get('device', '')} with torch {meta.get('torch_version', '')}",
         f"  parent        {meta.get('parent') or '-'}",
         f"  created       {meta.get('created', '')}",

@@ -50,8 +50,14 @@ def make_attempt(
     task_id: str = "t1",
     on_progress: Callable[[dict[str, Any]], None] | None = None,
     gpus: tuple[int, ...] = (),
+    run_id: str = "run-test",
+    attempt: int = 1,
 ) -> Attempt:
-    """An attempt context for an ``ml`` task, recording progress and pids."""
+    """An attempt context for an ``ml`` task, recording progress and pids.
+
+    Its environment carries ``TEK_RUN_ID``/``TEK_TASK_ID``/``TEK_ATTEMPT``
+    as the engine's does.
+    """
     holder: list[Attempt] = []
 
     def report(**values: Any) -> None:
@@ -61,12 +67,17 @@ def make_attempt(
 
     ctx = AttemptContext(
         task=Task(id=task_id, agent="ml", command=command),
-        attempt=1,
-        run_id="run-test",
+        attempt=attempt,
+        run_id=run_id,
         cpus=1.0,
         gpus=gpus,
         memory_mb=0,
-        env=dict(os.environ),
+        env={
+            **os.environ,
+            "TEK_RUN_ID": run_id,
+            "TEK_TASK_ID": task_id,
+            "TEK_ATTEMPT": str(attempt),
+        },
         cwd=cwd,
         log_path=cwd / f"{task_id}.log",
         log=ListSink(),
@@ -95,3 +106,17 @@ def pid_gone(pid: int) -> bool:
     except ProcessLookupError:
         return True
     return False
+
+
+def process_dead(pid: int) -> bool:
+    """True when ``pid`` is gone or a zombie (dead, but not yet reaped by its new parent).
+
+    A process whose parent died is reaped by init or a subreaper, whenever
+    that gets to it; until then it is a zombie that no longer runs.
+    """
+    import psutil
+
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True

@@ -110,3 +110,51 @@ async def test_tek_models_export(
     registry.resolve("cli").weights_path.write_bytes(b"junk")
     assert main(["models", "export", "cli", "-o", str(out)]) == 2
     assert "corrupt or truncated" in capsys.readouterr().err
+
+
+async def test_export_problems_are_one_line_and_exit_2(
+    agent: MlAgent, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await run_op(agent, "train model=logistic data=moons n=100 epochs=1 seed=1 save=ex", tmp_path)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    cases = {
+        ("--opset", "3", "-o", str(tmp_path / "x.onnx")): "the installed torch exports ONNX opsets",
+        (
+            "--opset",
+            "99",
+            "-o",
+            str(tmp_path / "x.onnx"),
+        ): "the installed torch exports ONNX opsets",
+        ("-f", "pt", "-o", str(folder)): "it is a folder; give a file name",
+        ("-f", "onnx", "-o", str(folder)): "it is a folder; give a file name",
+    }
+    for argv, needle in cases.items():
+        assert main(["models", "export", "ex", *argv]) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("tek: ") and needle in err[0], (argv, err)
+    assert not (tmp_path / "x.onnx").exists() and not list(folder.iterdir())
+
+
+def test_exporter_failure_is_a_registry_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("Unsupported onnx_opset_version: 3\nTorch IR graph at exception: ...")
+
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    model = models.build({"kind": "linear", "input_shape": [2], "out_features": 1})
+    with pytest.raises(RegistryError, match=r"^ONNX export \(opset 17\) failed: Unsupported"):
+        convert.export_onnx(model, [2], tmp_path / "m.onnx")
+
+
+async def test_junk_state_dict_gets_our_message(agent: MlAgent, tmp_path: Path) -> None:
+    await run_op(agent, "train model=logistic data=moons n=100 epochs=1 save=base2", tmp_path)
+    (tmp_path / "junk.pt").write_bytes(b"not a state dict at all")
+    outcome, attempt = await run_op(agent, "convert src=junk.pt like=base2 save=junk", tmp_path)
+    assert not outcome.ok
+    assert outcome.reason == (
+        f"cannot read weights {tmp_path / 'junk.pt'}: not a PyTorch state dict file "
+        "(loaded with weights_only=True)"
+    )
+    assert "weights_only=False" not in "\n".join(attempt.lines)

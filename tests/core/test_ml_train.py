@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,6 +55,13 @@ async def test_regression_and_early_stopping(agent: MlAgent, tmp_path: Path) -> 
     assert outcome.ok, outcome.reason
     assert outcome.metrics["epochs_run"] < 300
     assert any("early stop" in line for line in attempt.lines)
+    # The metrics are the restored best epoch's, train_loss included.
+    best = int(outcome.metrics["best_epoch"])
+    assert best == outcome.metrics["epochs_run"] - 3  # patience=3 epochs without improvement
+    assert outcome.metrics["train_loss"] == pytest.approx(
+        attempt.progress[best - 1]["loss"], abs=1e-6
+    )
+    assert outcome.metrics["train_loss"] != pytest.approx(attempt.progress[-1]["loss"], abs=1e-6)
     assert registry.resolve("reg").meta["task"] == "regression"
     outcome, _ = await run_op(
         agent, "evaluate model=reg data=regression n=300 data_seed=9", tmp_path
@@ -175,3 +183,86 @@ async def test_infer_writes_csv_with_the_label_type(agent: MlAgent, tmp_path: Pa
     assert pred.columns == ["x0", "x1", "prediction", "prob_0", "prob_1", "prob_2"]
     assert pred["prediction"].dtype == pl.Int64
     assert set(pred["prediction"].to_list()) <= {0, 1, 2}
+
+
+async def test_a_diverging_model_fails_and_is_not_saved(agent: MlAgent, tmp_path: Path) -> None:
+    command = (
+        "train model=mlp data=regression n=200 optimizer=sgd lr=100 momentum=0.99 "
+        "epochs=5 seed=1 save=nanm"
+    )
+    outcome, attempt = await run_op(agent, command, tmp_path)
+    assert not outcome.ok
+    assert re.fullmatch(
+        r"train: the (validation )?loss became (nan|inf|-inf) at epoch \d "
+        r"\(the model diverged; try a lower lr\)",
+        outcome.reason,
+    ), outcome.reason
+    assert registry.versions("nanm") == []
+    assert "Traceback" not in "\n".join(attempt.lines)
+
+
+async def test_a_missing_device_is_one_clean_line(agent: MlAgent, tmp_path: Path) -> None:
+    # cuda:99 is missing with or without CUDA; mps is missing off Apple hardware.
+    for device in ("cuda:99", "cuda"):
+        outcome, attempt = await run_op(
+            agent, f"train model=logistic data=moons n=50 epochs=1 device={device}", tmp_path
+        )
+        if outcome.ok:  # device=cuda on a machine with CUDA
+            continue
+        assert outcome.reason.startswith(f"device={device}") or "CUDA device 99" in outcome.reason
+        assert "DeviceError" not in outcome.reason
+        assert not any("Traceback" in line for line in attempt.lines), attempt.lines
+
+
+async def test_each_run_uses_its_own_versions_of_a_name(agent: MlAgent, tmp_path: Path) -> None:
+    train = "train model=logistic data=moons n=100 epochs=1 seed={} save=shared"
+    a, _ = await run_op(agent, train.format(1), tmp_path, run_id="run-a", attempt=2)
+    b, _ = await run_op(agent, train.format(2), tmp_path, run_id="run-b")
+    assert (a.metrics["version"], b.metrics["version"]) == (1, 2)
+    assert registry.resolve("shared@1").meta["attempt"] == 2  # resumed runs tell versions apart
+    for run_id, version in (("run-a", 1), ("run-b", 2), ("run-c", 2)):
+        outcome, attempt = await run_op(
+            agent, "evaluate model=shared data=moons n=50", tmp_path, run_id=run_id, task_id="ev"
+        )
+        assert outcome.ok, outcome.reason
+        assert any(line.startswith(f"evaluate shared@{version} ") for line in attempt.lines)
+        evaluations = registry.resolve(f"shared@{version}").meta["evaluations"]
+        assert evaluations[-1]["run_id"] == run_id and evaluations[-1]["attempt"] == 1
+    select = "select candidates=shared metric=eval_accuracy save=pick"
+    outcome, _ = await run_op(agent, select, tmp_path, run_id="run-a")
+    assert outcome.ok and registry.resolve("pick").meta["parent"] == "shared@1"
+
+
+def test_blobs_centres_do_not_depend_on_the_data_seed() -> None:
+    from core.ml import data
+
+    draws = [data.synthetic("blobs", {"n": 3000, "data_seed": seed}) for seed in (0, 1)]
+    assert not draws[0].x[:10].equal(draws[1].x[:10])  # other samples...
+    for label in range(3):  # ...around the same centres
+        means = [ds.x[ds.y == label].mean(0) for ds in draws if ds.y is not None]
+        assert (means[0] - means[1]).abs().max() < 0.3
+    assert draws[0].x.shape[1] == 4  # dims defaults to 4, as documented
+
+
+async def test_blobs_held_out_draw_is_the_same_problem(agent: MlAgent, tmp_path: Path) -> None:
+    outcome, _ = await run_op(
+        agent, "train model=logistic data=blobs n=300 epochs=5 lr=0.1 seed=1 save=bl", tmp_path
+    )
+    assert outcome.ok, outcome.reason
+    outcome, _ = await run_op(agent, "evaluate model=bl data=blobs n=300 data_seed=7", tmp_path)
+    assert outcome.ok and outcome.metrics["eval_accuracy"] > 0.9
+
+
+async def test_meta_and_log_record_real_paths(agent: MlAgent, tmp_path: Path) -> None:
+    await run_op(agent, "dataset kind=moons n=100 out=$TEK_RUN_DIR/d.csv", tmp_path)
+    real = str(models_dir().parent / "runs/run-test/d.csv")
+    train = "train model=logistic data=${TEK_RUN_DIR}/d.csv target=label epochs=1 save=paths"
+    outcome, first = await run_op(agent, train, tmp_path)
+    assert outcome.ok, outcome.reason
+    outcome, second = await run_op(agent, "evaluate model=paths data=$TEK_RUN_DIR/d.csv", tmp_path)
+    assert outcome.ok, outcome.reason
+    meta = registry.resolve("paths").meta
+    assert meta["config"]["data"] == real and meta["evaluations"][0]["data"] == real
+    lines = first.lines + second.lines
+    assert any(real in line for line in lines)
+    assert not any("TEK_RUN_DIR" in line for line in lines), lines

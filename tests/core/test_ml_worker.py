@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 from core.agents.ml import MlAgent
 from core.ml import registry
 from core.ml.pool import WorkerPool
-from tests.core.ml_helpers import make_attempt, pid_gone, run_op
+from tests.core.ml_helpers import make_attempt, pid_gone, process_dead, run_op
 
 #: Long enough that a test acts during it, short per epoch (about 10 ms).
 LONG_TRAIN = "train model=mlp data=moons n=2000 epochs=2000 seed=1 save=long"
@@ -159,3 +160,74 @@ def test_worker_output_is_sent_before_done(tmp_path: Path) -> None:
         ("log", "printed by op"),
         ("done", None),
     ]
+
+
+#: A worker whose ``train`` says "training" and then computes for a minute
+#: without a word: nothing it writes can fail and end it, as a long epoch.
+_SILENT_WORKER = """
+import sys, time
+from core.ml import train, worker
+
+def silent(args, ctx):
+    ctx.log("training")
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        sum(range(10_000))
+    return {}
+
+train.run_train = silent
+sys.exit(worker.main(sys.argv[1:]))
+"""
+
+#: Starts a worker from a thread that then exits (the worker must outlive
+#: that thread), has it train, and prints the worker's pid once it trains.
+_PARENT_SCRIPT = """
+import os, sys, threading
+import anyio
+from core.ml.pool import WorkerPool
+
+pool = WorkerPool(max_idle=1, python=sys.argv[1])
+box = []
+spawner = threading.Thread(target=lambda: box.append(pool.acquire()))
+spawner.start()
+spawner.join()
+worker = box[0]
+
+def on_message(message):
+    if message.get("line") == "training":
+        print(worker.pid, flush=True)
+
+request = {"op": "train", "args": {}, "cwd": os.getcwd(), "env": dict(os.environ)}
+anyio.run(worker.request, request, on_message)
+"""
+
+
+def test_worker_dies_with_its_parent_even_mid_training(tmp_path: Path) -> None:
+    """A SIGKILLed owner (``tek run``) leaves no worker computing on as an orphan."""
+    (tmp_path / "silent_worker.py").write_text(_SILENT_WORKER)
+    python = tmp_path / "python"  # runs the silent worker with the pool's arguments
+    python.write_text(
+        f'#!/bin/sh\nshift 2\nexec {sys.executable} {tmp_path}/silent_worker.py "$@"\n'
+    )
+    python.chmod(0o755)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT_SCRIPT, str(python)], stdout=subprocess.PIPE, text=True
+    )
+    worker_pid = 0
+    try:
+        assert parent.stdout is not None
+        first = parent.stdout.readline()  # the op is under way
+        assert first.strip().isdigit(), first
+        worker_pid = int(first)
+        assert not process_dead(worker_pid)
+        parent.kill()
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while not process_dead(worker_pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert process_dead(worker_pid), "the worker kept running after its parent died"
+    finally:
+        parent.kill()
+        parent.wait(timeout=10)
+        if worker_pid and not process_dead(worker_pid):
+            os.killpg(worker_pid, signal.SIGKILL)
