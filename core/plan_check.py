@@ -131,6 +131,10 @@ def build_tasks(sheet: Sheet, plan_dir: Path, problems: Problems) -> list[Task]:
     """
     cols, lines = sheet.columns, sheet.lines
     n = len(lines)
+    for name, column in [*cols.items(), *sheet.meta]:
+        for i in _where(column.str.contains("\x00", literal=True)):
+            problems.add(lines[i], name, "contains a NUL byte: a plan is text",
+                         column[i].replace("\x00", "\\0"))
     ids_s = cols["id"]
     ids: list[str] = ids_s.to_list()
     _check_ids(ids_s, ids, lines, problems)

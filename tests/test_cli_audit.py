@@ -458,3 +458,17 @@ def test_resume_with_options_the_engine_refuses_leaves_the_run_as_it_was(tmp_pat
     r = tek("run", str(plan), "--resume", "--json")
     assert r.returncode == 1 and json.loads(r.stdout)["tasks"]["b"]["attempts"] == 2
     assert r.stderr.startswith(f"tek: resuming run {run_id}: 1 to run, 1 already succeeded")
+
+
+def test_a_nul_byte_in_any_cell_is_bad_input_at_validation(tmp_path: Path) -> None:
+    """It used to pass validation and fail at run time (the shell cannot take it)."""
+    plan = tmp_path / "nul.csv"
+    plan.write_bytes(b"id,command,env,cwd,x_note\na,echo \x00zero,K=\x00,,\nb,true,,d\x00,x\x00y\n")
+    r = tek("validate", str(plan))
+    assert r.returncode == 2
+    assert sorted(r.stderr.splitlines()) == [
+        f"tek: {plan}:2: command: contains a NUL byte: a plan is text (echo \\0zero)",
+        f"tek: {plan}:2: env: contains a NUL byte: a plan is text (K=\\0)",
+        f"tek: {plan}:3: cwd: contains a NUL byte: a plan is text (d\\0)",
+        f"tek: {plan}:3: x_note: contains a NUL byte: a plan is text (x\\0y)",
+    ]

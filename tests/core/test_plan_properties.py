@@ -15,8 +15,9 @@ from core.plan import Plan, Task
 from core.plan_io import plan_to_csv, read_plan_bytes, read_plan_text
 
 # Values come back stripped of surrounding whitespace, and "\r\n" inside a
-# quoted value becomes "\n": generate what survives that.
-_chars = st.characters(exclude_categories=["Cs"], exclude_characters="\r")
+# quoted value becomes "\n": generate what survives that (and no NUL: a plan
+# with one is refused).
+_chars = st.characters(exclude_categories=["Cs"], exclude_characters="\r\x00")
 text = st.text(_chars, max_size=15).map(str.strip)
 word = st.text(_chars.filter(lambda c: c != ";"), min_size=1, max_size=8).map(str.strip).filter(bool)
 ident = st.from_regex(r"[A-Za-z0-9_.:-]{1,10}", fullmatch=True)
