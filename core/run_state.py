@@ -439,14 +439,18 @@ class RunState:
         else:
             self.status = RunStatus.SUCCEEDED if ok else RunStatus.FAILED
         started = self._started_ts or now
+        end = now
+        if self.options.stay_open:  # it waited for retries: it ended with its last task
+            end = max((r.finished_ts for r in self.recs if r.finished_ts is not None),
+                      default=now)
         for p in self.pools.values():
             self._batch.append(PoolChanged(p.name, p.size, p.busy, p.queued, p.finished, now))
-        self._batch.append(RunFinished(self.run_id, self.status, counts, now - started, now))
+        self._batch.append(RunFinished(self.run_id, self.status, counts, end - started, end))
         tasks = {
             r.task.id: TaskResult(r.state, r.attempt, r.exit_code, r.duration_s, r.reason)
             for r in self.recs
         }
-        return RunSummary(self.run_id, self.status, counts, now - started, tasks)
+        return RunSummary(self.run_id, self.status, counts, end - started, tasks)
 
     def _schedule_retry(self, rec: TaskRec, delay: float) -> None:
         """Make ``rec`` READY again after ``delay`` seconds (the engine's job)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
 from core.engine import Run, RunOptions, create_run
@@ -14,6 +15,7 @@ from core.events import (
     ResizePool,
     Resume,
     RetryTask,
+    RunFinished,
     RunStarted,
     RunStatus,
     SkipTask,
@@ -133,6 +135,24 @@ async def test_stay_open_allows_retry_after_everything_ended() -> None:
 
     summary, _ = await run_collect(create_run(plan_of(probe("a", "0:1")), opts), drive)
     assert summary.status is RunStatus.SUCCEEDED
+
+
+async def test_a_run_kept_open_for_retries_ends_with_its_last_task() -> None:
+    """A console left open after its run: the journal's end and wall time are the last task's."""
+    new_probe(OPTS, 4)
+    opts = RunOptions(jobs=2, memory_floor_mb=0, stay_open=True)
+
+    async def drive(run: Run, events: EventLog) -> None:
+        await events.wait_for(lambda: is_state(events, "a", TaskState.SUCCEEDED))
+        await anyio.sleep(0.3)  # the console sits open a while
+        await send(run, CancelRun())
+
+    summary, events = await run_collect(create_run(plan_of(probe("a", "0.05")), opts), drive)
+    done = next(e for e in events if isinstance(e, TaskChanged) and e.state is TaskState.SUCCEEDED)
+    started = next(e for e in events if isinstance(e, RunStarted))
+    finished = next(e for e in events if isinstance(e, RunFinished))
+    assert summary.status is RunStatus.SUCCEEDED
+    assert finished.ts == done.ts and finished.wall_s == summary.wall_s == done.ts - started.ts
 
 
 def _index(events: EventLog, tid: str, state: TaskState) -> int:
