@@ -13,7 +13,12 @@ ENV_HOME = "TEK_HOME"
 
 
 def tek_home() -> Path:
-    """Return tek's data folder, creating it if needed."""
+    """Return tek's data folder, creating it if needed.
+
+    Raises:
+        TekError: the path is a file.
+        OSError: the folder cannot be created.
+    """
     env = os.environ.get(ENV_HOME)
     if env:
         home = Path(env).expanduser()
@@ -21,6 +26,12 @@ def tek_home() -> Path:
         import platformdirs
 
         home = Path(platformdirs.user_data_dir("tek", appauthor=False))
+    if home.exists() and not home.is_dir():
+        from core.errors import TekError
+
+        where = f"TEK_HOME={env}" if env else str(home)
+        raise TekError(f"{where} is a file, not a folder: tek keeps its runs, logs and models "
+                       "there (point TEK_HOME at a folder)")
     home.mkdir(parents=True, exist_ok=True)
     return home
 

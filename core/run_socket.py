@@ -363,7 +363,9 @@ def find_served(ref: str) -> Path:
     """
     live = served_runs()
     if not live:
-        raise TekError("no run is being served to attach to (start one with `tek run PLAN`)")
+        which = "no run" if ref == "last" else f"no live run {ref!r}"
+        raise TekError(f"{which} is being served: nothing is running now (`tek runs` lists "
+                       "finished runs; start one with `tek run PLAN`)")
     if ref == "last":
         return live[0]
     matches = [p for p in live if p.stem == ref] or [p for p in live if p.stem.startswith(ref)]

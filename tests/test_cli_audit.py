@@ -472,3 +472,12 @@ def test_a_nul_byte_in_any_cell_is_bad_input_at_validation(tmp_path: Path) -> No
         f"tek: {plan}:3: cwd: contains a NUL byte: a plan is text (d\\0)",
         f"tek: {plan}:3: x_note: contains a NUL byte: a plan is text (x\\0y)",
     ]
+
+
+def test_tek_home_that_is_a_file_is_one_clear_line(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.write_text("")
+    r = tek("runs", env={**os.environ, "TEK_HOME": str(home)})
+    assert (r.returncode, r.stderr) == (2, f"tek: TEK_HOME={home} is a file, not a folder: tek "
+                                           "keeps its runs, logs and models there (point "
+                                           "TEK_HOME at a folder)\n")

@@ -43,7 +43,10 @@ def test_ctl_steers_a_running_run(
     (["ctl", "retry"], "ctl retry takes TASK (got nothing)"),
     (["ctl", "pause", "extra"], "ctl pause takes no arguments (got extra)"),
     (["ctl", "resize", "shell", "-1"], "ctl resize shell -1: SIZE must be a whole number, 0 or more"),
-    (["ctl", "pause"], "no run is being served to attach to (start one with `tek run PLAN`)"),
+    (["ctl", "pause"], "no run is being served: nothing is running now (`tek runs` lists "
+                       "finished runs; start one with `tek run PLAN`)"),
+    (["ctl", "pause", "--run", "nosuch"], "no live run 'nosuch' is being served: nothing is "
+     "running now (`tek runs` lists finished runs; start one with `tek run PLAN`)"),
 ])
 def test_bad_ctl_is_one_line_exit_2(
     capsys: pytest.CaptureFixture[str], argv: list[str], message: str

@@ -76,3 +76,19 @@ def test_a_run_that_cannot_be_served_says_it_cannot_be_attached_to(tmp_path: Pat
     lines = done.stdout.splitlines()
     assert lines[1] == "  it cannot be attached to: no socket could be made under $TEK_HOME/sockets"
     assert "--attach" not in done.stdout
+
+
+def test_a_detached_resume_keeps_the_first_output(tmp_path: Path, tek_home: Path) -> None:
+    """`tek run --from a -d` (no PLAN: --from implies --resume last) writes a second file."""
+    plan = tmp_path / "p.csv"
+    plan.write_text("id,command\na,echo first\n")
+    run_id = _tek(tek_home, "run", "-d", str(plan)).stdout.split()[1]
+    assert _ended(run_id) == "succeeded"
+    again = _tek(tek_home, "run", "--from", "a", "-d")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.split()[1] == run_id
+    assert _ended(run_id) == "succeeded"
+    folder = tek_home / "runs" / run_id
+    assert "start a (attempt 1)" in (folder / "tek-run.out").read_text()
+    assert "start a (attempt 2)" in (folder / "tek-run.2.out").read_text()
+    assert f"its output:       {folder / 'tek-run.2.out'}" in again.stdout

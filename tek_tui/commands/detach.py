@@ -14,12 +14,14 @@ environment at once (:func:`take_ready_fd`), so no task inherits it.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import select
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 #: Environment variable naming the pipe a detached run reports its id on.
 READY_ENV = "TEK_READY_FD"
@@ -73,9 +75,7 @@ def detach(words: Sequence[str]) -> int:
         sys.stderr.write(out_path.read_text(errors="replace"))
         out_path.unlink(missing_ok=True)
         return code or 2
-    final = run_dir(run_id) / "tek-run.out"
-    final.parent.mkdir(parents=True, exist_ok=True)
-    out_path.replace(final)  # the child writes on through its open file
+    final = _keep_output(out_path, run_dir(run_id))  # the child writes on through its open file
     print(f"run {run_id} started in the background (pid {proc.pid})")
     if unserved:  # no socket: $TEK_HOME's path is too long for one, or its folder is not ours
         print("  it cannot be attached to: no socket could be made under $TEK_HOME/sockets")
@@ -83,6 +83,20 @@ def detach(words: Sequence[str]) -> int:
         print(f"  watch and steer:  tek tui --attach {run_id}")
     print(f"  its output:       {final}")
     return 0
+
+
+def _keep_output(out_path: Path, folder: Path) -> Path:
+    """Move the output file into the run's folder, never over an earlier one (a resume's)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count(1):
+        final = folder / ("tek-run.out" if n == 1 else f"tek-run.{n}.out")
+        try:
+            os.link(out_path, final)  # fails if it exists, unlike a rename
+        except FileExistsError:
+            continue
+        out_path.unlink()
+        return final
+    raise AssertionError("unreachable")
 
 
 def _read_line(fd: int) -> str:

@@ -51,10 +51,11 @@ def plan_path_for(args: argparse.Namespace) -> str:
         args.plan, args.resume = args.resume, "last"
     if args.plan is not None:
         return str(args.plan)
-    if not args.resume:
+    resume = args.resume or ("last" if args.from_tasks else None)  # --from implies it
+    if not resume:
         raise TekError("PLAN is required (or --resume [RUN_ID|last] to rerun a run's plan)")
     with _journal_to_resume(args, "--resume needs") as store:
-        run = store.get_run(store.resolve_run(args.resume))
+        run = store.get_run(store.resolve_run(resume))
     if not run.plan_path:
         raise StoreError(f"run {run.id} has no plan file to read; give PLAN")
     if not Path(run.plan_path).exists():

@@ -61,7 +61,7 @@ def test_attach_with_nothing_running_is_one_line_exit_2(
     monkeypatch.setattr("tek_tui.commands.tui._need_terminal", lambda: None)
     assert main(["tui", "--attach"]) == 2
     err = capsys.readouterr().err
-    assert err == "tek: no run is being served to attach to (start one with `tek run PLAN`)\n"
+    assert err == "tek: no run is being served: nothing is running now (`tek runs` lists finished runs; start one with `tek run PLAN`)\n"
 
 
 async def test_a_consoles_own_run_is_served_to_other_consoles(tmp_path: Path) -> None:
@@ -106,7 +106,7 @@ async def test_enter_on_a_live_run_nobody_serves_never_starts_a_second_one(tmp_p
     app = TekApp(search_dirs=[tmp_path])
     async with app.run_test(size=(100, 30)) as pilot:
         await enter_on_the_run(pilot, "pending")
-        problems = app.screen.query_one("#plan-problems", Static)
+        problems = app.screen.query_one("#plan-problems-text", Static)
         await until(pilot, lambda: problems.display)
         assert f"run {run_id} is running in another process that does not serve it" in str(
             problems.render())
