@@ -234,7 +234,7 @@ class Store:
             self._has_pending[run] = False
         return len(runs)
 
-    def _check_intact(self) -> None:
+    def check_intact(self) -> None:
         """Raise StoreError unless every page of the file reads back sound."""
         with self._lock, self._errors():
             check_intact(self._conn, self.path)
@@ -293,7 +293,7 @@ class Store:
             rid = pick_run_id(conn, run_id, self.path)
 
         def insert() -> None:
-            self._check_intact()
+            self.check_intact()
             with self.write() as conn:
                 insert_run(conn, rid, plan, tasks, phash, options)
 
@@ -321,7 +321,7 @@ class Store:
             StoreError: the journal is damaged (nothing is written) or SQLite failed.
         """
         rows, phash = task_rows(run_id, plan)
-        self._check_intact()
+        self.check_intact()
         with self.write() as conn:
             self._apply_pending(conn, "WHERE run_id = ?", (run_id,))
             return reset_run(conn, run_id, plan, rows, phash, rerun, options)

@@ -363,6 +363,12 @@ def test_a_damaged_journal_is_never_written(
     assert ".recover" in err
     assert not marker.exists()  # no task ran
     assert (db.read_bytes(), db.stat().st_mtime_ns) == before
+    # and the readers say so, rather than show a run with most of its tasks gone
+    for reader in (["runs"], ["show", "last"], ["logs", "last", "t0"]):
+        assert main([*reader, "--store", str(db)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"tek: {db}: the journal is damaged (")
+    assert (db.read_bytes(), db.stat().st_mtime_ns) == before
 
 
 def test_runs_filters_refuse_bad_values_and_say_what_matched_nothing(

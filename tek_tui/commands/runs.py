@@ -81,7 +81,7 @@ def open_journal(args: argparse.Namespace) -> Store | None:
 
     Raises:
         StoreError: ``--store`` names a missing file, or the file is not a
-            usable tek journal (the file is left untouched).
+            usable tek journal, or has a damaged page (the file is left untouched).
     """
     from core.errors import StoreError
     from core.paths import default_store_path
@@ -94,7 +94,13 @@ def open_journal(args: argparse.Namespace) -> Store | None:
         return None
     if path.is_file() and path.stat().st_size == 0:
         return None  # a journal being created this instant: nothing recorded yet
-    return open_store(path, create=False)
+    store = open_store(path, create=False)
+    try:  # a damaged page would make what is shown wrong, silently (~2 ms per MB)
+        store.check_intact()
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 # ------------------------------------------------------------------- prune
