@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -92,3 +93,15 @@ def test_a_detached_resume_keeps_the_first_output(tmp_path: Path, tek_home: Path
     assert "start a (attempt 1)" in (folder / "tek-run.out").read_text()
     assert "start a (attempt 2)" in (folder / "tek-run.2.out").read_text()
     assert f"its output:       {folder / 'tek-run.2.out'}" in again.stdout
+
+
+def test_detach_with_json_prints_one_object(tmp_path: Path, tek_home: Path) -> None:
+    plan = tmp_path / "p.csv"
+    plan.write_text("id,command\na,true\n")
+    done = _tek(tek_home, "run", "-d", "--json", str(plan))
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert info["attachable"] is True and isinstance(info["pid"], int)
+    assert _ended(info["run_id"]) == "succeeded"
+    summary = json.loads(Path(info["output"]).read_text())  # the run's own --json summary
+    assert summary["run_id"] == info["run_id"] and summary["status"] == "succeeded"

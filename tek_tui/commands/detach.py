@@ -76,6 +76,12 @@ def detach(words: Sequence[str]) -> int:
         out_path.unlink(missing_ok=True)
         return code or 2
     final = _keep_output(out_path, run_dir(run_id))  # the child writes on through its open file
+    if "--json" in child_words:  # for scripts: one object, the run's summary goes to its output
+        import json
+
+        print(json.dumps({"run_id": run_id, "pid": proc.pid, "attachable": not unserved,
+                          "output": str(final)}))
+        return 0
     print(f"run {run_id} started in the background (pid {proc.pid})")
     if unserved:  # no socket: $TEK_HOME's path is too long for one, or its folder is not ours
         print("  it cannot be attached to: no socket could be made under $TEK_HOME/sockets")
