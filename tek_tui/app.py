@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -171,12 +171,14 @@ class TekApp(App[int]):
                       attached=True)
 
     def show_run(self, client: RunClient, runner: Runner | None, title: str = "",
-                 plan: Plan | None = None, attached: bool = False) -> None:
+                 plan: Plan | None = None, attached: bool = False,
+                 times: Mapping[str, tuple[float, float | None]] | None = None) -> None:
         """Open the main screen on ``client``; drive ``runner`` for the app's lifetime.
 
         The main screen takes the place of the :class:`LoadingScreen`, if one is up.
         ``plan`` (the plan ``client`` runs, when this app loaded it) can be edited there.
         An ``attached`` run belongs to another process: quitting detaches from it.
+        ``times`` are start and end times the run's snapshot lacks (``ConsoleRun.times``).
         """
         if runner is not None:
             self._run_driver = self._drive_run(runner, client)
@@ -184,7 +186,7 @@ class TekApp(App[int]):
         self.push_screen(
             MainScreen(client, clock=self.clock, sampler=self.sampler, start=self.start_run,
                        title=title, telemetry_s=self.telemetry_s, pane_clock=self.pane_clock,
-                       plan=plan, attached=attached)
+                       plan=plan, attached=attached, times=times)
         )
 
     async def replace_run(self, plan: Plan) -> RunClient:
@@ -232,14 +234,15 @@ class TekApp(App[int]):
             # read only parses a file, and nothing waits for its result.
             plan = await anyio.to_thread.run_sync(read_plan, path, abandon_on_cancel=True)
             if resume is not None:
-                run = self._take(await resumed_run(plan, self.jobs, resume)).run
+                built = self._take(await resumed_run(plan, self.jobs, resume))
             else:
-                run = self._take(await new_run(plan, self.jobs)).run
+                built = self._take(await new_run(plan, self.jobs))
         except TekError as exc:
             problems = exc.problems if isinstance(exc, PlanError) else str(exc).splitlines()
             self._show_problems(problems)
             return
-        self.show_run(run.client(), run.run, title=path.stem, plan=plan)
+        run = built.run
+        self.show_run(run.client(), run.run, title=path.stem, plan=plan, times=built.times)
 
     def _take(self, built: ConsoleRun) -> ConsoleRun:
         """Keep ``built``'s journal (closed on exit) and tell its notice."""

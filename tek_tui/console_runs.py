@@ -9,7 +9,8 @@ journaled run reopened as ``tek run --resume`` reopens it, so its errors
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import anyio
@@ -31,11 +32,15 @@ class ConsoleRun:
         run: the engine's run, waiting for ``Start``.
         journal: its journal, or None when it runs without one.
         notice: what to tell the user (a journal problem, what a resume reruns).
+        times: for a resume, ``(started, ended)`` of the last attempt of each
+            task that succeeded before (the engine's snapshot has no times
+            for them; the console shows their durations).
     """
 
     run: Run
     journal: RunJournal | None
     notice: str = ""
+    times: Mapping[str, tuple[float, float | None]] = field(default_factory=dict)
 
 
 def console_options(jobs: int | None) -> RunOptions:
@@ -96,13 +101,24 @@ async def resumed_run(plan: Plan, jobs: int | None, resume: str) -> ConsoleRun:
             run = create_run(plan, options, run_id=journal.run_id, recorder=journal.recorder,
                              completed=journal.completed, attempts_so_far=journal.attempts_so_far)
             journal = await anyio.to_thread.run_sync(journal.commit_resume)
+            times = await anyio.to_thread.run_sync(_succeeded_times, journal)
         except BaseException:
             store.close()
             raise
     d = journal.decision
     notice = "" if d is None else (f"resuming run {journal.run_id}: {len(d.rerun)} to run, "
                                    f"{len(d.completed)} already succeeded; s starts")
-    return ConsoleRun(run, journal, notice)
+    return ConsoleRun(run, journal, notice, times)
+
+
+def _succeeded_times(journal: RunJournal) -> dict[str, tuple[float, float | None]]:
+    """``(started, ended)`` of the last attempt of each task the resume keeps as done."""
+    if not journal.completed:
+        return {}
+    _, _, attempts = journal.store.read_run(journal.run_id)
+    # Attempts come in (task, attempt) order: the last one of a task wins.
+    return {a.task_id: (a.started_ts, a.ended_ts) for a in attempts
+            if a.task_id in journal.completed}
 
 
 def _new_journal(plan: Plan, options: RunOptions) -> RunJournal:

@@ -8,6 +8,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from tek_tui.widgets.footer import TekFooter
+
 
 class ConfirmModal(ModalScreen[bool]):
     """Ask before doing something that cannot be undone (cancel run, quit)."""
@@ -28,6 +30,8 @@ class ConfirmModal(ModalScreen[bool]):
             with Horizontal(classes="modal-buttons"):
                 yield Button(f"{self._yes} (y)", id="yes", variant="error")
                 yield Button(f"{self._no} (n)", id="no", variant="primary")
+        # Its own footer, over the run screen's: only the keys that work here.
+        yield TekFooter()
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()

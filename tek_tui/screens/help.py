@@ -14,6 +14,8 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Static
 
 from core.events import TaskState
+from tek_tui.widgets.footer import TekFooter
+from tek_tui.widgets.row_table import RowTable
 from tek_tui.widgets.states import state_text
 
 #: One row of the key table: (key, action, binding id, where it works).
@@ -21,8 +23,7 @@ KeyRow = tuple[str, str, str, str]
 
 #: Textual's own movement keys, which every pane shares (their bindings have no id).
 NAVIGATION_ROWS: tuple[KeyRow, ...] = (
-    ("↑↓ PgUp PgDn Home End", "Move in the focused pane", "", "every pane"),
-    ("enter", "Open the log of the task under the cursor", "", "tasks pane"),
+    ("↑↓ PgUp PgDn", "Move in the focused pane", "", "every pane"),
     ("esc", "Close a box or dialog", "", "every pane"),
 )
 
@@ -34,28 +35,33 @@ def collect_key_rows(screen: Screen[Any]) -> list[KeyRow]:
         screen: the screen the help is for.
 
     Returns:
-        Rows in app, screen, widget order. Widget bindings without an ``id``
-        (Textual's generic cursor, scroll and text-editing keys) and system
-        bindings are left out; a key bound by several widgets shows once per
-        place it works.
+        Rows in app, screen, widget order, then what ``enter`` does on this
+        screen (its ``ENTER_HELP`` row, if any) and the shared movement keys.
+        Bindings without an ``id`` (Textual's generic cursor, scroll, copy
+        and text-editing keys) and system bindings are left out; a key bound
+        by several widgets shows once per place it works.
     """
-    rows: list[KeyRow] = []
-    seen: set[tuple[str, str, str]] = set()
+    # One row per key and place: a key with two labels (``p`` Pause/Resume,
+    # ``q`` Quit/Detach) reads "Pause / Resume", its ids "run-pause-resume run-resume".
+    rows: dict[tuple[str, str], KeyRow] = {}
     sources: list[tuple[str, DOMNode]] = [("everywhere", screen.app), ("screen", screen)]
     sources += [(_where(w), w) for w in screen.query("*")]
     for where, node in sources:
         for bindings in node._bindings.key_to_bindings.values():
             for binding in bindings:
-                generic = not binding.id and node not in (screen.app, screen)
-                if binding.system or not binding.description or generic:
+                # Only tek's bindings (each has an id): Textual's own (copy
+                # text, focus next) are not keys of this console.
+                if binding.system or not binding.description or not binding.id:
                     continue
                 key = screen.app.get_key_display(binding)
-                mark = (key, binding.action, where)
-                if mark in seen:
-                    continue
-                seen.add(mark)
-                rows.append((key, binding.description, binding.id or "", where))
-    return [*rows, *NAVIGATION_ROWS]
+                old = rows.get((key, where))
+                if old is None:
+                    rows[key, where] = (key, binding.description, binding.id, where)
+                elif binding.description not in old[1].split(" / "):
+                    rows[key, where] = (key, f"{old[1]} / {binding.description}",
+                                        f"{old[2]} {binding.id}", where)
+    enter: KeyRow | None = getattr(screen, "ENTER_HELP", None)
+    return [*rows.values(), *([enter] if enter else []), *NAVIGATION_ROWS]
 
 
 def _where(widget: DOMNode) -> str:
@@ -79,8 +85,9 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="help-box", classes="modal-box"):
             yield Static("[b]tek keys[/b]  (esc closes)", id="help-title")
-            yield DataTable(id="help-keys", cursor_type="row")
+            yield RowTable(id="help-keys")
             yield Static(id="help-legend")
+        yield TekFooter()  # over the run screen's: only the keys that work here
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

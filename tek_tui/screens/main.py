@@ -9,14 +9,13 @@ While a modal is open painting is skipped and changes accumulate; hidden panes
 Keys that edit the plan before the run starts come from
 :class:`~tek_tui.screens.plan_editing.PlanEditScreen` (given ``plan=``).
 
-Layout: a grid of five panes at large sizes. Below 100×28 the screen becomes
-``-narrow``: the task table plus one other pane, ``tab`` switching which.
-``z`` zooms the focused pane to the whole screen.
+Layout (grid, narrow, zoom, tabs) comes from
+:class:`~tek_tui.screens.pane_layout.PaneLayoutScreen`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Vertical
-from textual.events import DescendantFocus, Resize
-from textual.widget import Widget
 from textual.widgets import DataTable, Input
 from textual.worker import Worker
 
@@ -33,36 +30,27 @@ from core.client import RunClient
 from core.events import RunStatus, Start, TaskState
 from core.paths import run_log_path
 from core.plan import Plan
+from tek_tui.screens.pane_layout import PANES, PaneLayoutScreen
 from tek_tui.screens.panes import make_dag_view, make_pools_pane, make_system_pane
-from tek_tui.screens.plan_editing import PlanEditScreen
 from tek_tui.screens.run_state import RunState
 from tek_tui.widgets.footer import TekFooter
 from tek_tui.widgets.log_view import LogView
 from tek_tui.widgets.run_bar import RunBar
+from tek_tui.widgets.task_cells import outcome_text
 from tek_tui.widgets.task_table import TaskTable
 
-#: Panes in ``tab`` order: (pane id, title).
-PANES: tuple[tuple[str, str], ...] = (
-    ("tasks", "Tasks"),
-    ("log", "Log"),
-    ("dag", "DAG"),
-    ("pools", "Pools"),
-    ("system", "System"),
-)
-#: Below either size the screen shows the table plus one pane at a time.
-NARROW_WIDTH, NARROW_HEIGHT = 100, 28
 #: Paint rate of the coalesced updates.
 FLUSH_HZ = 10
 
 
-class MainScreen(PlanEditScreen):
+class MainScreen(PaneLayoutScreen):
     """Everything about one run: panes, layout and the live event flow."""
+
+    ENTER_HELP = ("enter", "Open the log of the task under the cursor", "", "tasks pane")
+    """What ``enter`` does here, for the help screen."""
 
     BINDINGS = [
         Binding("l", "open_log", "Log", id="open-log", tooltip="Open the selected task's log"),
-        Binding("z", "zoom", "Zoom", id="pane-zoom", tooltip="Zoom the focused pane"),
-        Binding("tab", "next_pane", "Next pane", id="pane-next", show=False),
-        Binding("shift+tab", "next_pane(-1)", "Previous pane", id="pane-prev", show=False),
         # Priority: handled as the key arrives, so the box has the focus
         # before the next keys (fast typing, paste) are delivered.
         Binding("slash", "filter", "Filter", id="task-filter", priority=True,
@@ -87,18 +75,13 @@ class MainScreen(PlanEditScreen):
         pane_clock: Callable[[], float] | None = None,
         plan: Plan | None = None,
         attached: bool = False,
+        times: Mapping[str, tuple[float, float | None]] | None = None,
     ) -> None:
         super().__init__(client, plan)
         self.attached = attached
         self._telemetry_s = telemetry_s
         self._pane_clock = pane_clock
         self.clock = clock
-        self.active_pane = "tasks"
-        """Pane holding the focus."""
-        self.shown_pane = "log"
-        """Pane shown beside the table on a narrow screen."""
-        self.zoomed: str | None = None
-        """Pane zoomed to the whole screen, or None."""
         self._sampler = sampler
         self._start = start
         self._title = title
@@ -106,6 +89,8 @@ class MainScreen(PlanEditScreen):
         self._dag_pending: dict[str, TaskState] = {}
         self._pools_pending = False
         self._pids: dict[str, int] = {}
+        self._flushes = 0
+        self._times = times
 
     # ---------------------------------------------------------------- compose
 
@@ -151,21 +136,9 @@ class MainScreen(PlanEditScreen):
         """The log pane's widget."""
         return self.query_one("#log-view", LogView)
 
-    def pane(self, pane_id: str) -> Widget:
-        """The container of pane ``pane_id``."""
-        return self.query_one(f"#pane-{pane_id}")
-
     def _pane_widget(self, widget_id: str) -> Any:
         """A pane widget built elsewhere (or its placeholder); typed loosely on purpose."""
         return self.query_one(f"#{widget_id}")
-
-    def pane_visible(self, pane_id: str) -> bool:
-        """Whether a pane is on screen (not hidden by zoom or the narrow layout)."""
-        if self.zoomed is not None:
-            return pane_id == self.zoomed
-        if self.has_class("-narrow"):
-            return pane_id in ("tasks", self.shown_pane)
-        return True
 
     # ------------------------------------------------------------ events in
 
@@ -176,7 +149,7 @@ class MainScreen(PlanEditScreen):
         # (states are idempotent).
         stream = self.client.events()
         snapshot = self.client.snapshot()
-        self._install(RunState(snapshot))
+        self._install(RunState(snapshot, self._times))
         if self._start and snapshot.status is RunStatus.PENDING:
             await self._control(Start())
         async for event in stream:
@@ -202,6 +175,12 @@ class MainScreen(PlanEditScreen):
         state = self.state
         if state is None or self.app.screen is not self:
             return  # a modal is open: keep consuming, paint when it closes
+        self._flushes += 1
+        if state.missing_start and self._flushes % FLUSH_HZ == 1:
+            # Starts the stream coalesced away, from a fresh snapshot (about
+            # once a second, and only while some are missing: it costs a copy
+            # of every task).
+            state.fill_times(self.client.snapshot())
         dirty = state.take_dirty()
         now = self.clock()
         tick = int(now) != self._last_tick
@@ -252,6 +231,7 @@ class MainScreen(PlanEditScreen):
             elapsed=elapsed,
             admission=state.admission_reason if state.admission_paused else "",
             dropped=state.dropped_lines,
+            attached=self.attached,
         )
 
     def _paint_log(self, state: RunState, changed: set[str]) -> None:
@@ -259,6 +239,8 @@ class MainScreen(PlanEditScreen):
         if lines:
             self.log_view.append(lines)
         task_id = self.selected
+        if task_id is not None and task_id in changed:
+            self.log_view.set_outcome(outcome_text(state.tasks[task_id]))
         if task_id is not None and task_id in changed and task_id in state.loss:
             losses = state.loss[task_id]
             self.log_view.set_loss(list(losses), f"loss {losses[-1]:.4g}")
@@ -283,7 +265,7 @@ class MainScreen(PlanEditScreen):
         task = self.state.tasks.get(task_id) if task_id else None
         attempt = task.attempt if task else 0
         path = run_log_path(self.state.run_id, task_id, attempt) if task_id and attempt else None
-        self.log_view.show(task_id, attempt, path)
+        self.log_view.show(task_id, attempt, path, outcome_text(task) if task else "")
         if task_id in self.state.loss:
             losses = self.state.loss[task_id]
             self.log_view.set_loss(list(losses), f"loss {losses[-1]:.4g}")
@@ -300,21 +282,6 @@ class MainScreen(PlanEditScreen):
         """Show the selected task's log and focus it."""
         self.shown_pane = "log"
         self._focus_pane("log")
-
-    def action_zoom(self) -> None:
-        """Zoom the focused pane to the whole screen, or back."""
-        self.zoomed = None if self.zoomed else self.active_pane
-        self._apply_layout()
-
-    def action_next_pane(self, step: int = 1) -> None:
-        """Focus the next (or previous) pane."""
-        ids = [pane_id for pane_id, _ in PANES]
-        target = ids[(ids.index(self.active_pane) + step) % len(ids)]
-        if target != "tasks":
-            self.shown_pane = target
-        if self.zoomed is not None:
-            self.zoomed = target
-        self._focus_pane(target)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """In a text box ``/`` is text: the filter key neither fires nor shows in the footer."""
@@ -338,12 +305,16 @@ class MainScreen(PlanEditScreen):
         self.set_focus(box)
 
     def action_back(self) -> None:
-        """Back out one step: close the filter box (keeping its filter), unzoom, or
-        return to the task table."""
+        """Back out one step: close the filter box (keeping its filter), clear an
+        applied filter (in the task table, as k9s does), unzoom, or return to
+        the task table."""
         box = self.query_one("#task-filter", Input)
         if box.display:
             box.display = False
             self.set_focus(self.table)
+        elif self.focused is self.table and self.table.filter_text.strip():
+            self.table.set_filter("")
+            self._show_filter_count()
         elif self.zoomed is not None:
             self.action_zoom()
         elif self.active_pane != "tasks":
@@ -363,52 +334,6 @@ class MainScreen(PlanEditScreen):
         shown, total = self.table.row_count, len(self.table.tasks)
         count = f"{shown} of {total}" if shown else "no task matches (/ edits)"
         self.pane("tasks").border_subtitle = f"filter: {text} · {count}" if text.strip() else ""
-
-    def _focus_pane(self, pane_id: str, *, focus: bool = True) -> None:
-        self.active_pane = pane_id
-        self._apply_layout()
-        if not focus:
-            return
-        pane = self.pane(pane_id)
-        target = next((w for w in pane.query("*") if w.focusable and w.display), None)
-        if target is not None:
-            # Synchronous, unlike Widget.focus: keys already queued behind this
-            # one (a burst of tab presses) must see the new focus.
-            self.set_focus(target)
-
-    def on_descendant_focus(self, event: DescendantFocus) -> None:
-        """Track which pane holds the focus (mouse clicks included)."""
-        node = event.widget
-        while node is not None and node is not self:
-            if isinstance(node, Widget) and node.id and node.id.startswith("pane-"):
-                self.active_pane = node.id.removeprefix("pane-")
-                if self.active_pane != "tasks":
-                    self.shown_pane = self.active_pane
-                break
-            node = node.parent  # type: ignore[assignment]
-        for pane_id, _ in PANES:
-            self.pane(pane_id).set_class(pane_id == self.active_pane, "-active")
-
-    def on_resize(self, event: Resize) -> None:
-        """Switch between the grid and the narrow (tabbed) layout."""
-        narrow = event.size.width < NARROW_WIDTH or event.size.height < NARROW_HEIGHT
-        self.set_class(narrow, "-narrow")
-        self._apply_layout()
-
-    def _apply_layout(self) -> None:
-        for pane_id, title in PANES:
-            pane = self.pane(pane_id)
-            pane.display = self.pane_visible(pane_id)
-            if self.has_class("-narrow") and pane_id != "tasks":
-                others = " ".join(
-                    f"[reverse] {t} [/]" if p == pane_id else t for p, t in PANES if p != "tasks"
-                )
-                pane.border_title = f"{others}  (tab)"
-            else:
-                pane.border_title = title
-        self.set_class(self.zoomed is not None, "-zoom")
-        # Panes that were hidden catch up now.
-        self._flush()
 
     def _theme_changed(self, _theme: object) -> None:
         self.table.restyle()

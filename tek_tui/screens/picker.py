@@ -19,15 +19,17 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 from textual.worker import Worker
 
 from tek_tui.widgets.footer import TekFooter
+from tek_tui.widgets.row_table import RowTable
 from tek_tui.widgets.states import format_duration
 
 #: Run statuses that ``enter`` in the run list resumes (a succeeded run is run again).
@@ -71,6 +73,10 @@ def recent_runs(limit: int = 20) -> list[Any] | None:
 class PickerScreen(Screen[None]):
     """Choose a plan to run, or reopen the plan of a recent run."""
 
+    ENTER_HELP = ("enter", "Run the plan; attach to, resume or rerun the run", "",
+                  "picker lists")
+    """What ``enter`` does here, for the help screen."""
+
     BINDINGS = [
         Binding("tab", "app.focus_next", "Next list", id="picker-next", show=False),
         Binding("q", "app.quit", "Quit", id="picker-quit"),
@@ -94,11 +100,14 @@ class PickerScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="picker"):
             yield Static("[b]tek[/b] · choose a plan (enter) · recent runs below", id="picker-title")
-            yield Static("", id="plan-problems")
-            yield DataTable(id="plan-list", cursor_type="row")
+            # Bounded and scrollable (tab reaches it): a plan with a dozen
+            # problems must not push the lists off an 80x24 screen.
+            with VerticalScroll(id="plan-problems"):
+                yield Static("", id="plan-problems-text")
+            yield RowTable(id="plan-list")
             yield Static("recent runs · enter: attach (running), resume (failed, died) or rerun",
                          id="runs-title")
-            yield DataTable(id="run-list", cursor_type="row")
+            yield RowTable(id="run-list")
         yield TekFooter()
 
     def on_mount(self) -> None:
@@ -158,9 +167,13 @@ class PickerScreen(Screen[None]):
 
     def show_problems(self, problems: Sequence[str]) -> None:
         """List what is wrong with the plan that was chosen."""
-        box = self.query_one("#plan-problems", Static)
-        box.update("\n".join(["[b]cannot run this plan:[/b]", *problems]))
+        text = Text.assemble(("cannot run this plan:", "bold"),
+                             *(f"\n{problem}" for problem in problems))
+        self.query_one("#plan-problems-text", Static).update(text)
+        box = self.query_one("#plan-problems", VerticalScroll)
         box.display = True
+        box.border_subtitle = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        box.scroll_home(animate=False)
 
     @on(DataTable.RowSelected)
     def _chosen(self, event: DataTable.RowSelected) -> None:

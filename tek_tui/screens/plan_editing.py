@@ -88,10 +88,11 @@ class PlanEditScreen(RunControlScreen):
         return super().check_action(action, parameters)
 
     def footer_hides(self, action: str) -> bool:
-        """The editing keys leave the footer once the run has started (see TekFooter)."""
+        """The editing keys leave the footer once the run has started (see TekFooter),
+        as do the run keys with nothing to act on (:meth:`RunControlScreen.footer_hides`)."""
         state = self.state
         started = self._started or (state is not None and state.status is not RunStatus.PENDING)
-        return action in EDIT_ACTIONS and started
+        return (action in EDIT_ACTIONS and started) or super().footer_hides(action)
 
     def _editable(self) -> Plan | None:
         """The plan, when it may be edited now; else say why not and return None."""

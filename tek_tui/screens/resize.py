@@ -9,6 +9,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
+from tek_tui.widgets.footer import TekFooter
+
 #: Largest pool size accepted from the keyboard.
 MAX_POOL_SIZE = 1024
 
@@ -28,6 +30,7 @@ class ResizeModal(ModalScreen[int | None]):
             yield Static(f"New size for pool [b]{self.pool}[/b] (now {self.size_now}):")
             yield Input(str(self.size_now), id="resize-input", type="integer")
             yield Static("", id="resize-error")
+        yield TekFooter()  # over the run screen's: only the keys that work here
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()

@@ -12,6 +12,7 @@ adds the panes on top.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from textual import work
@@ -36,6 +37,8 @@ from tek_tui.screens.confirm import ConfirmModal
 from tek_tui.screens.resize import ResizeModal
 from tek_tui.screens.run_state import RunState
 
+#: Actions that steer a run under way (hidden from the footer once there is nothing to steer).
+RUN_KEYS = frozenset({"pause_resume", "cancel_task", "retry_task", "skip_task", "cancel_run"})
 #: How long ``q`` waits for a cancelled run to finish before leaving anyway.
 QUIT_GRACE_S = 15.0
 
@@ -106,15 +109,33 @@ class RunControlScreen(Screen[None]):
             return paused == bool(parameters)
         return True
 
+    def footer_hides(self, action: str) -> bool:
+        """Keep run keys out of the footer while they have nothing to act on (see TekFooter).
+
+        ``s`` shows only before the start; once every task has ended (the run
+        stays open for retries) only ``r`` and ``q`` have work left, as the run
+        bar says; once the run has finished, none of the run keys has.
+        """
+        name = action.partition("(")[0]
+        state = self.state
+        if state is None:
+            return False
+        if name == "start":
+            return state.status is not RunStatus.PENDING
+        if state.finished:
+            return name in RUN_KEYS
+        if state.status is not RunStatus.PENDING and not state.active:
+            return name in RUN_KEYS - {"retry_task"}
+        return False
+
     async def action_pause_resume(self, _label: str = "") -> None:
         """Pause dispatching, or resume it (``_label`` only tells the bindings apart)."""
         paused = self.state is not None and self.state.status is RunStatus.PAUSED
         await self._control(Resume() if paused else Pause())
 
     async def action_cancel_task(self) -> None:
-        """Cancel the selected task."""
-        if (task_id := self._selected_or_warn()) is not None:
-            await self._control(CancelTask(task_id))
+        """Cancel the selected task (asking first when tasks downstream would be skipped)."""
+        await self._task_control(CancelTask, "Cancel")
 
     async def action_retry_task(self) -> None:
         """Retry the selected task."""
@@ -122,9 +143,41 @@ class RunControlScreen(Screen[None]):
             await self._control(RetryTask(task_id))
 
     async def action_skip_task(self) -> None:
-        """Skip the selected task."""
-        if (task_id := self._selected_or_warn()) is not None:
-            await self._control(SkipTask(task_id))
+        """Skip the selected task (asking first when it has tasks downstream)."""
+        await self._task_control(SkipTask, "Skip")
+
+    async def _task_control(self, make: Callable[[str], Control], verb: str) -> None:
+        """Send ``make(task)`` for the selected task; ask first when it affects others.
+
+        One key that skips a whole subtree must not land on whatever row a
+        filter just moved under the cursor: the question names the task and
+        what it takes with it, and the answer acts on the task named, even if
+        the table changed meanwhile. A task with nothing left downstream is
+        acted on at once.
+        """
+        if (task_id := self._selected_or_warn()) is None:
+            return
+        state = self.state
+        task = state.tasks.get(task_id) if state is not None else None
+        affected = state.downstream(task_id) if state is not None and task is not None else []
+        if task is None or task.state.is_terminal or not affected:
+            await self._control(make(task_id))  # refused, or touches no other task
+            return
+        n = len(affected)
+        names = ", ".join(affected[:3]) + (", …" if n > 3 else "")
+        tasks = f"{n} downstream task{'s' if n != 1 else ''}"
+        if make is SkipTask:  # its downstream runs as if it had succeeded
+            outcome = f"it will not run, and {tasks} will run without it: {names}"
+        else:
+            outcome = f"{tasks} will be skipped: {names}"
+        question = f"{verb} task {task_id}?\n{outcome}"
+
+        async def answered(yes: bool | None) -> None:
+            if yes:
+                await self._control(make(task_id))
+
+        self.app.push_screen(
+            ConfirmModal(question, yes=f"{verb} task", no="Keep it"), answered)
 
     def action_cancel_run(self) -> None:
         """Cancel the whole run, after asking."""
@@ -162,6 +215,16 @@ class RunControlScreen(Screen[None]):
                 await self._control(ResizePool(found[0], size))
 
         self.app.push_screen(ResizeModal(*found), answered)
+
+    def on_pools_pane_size_asked(self, event: Any) -> None:
+        """The pools pane's ``=``: ask for a size of the pool selected there."""
+        pool = event.pool
+
+        async def answered(size: int | None) -> None:
+            if size is not None:
+                await self._control(ResizePool(pool, size))
+
+        self.app.push_screen(ResizeModal(pool, event.size), answered)
 
     async def on_pools_pane_resize_requested(self, event: Any) -> None:
         """The pools pane asked for a new size (its own ``+``/``-``)."""

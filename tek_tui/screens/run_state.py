@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from core.events import (
@@ -48,7 +49,16 @@ class Dirty:
 class RunState:
     """Tasks, pools and run status as the console shows them."""
 
-    def __init__(self, snapshot: RunSnapshot) -> None:
+    def __init__(self, snapshot: RunSnapshot,
+                 times: Mapping[str, tuple[float, float | None]] | None = None) -> None:
+        """Start from ``snapshot``.
+
+        Args:
+            snapshot: the run as its client gives it.
+            times: ``(started, finished)`` of tasks the snapshot has no times
+                for (a resumed run's tasks that succeeded before, read from
+                the journal).
+        """
         self.run_id = snapshot.run_id
         self.plan_path = snapshot.plan_path
         self.status = snapshot.status
@@ -58,6 +68,14 @@ class RunState:
         self.admission_reason = snapshot.admission_reason
         self.dropped_lines = snapshot.dropped_lines
         self.tasks: dict[str, TaskInfo] = {t.id: t for t in snapshot.tasks}
+        for task_id, (started, finished) in (times or {}).items():
+            task = self.tasks.get(task_id)
+            if task is not None and task.started_ts is None:
+                self.tasks[task_id] = dataclasses.replace(
+                    task, started_ts=started, finished_ts=task.finished_ts or finished)
+        self.missing_start: set[str] = set()
+        """Tasks that ended (or wait to retry) without their start seen: the
+        client coalesced a RUNNING away (:meth:`fill_times` fills them in)."""
         self.order: list[str] = [t.id for t in snapshot.tasks]
         self.pools: dict[str, PoolInfo] = {p.name: p for p in snapshot.pools}
         self.counts: Counter[TaskState] = Counter(t.state for t in snapshot.tasks)
@@ -71,6 +89,7 @@ class RunState:
             (t.finished_ts for t in snapshot.tasks if t.finished_ts is not None), default=None)
         """When the last task ended: a run kept open after its tasks took until then."""
         self._dirty = Dirty(tasks=set(self.tasks), pools=True, run=True)
+        self._dependants: dict[str, list[str]] | None = None
 
     # ----------------------------------------------------------------- apply
 
@@ -122,9 +141,16 @@ class RunState:
             old.state is not TaskState.RUNNING or event.attempt != old.attempt
         ):
             started, finished = event.ts, None
-        elif event.state.is_terminal:
-            finished = event.ts
-            self.last_end_ts = max(self.last_end_ts or event.ts, event.ts)
+        elif event.state.is_terminal or event.state is TaskState.RETRYING:
+            if event.attempt > 0 and (started is None or event.attempt != old.attempt):
+                # A slow console's stream coalesces a fast attempt's RUNNING
+                # into its end: the start is not known (and an earlier
+                # attempt's is not this one's).
+                started = None
+                self.missing_start.add(event.task_id)
+            if event.state.is_terminal:
+                finished = event.ts
+                self.last_end_ts = max(self.last_end_ts or event.ts, event.ts)
         elif event.state in (TaskState.PENDING, TaskState.READY):
             started = finished = None
         self.tasks[event.task_id] = dataclasses.replace(
@@ -157,6 +183,21 @@ class RunState:
 
     # ------------------------------------------------------------------ read
 
+    def fill_times(self, snapshot: RunSnapshot) -> None:
+        """Take the start of each task in :attr:`missing_start` from a fresh ``snapshot``.
+
+        Only a snapshot of the same attempt counts; a task it has no start for
+        stays without a duration (one try each: a socket client's snapshot
+        is the one from the attach).
+        """
+        wanted, self.missing_start = self.missing_start, set()
+        for info in snapshot.tasks:
+            task = self.tasks.get(info.id)
+            if (info.id in wanted and task is not None and info.started_ts is not None
+                    and info.attempt == task.attempt and task.started_ts is None):
+                self.tasks[info.id] = dataclasses.replace(task, started_ts=info.started_ts)
+                self._dirty.tasks.add(info.id)
+
     def take_dirty(self) -> Dirty:
         """Return what changed since the last call and start afresh."""
         dirty, self._dirty = self._dirty, Dirty()
@@ -172,6 +213,28 @@ class RunState:
         """Keep live output of ``task_id`` (dropping any other's)."""
         self.watched = task_id
         self.pending_lines.clear()
+
+    def downstream(self, task_id: str) -> list[str]:
+        """Tasks downstream of ``task_id`` that have not ended, in plan order.
+
+        These are the tasks that cancelling or skipping ``task_id`` skips
+        (the engine skips every task waiting on it, transitively).
+        """
+        if self._dependants is None:  # deps never change within a run: built once
+            self._dependants = {}
+            for task in self.tasks.values():
+                for dep in task.deps:
+                    self._dependants.setdefault(dep, []).append(task.id)
+        found: set[str] = set()
+        stack = list(self._dependants.get(task_id, ()))
+        while stack:
+            dependant = stack.pop()
+            info = self.tasks.get(dependant)
+            if dependant in found or info is None or info.state.is_terminal:
+                continue
+            found.add(dependant)
+            stack.extend(self._dependants.get(dependant, ()))
+        return [t for t in self.order if t in found]
 
     def running_pids(self) -> dict[str, int]:
         """Process of each running task that has one."""

@@ -93,6 +93,27 @@ def _overlap(tail: Sequence[str], head: Sequence[str]) -> int:
     return 0
 
 
+class FollowLog(Log):
+    """A ``Log`` that, while following, keeps its last line in view.
+
+    Textual's ``Log`` scrolls on new lines only when the view is already at
+    the bottom; once the view shrinks (the loss curve appears, the terminal
+    is resized) it is no longer there, and the log silently stopped
+    following while the header still said so. Here following always scrolls
+    to the end: after each write and after every resize.
+    """
+
+    def follow_end(self) -> None:
+        """Scroll to the last line when following (``auto_scroll``)."""
+        if self.auto_scroll:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+
+    def on_resize(self) -> None:
+        """A new height moves the end: scroll there again once the layout settles."""
+        if self.auto_scroll:
+            self.scroll_end(animate=False, x_axis=False)
+
+
 class LogView(Vertical):
     """Log of one task attempt, follow/pause, search and loss curve."""
 
@@ -118,6 +139,9 @@ class LogView(Vertical):
         """Current search text."""
         self.match_line: int | None = None
         """Line of the current match."""
+        self.outcome = ""
+        """How the shown task ended and why (``✗ failed: exit code 3``), or empty."""
+        self._whole = True  # the buffer holds the whole log from its first line
         self._loading = False
         self._held: list[str] = []
         self._generation = 0
@@ -127,7 +151,7 @@ class LogView(Vertical):
         with Horizontal(id="loss-row"):
             yield Static("loss", id="loss-label")
             yield Sparkline([], id="loss-curve")
-        yield Log(max_lines=self.max_lines, id="log-lines")
+        yield FollowLog(max_lines=self.max_lines, id="log-lines")
         yield Input(placeholder="search log (enter: find, esc: close)", id="log-search")
 
     def on_mount(self) -> None:
@@ -135,21 +159,24 @@ class LogView(Vertical):
         self._update_header()
 
     @property
-    def lines_widget(self) -> Log:
+    def lines_widget(self) -> FollowLog:
         """The underlying ``Log`` widget."""
-        return self.query_one("#log-lines", Log)
+        return self.query_one("#log-lines", FollowLog)
 
     # --------------------------------------------------------------- public
 
-    def show(self, task_id: str | None, attempt: int, path: Path | None) -> None:
+    def show(self, task_id: str | None, attempt: int, path: Path | None,
+             outcome: str = "") -> None:
         """Show ``task_id``'s ``attempt``: clear, then load its file's tail.
 
         Args:
             task_id: the task, or None for an empty pane.
             attempt: attempt number (0: not started, nothing to read).
             path: the attempt's log file, or None.
+            outcome: how the task ended and why, for the header (see :meth:`set_outcome`).
         """
-        self.task_id, self.attempt = task_id, attempt
+        self.task_id, self.attempt, self.outcome = task_id, attempt, outcome
+        self._whole = True
         self._generation += 1
         self._held.clear()
         self.lines_widget.clear()
@@ -168,6 +195,7 @@ class LogView(Vertical):
         for attempt, text in lines:
             if attempt > self.attempt:
                 self.attempt = attempt
+                self._whole = False  # line numbers now count the earlier attempt's too
                 out.append(f"── attempt {attempt} ──")
                 self._update_header()
             if attempt == self.attempt:
@@ -177,7 +205,13 @@ class LogView(Vertical):
         if self._loading:
             self._held.extend(out)
         else:
-            self.lines_widget.write_lines(out, scroll_end=self.follow)
+            self._write(out)
+
+    def set_outcome(self, outcome: str) -> None:
+        """Say in the header how the task ended and why (empty while it has not ended)."""
+        if outcome != self.outcome:
+            self.outcome = outcome
+            self._update_header()
 
     def set_loss(self, values: Sequence[float], label: str) -> None:
         """Show the loss curve (hidden when ``values`` is empty)."""
@@ -257,16 +291,23 @@ class LogView(Vertical):
         self.follow = False
         self.lines_widget.auto_scroll = False
         self.lines_widget.scroll_to(y=max(0, pick - 2), animate=False)
-        self._update_header(f"match {hits.index(pick) + 1}/{len(hits)} at line {pick + 1}")
+        # The buffer holds the log's last lines only: a buffer line is a file
+        # line only while the whole log is in it.
+        where = f"line {pick + 1:,}"
+        if not self._whole or len(lines) >= self.max_lines:
+            where += f" of the last {len(lines):,}"
+        self._update_header(f"match {hits.index(pick) + 1}/{len(hits)} at {where}")
 
     def _update_header(self, extra: str = "") -> None:
         if self.task_id is None:
             text = "no task selected"
         else:
             mode = "following" if self.follow else "paused"
-            text = f"{self.task_id} · attempt {self.attempt} · {mode}"
+            outcome = f"{self.outcome} · " if self.outcome else ""
+            text = f"{self.task_id} · {outcome}attempt {self.attempt} · {mode}"
             if self.attempt == 0:
-                text = f"{self.task_id} · not started"
+                # Skipped or cancelled before it ever ran: say why, not just "not started".
+                text = f"{self.task_id} · {self.outcome or 'not started'}"
         if extra:
             text = f"{text} · {extra}"
         self.query_one("#log-header", Static).update(text)
@@ -279,12 +320,22 @@ class LogView(Vertical):
           exit_on_error=False)
     def _read(self, path: Path, generation: int) -> None:
         lines = read_tail(path, self.max_lines)
-        self.app.call_from_thread(self._loaded, lines, generation)
+        try:
+            whole = len(lines) < self.max_lines and path.stat().st_size <= TAIL_BYTES
+        except OSError:
+            whole = True  # no file (yet): live lines start at line 1
+        self.app.call_from_thread(self._loaded, lines, generation, whole)
 
-    def _loaded(self, lines: list[str], generation: int) -> None:
+    def _loaded(self, lines: list[str], generation: int, whole: bool = True) -> None:
         if generation != self._generation:
             return  # another task was selected meanwhile
         self._loading = False
+        self._whole = self._whole and whole
         held, self._held = self._held, []
         skip = _overlap(lines, held)
-        self.lines_widget.write_lines([*lines, *held[skip:]], scroll_end=self.follow)
+        self._write([*lines, *held[skip:]])
+
+    def _write(self, lines: list[str]) -> None:
+        log = self.lines_widget
+        log.write_lines(lines, scroll_end=False)
+        log.follow_end()

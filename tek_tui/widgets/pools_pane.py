@@ -9,7 +9,8 @@ injectable for tests and snapshots: ``PoolsPane(clock=...)``). When admission is
 and why, in the warning colour and with a ``⏸`` sign.
 
 The pane never resizes a pool itself: up/down select a pool and ``+``/``-``
-post :class:`PoolsPane.ResizeRequested`; the screen turns that into a
+post :class:`PoolsPane.ResizeRequested` (``=`` posts :class:`PoolsPane.SizeAsked`,
+for the screen's dialog); the screen turns that into a
 ``ResizePool`` control, and the new size shows when the run reports it.
 Repeated presses before that report build on the last requested size.
 """
@@ -58,10 +59,26 @@ class PoolsPane(Widget, can_focus=True):
         Binding("down,j", "cursor(1)", "Next pool", show=False, id="pool-cursor-down"),
         Binding("plus", "resize(1)", "Grow pool", id="pool-grow"),
         Binding("minus", "resize(-1)", "Shrink pool", id="pool-shrink"),
+        # Same key as the screen's "type a size", but for the pool selected
+        # here, as `+`/`-` are (it was the selected task's pool).
+        Binding("equals_sign", "ask_size", "Pool size", id="pool-resize-selected"),
     ]
 
     class ResizeRequested(Message):
         """The user asked for ``pool`` to run ``size`` tasks at once."""
+
+        def __init__(self, pools_pane: PoolsPane, pool: str, size: int) -> None:
+            super().__init__()
+            self.pools_pane = pools_pane
+            self.pool = pool
+            self.size = size
+
+        @property
+        def control(self) -> PoolsPane:
+            return self.pools_pane
+
+    class SizeAsked(Message):
+        """The user wants to type a new size for ``pool`` (now ``size``)."""
 
         def __init__(self, pools_pane: PoolsPane, pool: str, size: int) -> None:
             super().__init__()
@@ -152,6 +169,13 @@ class PoolsPane(Widget, can_focus=True):
         self._requested[pool.name] = size
         self.refresh()
         self.post_message(self.ResizeRequested(self, pool.name, size))
+
+    def action_ask_size(self) -> None:
+        """Ask the screen for a dialog to type the selected pool's size."""
+        if self.pools:
+            pool = self.pools[self.cursor]
+            size = self._requested.get(pool.name, pool.size)
+            self.post_message(self.SizeAsked(self, pool.name, size))
 
     def get_content_height(self, container: object, viewport: object, width: int) -> int:
         return max(1, 1 + len(self.pools) + (1 if self.admission_paused else 0))

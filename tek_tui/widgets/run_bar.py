@@ -24,6 +24,7 @@ class RunBar(Static):
         admission: str = "",
         dropped: int = 0,
         done: bool = False,
+        attached: bool = False,
     ) -> None:
         """Redraw from the run's figures.
 
@@ -35,6 +36,7 @@ class RunBar(Static):
             admission: why dispatch is paused, or empty.
             dropped: live output lines dropped for this console.
             done: every task has ended but the run stays open for retries.
+            attached: the run is another process's: ``q`` detaches (as the footer says).
         """
         variables = self.app.theme_variables
         text = Text.assemble(("tek ▸ ", "bold"), (plan, "bold"), " · ")
@@ -44,7 +46,7 @@ class RunBar(Static):
         elif status is RunStatus.PAUSED:
             label = "paused (p resumes)"
         elif done:
-            label = "all tasks ended (r retries, q closes)"
+            label = f"all tasks ended (r retries, q {'detaches' if attached else 'closes'})"
         text.append(label, style="bold reverse" if status is RunStatus.PAUSED else "bold")
         for state in TaskState:
             n = counts.get(state, 0)

@@ -1,15 +1,15 @@
 """The task table: one row per task, diffed by row key, fast with 10k rows.
 
-Columns: state (symbol and colour), id, duration, progress, attempt, agent
-and name (most telling first, for narrow terminals). :meth:`TaskTable.update_tasks` touches only the cells whose text
+Columns: state (symbol and colour), id, duration, progress (or, once a task
+failed, timed out, was cancelled or skipped, why: :func:`reason_text`), attempt,
+agent and name (most telling first, for narrow terminals); text too long for
+its column ends in "…". :meth:`TaskTable.update_tasks` touches only the cells whose text
 changed (``update_cell`` by row key), adds rows that start matching the filter
 and removes rows that stop; it rebuilds the table only when most rows are
 stale, because ``DataTable.remove_row`` re-indexes every row. Sorting happens
 only when a sort key of a changed row moved.
 
-Filter syntax (``/``): words are ANDed; ``state:failed`` (prefix, ``,`` for
-any of), ``tag:gpu``, ``agent:ml``, ``pool:shell``; any other word matches the
-id or name, case-insensitively.
+The filter language (``/``) is :func:`~tek_tui.widgets.task_cells.parse_filter`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from rich.text import Text
 from textual.binding import Binding
 from textual.geometry import Size
 from textual.message import Message
@@ -24,7 +25,11 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist
 
 from core.events import TaskInfo, TaskState
+from tek_tui.widgets.row_table import RowTable
 from tek_tui.widgets.states import format_duration, state_text
+from tek_tui.widgets.task_cells import parse_filter, progress_text, reason_text
+
+__all__ = ["SORTS", "SORT_LABELS", "TaskTable", "progress_text"]
 
 #: Sort orders cycled by the sort key, with the column they sort on.
 SORTS: tuple[str, ...] = ("plan", "state", "duration", "id")
@@ -39,63 +44,12 @@ _STATE_RANK = {state: i for i, state in enumerate(
 Cells = tuple[Any, ...]
 
 
-def parse_filter(text: str) -> Callable[[TaskInfo], bool] | None:
-    """Build a predicate from filter text; None when the text is blank.
-
-    Args:
-        text: e.g. ``"train state:run,fail tag:gpu"``.
-    """
-    words = text.split()
-    if not words:
-        return None
-    tests: list[Callable[[TaskInfo], bool]] = []
-    for word in words:
-        field, _, value = word.partition(":")
-        value = value.lower()
-        if field == "state" and value:
-            tests.append(_state_test(tuple(v for v in value.split(",") if v)))
-        elif field == "tag" and value:
-            tests.append(_field_test(lambda t: [tag.lower() for tag in t.tags], value))
-        elif field == "agent" and value:
-            tests.append(_field_test(lambda t: [t.agent.lower()], value))
-        elif field == "pool" and value:
-            tests.append(_field_test(lambda t: [t.pool.lower()], value))
-        else:
-            tests.append(_text_test(word.lower()))
-    return lambda task: all(test(task) for test in tests)
+def _cut(text: str) -> Text:
+    """Cell text that ends in "…" when its column is too narrow (and is never markup)."""
+    return Text(text, no_wrap=True, overflow="ellipsis", end="")
 
 
-def _state_test(prefixes: tuple[str, ...]) -> Callable[[TaskInfo], bool]:
-    return lambda task: task.state.value.startswith(prefixes)
-
-
-def _field_test(values: Callable[[TaskInfo], list[str]], wanted: str) -> Callable[[TaskInfo], bool]:
-    return lambda task: wanted in values(task)
-
-
-def _text_test(needle: str) -> Callable[[TaskInfo], bool]:
-    return lambda task: needle in task.id.lower() or needle in task.name.lower()
-
-
-def progress_text(task: TaskInfo) -> str:
-    """Short progress: ``42%``, ``ep 3/10``, ``loss 0.123``, as known."""
-    parts: list[str] = []
-    if task.fraction is not None:
-        parts.append(f"{task.fraction:4.0%}")
-    p = task.progress
-    if "epochs" in p and parts:
-        # "ep 20/20" already says how far; the percentage would push the
-        # loss past the column's edge ("loss 0.3" for 0.3123).
-        parts = []
-    if "epoch" in p:
-        parts.append(f"ep {p['epoch']}/{p['epochs']}" if "epochs" in p else f"ep {p['epoch']}")
-    loss = p.get("loss")
-    if isinstance(loss, int | float):
-        parts.append(f"loss {loss:.4g}")
-    return " ".join(parts)
-
-
-class TaskTable(DataTable[Any]):
+class TaskTable(RowTable):
     """The run's tasks; posts :class:`TaskTable.TaskSelected` as the cursor moves."""
 
     BINDINGS = [
@@ -117,7 +71,7 @@ class TaskTable(DataTable[Any]):
             return self.table
 
     def __init__(self, *, clock: Callable[[], float], **kwargs: Any) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+        super().__init__(zebra_stripes=False, **kwargs)
         self._clock = clock
         self._tasks: dict[str, TaskInfo] = {}
         self._order: dict[str, int] = {}
@@ -144,15 +98,16 @@ class TaskTable(DataTable[Any]):
             task.state,
             task.id,
             format_duration(duration),
-            progress_text(task),
+            reason_text(task) or progress_text(task),
             str(task.attempt) if task.attempt else "",
             task.agent,
             task.name,
         )
 
     def _render_cells(self, cells: Cells) -> list[Any]:
-        state, *rest = cells
-        return [state_text(self.app.theme_variables, state), *rest]
+        state, task_id, duration, progress, attempt, agent, name = cells
+        return [state_text(self.app.theme_variables, state), _cut(task_id), duration,
+                _cut(progress), attempt, agent, _cut(name)]
 
     # --------------------------------------------------------------- public
 
@@ -166,7 +121,7 @@ class TaskTable(DataTable[Any]):
             # Most telling columns first, so an 80-column terminal shows them.
             for label, key, w in (
                 ("state", "state", 11), ("id", "id", max(id_width, 4)),
-                ("time", "duration", 6), ("progress", "progress", 22), ("#", "attempt", 2),
+                ("time", "duration", 6), ("progress/why", "progress", 22), ("#", "attempt", 2),
                 ("agent", "agent", 6), ("name", "name", max(width, 4)),
             ):
                 self.add_column(label, key=key, width=w)
@@ -254,7 +209,16 @@ class TaskTable(DataTable[Any]):
         """Sort by the next order in :data:`SORTS`."""
         self.sort_mode = SORTS[(SORTS.index(self.sort_mode) + 1) % len(SORTS)]
         self._sort()
+        self._mark_sort_column()
         self.notify(f"sorted by {SORT_LABELS[self.sort_mode]}", timeout=2)
+
+    def _mark_sort_column(self) -> None:
+        """``time ▼``: the header says what the rows are sorted by (plan order: no mark)."""
+        for key, label in (("state", "state"), ("duration", "time"), ("id", "id")):
+            mark = " ▼" if key == self.sort_mode else ""
+            self.columns[key].label = Text(label + mark)  # type: ignore[index]
+        self._clear_caches()  # the header row is cached like any other
+        self.refresh()
 
     # -------------------------------------------------------------- private
 
@@ -345,8 +309,14 @@ class TaskTable(DataTable[Any]):
         self._paint_visible()
 
     def on_resize(self) -> None:
-        """More rows may show now."""
+        """More rows may show now; fewer must still show the cursor's.
+
+        After the terminal shrinks (or a zoomed pane goes back) the cursor
+        row could sit below the view: no highlighted row visible, and the
+        next ``c``/``x`` would act on a task nobody sees.
+        """
         self._paint_visible()
+        self.call_after_refresh(self._scroll_cursor_into_view)
 
     def cell_values(self, task_id: str) -> dict[str, Any]:
         """The row's current values by column key (painted or not yet scrolled to)."""

@@ -28,6 +28,7 @@ from core.events import (
     TaskState,
 )
 from tek_tui.app import TekApp
+from tek_tui.screens.confirm import ConfirmModal
 from tek_tui.screens.help import HelpScreen
 from tek_tui.screens.main import MainScreen
 from tek_tui.screens.picker import PickerScreen
@@ -59,8 +60,11 @@ async def test_selection_follows_a_row_that_leaves_the_filter(size: tuple[int, i
                     TaskChanged("evaluate", TaskState.RUNNING, 1, T0 + 61))
         await until(pilot, lambda: screen.table.shown_ids == ["evaluate"])
         await until(pilot, lambda: screen.selected == "evaluate")
-        await pilot.press("c")
-        assert client.controls == [CancelTask("evaluate")]
+        await pilot.press("c")  # evaluate has tasks downstream: asks, naming it
+        await until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        assert "evaluate" in app.screen.question
+        await pilot.press("y")
+        await until(pilot, lambda: client.controls == [CancelTask("evaluate")])
         # The last shown row leaves: nothing is selected, and `c` says so.
         client.emit(TaskChanged("evaluate", TaskState.SUCCEEDED, 1, T0 + 62, exit_code=0))
         await until(pilot, lambda: screen.table.row_count == 0)

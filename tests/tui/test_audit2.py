@@ -113,7 +113,7 @@ class TestStartWithPlan:
             slow_loader.gate.set()
             await until(pilot, lambda: isinstance(app.screen, PickerScreen)
                         and app.screen.query_one("#plan-problems").display)
-            text = str(app.screen.query_one("#plan-problems", Static).render())
+            text = str(app.screen.query_one("#plan-problems-text", Static).render())
             assert f"{bad}:2: deps" in text
             assert not any(isinstance(s, LoadingScreen) for s in app.screen_stack)
 
@@ -177,7 +177,7 @@ class TestPickerLoad:
             slow_loader.gate.set()
             await until(pilot, lambda: app.screen is picker
                         and picker.query_one("#plan-problems").display)
-            assert "colour" in str(picker.query_one("#plan-problems", Static).render())
+            assert "colour" in str(picker.query_one("#plan-problems-text", Static).render())
             assert len(app.screen_stack) == 2  # the default screen and the picker
 
 

@@ -93,3 +93,23 @@ def test_tui_resume_without_a_journal_is_one_line_exit_2(
     assert main(["tui", "--resume"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("tek: ") and "journal" in err
+
+
+async def test_a_resumed_run_shows_how_long_the_tasks_done_before_took(
+    tmp_path: Path, failed_run: tuple[Path, Path, str]
+) -> None:
+    """The time column was blank for the tasks that had succeeded in the first run."""
+    plan, _count, run_id = failed_run
+    with open_store() as store:
+        (first,) = store.attempts(run_id, "a")
+    app = TekApp(plan_path=plan, resume=run_id, search_dirs=[tmp_path])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen)
+                    and app.screen.state is not None and app.screen.table.row_count == 2)
+        screen = app.screen
+        assert isinstance(screen, MainScreen) and screen.state is not None
+        a = screen.state.tasks["a"]
+        assert (a.started_ts, a.finished_ts) == (first.started_ts, first.ended_ts)
+        assert screen.table.cell_values("a")["duration"] == "0s"
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, limit=20)

@@ -106,7 +106,8 @@ def test_console_in_tmux(tmux: tuple[Tmux, str], plan: Path, tek_home: Path) -> 
               and (" · attempt " in s or " · not started" in s), "the log pane")
 
     # Tab walks the panes; each pane's keys lead the footer.
-    for lead in ("← Upstream", "+ Grow pool", "s Start", "o Sort"):
+    # (The system pane has no keys of its own; `s` has left the footer: the run started.)
+    for lead in ("← Upstream", "+ Grow pool", "p Pause", "o Sort"):
         term.keys("Tab")
         term.wait(lambda s, lead=lead: footer(s).startswith(lead), f"the pane with {lead!r}")
 
@@ -115,6 +116,10 @@ def test_console_in_tmux(tmux: tuple[Tmux, str], plan: Path, tek_home: Path) -> 
     term.keys("state:pending", "Enter")
     term.wait(lambda s: "filter: state:pending" in s, "the filter")
     term.keys("c")
+    # With tasks downstream it asks first, naming the task and what it skips.
+    term.wait(lambda s: "downstream task" in s or "⊘ 1" in s, "the cancel question")
+    if "downstream task" in term.screen():
+        term.keys("y")
     text = term.wait(lambda s: "⊘ 1" in s, "a cancelled task in the run bar")
     assert "Traceback" not in text
 

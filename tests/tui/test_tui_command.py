@@ -38,7 +38,9 @@ async def test_plan_problems_show_in_the_console(tmp_path: Path) -> None:
             if not isinstance(app.screen, PickerScreen):
                 return ""
             box = app.screen.query("#plan-problems")
-            return str(box.first().render()) if box and box.first().display else ""
+            if not box or not box.first().display:
+                return ""
+            return str(app.screen.query_one("#plan-problems-text").render())
 
         # (the box is visible before the picker's mount hides it, so wait for text)
         await until(pilot, lambda: "cannot run this plan" in problems())
