@@ -257,7 +257,12 @@ class RunControlScreen(Screen[None]):
 
     @work(group="quit", description="stop the run and exit")
     async def stop_and_exit(self, code: int = 0) -> None:
-        """Cancel the run if it has not finished, wait for it to end, exit with ``code``."""
+        """Cancel the run if it has not finished, wait for it to end, exit with ``code``.
+
+        A run that started and did not succeed (a task failed, or it was
+        cancelled, by this quit too) turns an exit code of 0 into 1, as for
+        ``tek run``; an attached console's is 0 (the run is not its own).
+        """
         if self._stopping:
             return
         self._stopping = True
@@ -273,4 +278,7 @@ class RunControlScreen(Screen[None]):
                     await asyncio.wait_for(self._finished.wait(), QUIT_GRACE_S)
                 except TimeoutError:
                     pass  # leave anyway; the app's exit cancels the run's task group
+        if code == 0 and state is not None and state.started_ts is not None and not self.attached:
+            # as `tek run`: 1 when a task failed or the run was cancelled (a script's `--start`)
+            code = 0 if state.finished and state.status is RunStatus.SUCCEEDED else 1
         self.app.exit(code)

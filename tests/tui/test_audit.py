@@ -374,3 +374,18 @@ async def test_the_run_clock_stops_when_every_task_has_ended(tmp_path: Path) -> 
         bar = app.screen.query_one(RunBar)
         await until(pilot, lambda: "all tasks ended" in str(bar.render()))
         assert str(bar.render()).endswith("· 0s")
+
+
+@pytest.mark.parametrize(("command", "code"), [("true", 0), ("exit 3", 1)])
+async def test_the_console_exits_as_tek_run_does(tmp_path: Path, command: str, code: int) -> None:
+    """`tek tui PLAN --start` in a script: 0 when the run succeeded, 1 when a task failed."""
+    plan_path = tmp_path / "p.csv"
+    plan_path.write_text(f"id,command\na,{command}\n")
+    app = TekApp(plan_path=plan_path, search_dirs=[tmp_path], start=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen)
+                    and app.screen.state is not None and not app.screen.state.active
+                    and app.screen.state.started_ts is not None, limit=20)
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, limit=20)
+    assert app.return_value == code

@@ -136,7 +136,7 @@ async def test_quit_during_run_asks_then_cancels_and_exits(size: tuple[int, int]
         await pilot.press("y")
         await until(pilot, lambda: not app.is_running)
     assert client.controls == [CancelRun()]
-    assert app.return_value == 0
+    assert app.return_value == 1  # the run was cancelled: as `tek run`, exit 1
 
 
 async def test_quit_before_start_cancels_quietly(size: tuple[int, int]) -> None:

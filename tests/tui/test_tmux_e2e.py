@@ -129,7 +129,7 @@ def test_console_in_tmux(tmux: tuple[Tmux, str], plan: Path, tek_home: Path) -> 
     if "TEK-EXIT=" not in term.screen():
         term.keys("y")
     text = term.wait(lambda s: "TEK-EXIT=" in s, "the console to exit", limit=60)
-    assert "TEK-EXIT=0" in text
+    assert "TEK-EXIT=1" in text  # a task was cancelled: as `tek run`, exit 1
     assert "Traceback" not in text
 
 
