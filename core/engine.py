@@ -283,9 +283,22 @@ class Run(RunAttempts):
                     pools.remove(pool)
             for rec in passed:
                 rec.pool.push(rec)
+            self._note_waiting(passed)
             if budget <= 0:
                 return True
         return False
+
+    def _note_waiting(self, passed: list[TaskRec]) -> None:
+        """Name the resource each pool's tasks wait for while it has free slots."""
+        why: dict[str, str] = {}
+        for rec in passed:
+            if rec.pool.name not in why and rec.pool.busy < rec.pool.size:
+                why[rec.pool.name] = self.resources.short_of(rec.task)
+        for pool in self.pools.values():
+            reason = why.get(pool.name, "") if pool.queued else ""
+            if reason != pool.waiting_for:
+                pool.waiting_for = reason
+                pool.dirty = True
 
     def _note_stall(self) -> None:
         """Say so when the run can go no further without a control.

@@ -137,7 +137,12 @@ class Progress:
 
 @dataclass(frozen=True, slots=True)
 class PoolChanged:
-    """A pool's size or load changed (sent at most a few times a second)."""
+    """A pool's size or load changed (sent at most a few times a second).
+
+    ``waiting_for`` is set while the pool has free slots but its queued
+    tasks wait for a resource, e.g. ``"cpus (4 of 4 in use)"``: growing the
+    pool would not help.
+    """
 
     pool: str
     size: int
@@ -145,6 +150,7 @@ class PoolChanged:
     queued: int
     finished: int
     ts: float
+    waiting_for: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,13 +271,14 @@ class TaskInfo:
 
 @dataclass(frozen=True, slots=True)
 class PoolInfo:
-    """One pool's size and load."""
+    """One pool's size and load (``waiting_for``: as in :class:`PoolChanged`)."""
 
     name: str
     size: int
     busy: int = 0
     queued: int = 0
     finished: int = 0
+    waiting_for: str = ""
 
 
 @dataclass(frozen=True, slots=True)

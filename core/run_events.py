@@ -72,7 +72,7 @@ class RunEvents(RunState):
                 if p.dirty:
                     p.dirty = False
                     self._batch.append(PoolChanged(p.name, p.size, p.busy, p.queued,
-                                                   p.finished, now))
+                                                   p.finished, now, p.waiting_for))
         if self._foreign:
             foreign, self._foreign = self._foreign, []
             self.broadcaster.publish(foreign)

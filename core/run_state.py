@@ -198,7 +198,7 @@ class RunState:
                                     deps=tuple(f"{prefix}/{d}" for d in t.deps))
                 for t in child.snapshot().tasks
             )
-        pools = tuple(PoolInfo(p.name, p.size, p.busy, p.queued, p.finished)
+        pools = tuple(PoolInfo(p.name, p.size, p.busy, p.queued, p.finished, p.waiting_for)
                       for p in self.pools.values())
         paused, reason = self._admission
         return RunSnapshot(

@@ -115,7 +115,7 @@ class TaskRec:
 class Pool:
     """A named set of worker slots whose size may change during the run."""
 
-    __slots__ = ("name", "size", "busy", "queued", "finished", "heap", "dirty")
+    __slots__ = ("name", "size", "busy", "queued", "finished", "heap", "dirty", "waiting_for")
 
     def __init__(self, name: str, size: int) -> None:
         self.name = name
@@ -127,6 +127,8 @@ class Pool:
         self.heap: list[tuple[tuple[int, int, int], TaskRec]] = []
         #: True when size/busy/queued changed since the last PoolChanged.
         self.dirty = True
+        #: The resource its queued tasks wait for while it has free slots ("" when none).
+        self.waiting_for = ""
 
     def push(self, rec: TaskRec) -> None:
         """Queue a READY task."""
@@ -186,6 +188,17 @@ class Resources:
             return "memory_mb", (f"needs {task.memory_mb} MiB memory; capacity is "
                                  f"{self.memory_total} MiB (--memory-mb)")
         return None
+
+    def short_of(self, task: Task) -> str:
+        """Which resource keeps ``task`` from starting now, with its use (e.g. ``cpus (2 of 2 in use)``)."""
+        if self.cpus_for(task) > self.cpus_free + _EPS:
+            used = self.cpus_total - self.cpus_free
+            return f"cpus ({used:g} of {self.cpus_total:g} in use)"
+        if task.gpus > len(self.gpus_free):
+            used_gpus = self.gpus_total - len(self.gpus_free)
+            return f"GPUs ({used_gpus} of {self.gpus_total} in use)"
+        return (f"memory ({self.memory_total - self.memory_free} of {self.memory_total} MiB "
+                "reserved)")
 
     def cpus_for(self, task: Task) -> float:
         """CPUs the task holds: its request, clamped to the whole capacity."""

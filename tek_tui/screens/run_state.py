@@ -104,7 +104,8 @@ class RunState:
             self._progress(event)
         elif isinstance(event, PoolChanged):
             self.pools[event.pool] = PoolInfo(
-                event.pool, event.size, event.busy, event.queued, event.finished
+                event.pool, event.size, event.busy, event.queued, event.finished,
+                event.waiting_for,
             )
             self._dirty.pools = True
         elif isinstance(event, AdmissionChanged):

@@ -6,7 +6,9 @@ of change of each pool's ``finished`` counter over the last
 :data:`RATE_WINDOW_S` seconds of updates (over at least one second, so a burst
 of updates does not spike), measured with the pane's clock (monotonic,
 injectable for tests and snapshots: ``PoolsPane(clock=...)``). When admission is paused a line says so
-and why, in the warning colour and with a ``⏸`` sign.
+and why, in the warning colour and with a ``⏸`` sign; a pool whose queued
+tasks wait for CPUs, GPUs or memory while it has free slots gets a ``⧗``
+line naming the resource (growing that pool would not help).
 
 The pane never resizes a pool itself: up/down select a pool and ``+``/``-``
 post :class:`PoolsPane.ResizeRequested` (``=`` posts :class:`PoolsPane.SizeAsked`,
@@ -178,7 +180,8 @@ class PoolsPane(Widget, can_focus=True):
             self.post_message(self.SizeAsked(self, pool.name, size))
 
     def get_content_height(self, container: object, viewport: object, width: int) -> int:
-        return max(1, 1 + len(self.pools) + (1 if self.admission_paused else 0))
+        waiting = sum(1 for p in self.pools if p.waiting_for)
+        return max(1, 1 + len(self.pools) + waiting + (1 if self.admission_paused else 0))
 
     def render(self) -> Text:
         compact = self.size.width < 50
@@ -211,6 +214,10 @@ class PoolsPane(Widget, can_focus=True):
                 line.append("░" * (cells - used), style("pools-pane--idle"))
             text.append_text(line)
             text.append("\n")
+        for pool in self.pools:
+            if pool.waiting_for:  # slots free, yet nothing starts: growing the pool won't help
+                text.append(f"⧗ {pool.name}: {pool.queued} wait for {pool.waiting_for}\n",
+                            style("pools-pane--paused"))
         if self.admission_paused:
             why = f": {self.admission_reason}" if self.admission_reason else ""
             text.append(f"⏸ admission paused{why}\n", style("pools-pane--paused"))

@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 import core.engine as engine
-from core.engine import RunOptions, create_run
+from core.engine import Run, RunOptions, create_run
 from core.errors import CycleError, PlanError
 from core.events import (
     AdmissionChanged,
@@ -86,6 +86,23 @@ async def test_priority_holds_across_pools_when_a_resource_is_the_limit() -> Non
     assert summary.status is RunStatus.SUCCEEDED
     assert [tid for tid, _ in p.starts] == ["high", "mid", "low", "child"]
     assert not p.violations
+
+
+async def test_a_pool_with_free_slots_says_which_resource_its_tasks_wait_for() -> None:
+    """Pool of 4, tasks of 2 CPUs, 2 CPUs: growing the pool would not help, and it says why."""
+    opts = RunOptions(jobs=4, cpus=2, memory_floor_mb=0)
+    new_probe(opts, 4)
+    tasks = [probe(f"t{i}", "0.4", cpus=2) for i in range(3)]
+
+    async def during(run: Run, events: EventLog) -> None:
+        await events.wait_for(lambda: any(
+            isinstance(e, PoolChanged) and e.waiting_for for e in events))
+        assert [p.waiting_for for p in run.snapshot().pools] == ["cpus (2 of 2 in use)"]
+
+    summary, events = await run_collect(create_run(plan_of(*tasks), opts), during)
+    waits = [e.waiting_for for e in events if isinstance(e, PoolChanged)]
+    assert "cpus (2 of 2 in use)" in waits and waits[-1] == ""  # cleared once nothing waits
+    assert summary.status is RunStatus.SUCCEEDED
 
 
 async def test_resources_and_gpu_indices(tmp_path: Path) -> None:

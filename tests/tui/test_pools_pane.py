@@ -43,6 +43,19 @@ async def test_shows_pools_rate_and_admission(size: tuple[int, int]) -> None:
         assert posted == []
 
 
+@pytest.mark.parametrize("size", SIZES)
+async def test_a_pool_waiting_for_a_resource_says_so(size: tuple[int, int]) -> None:
+    async with run_host(lambda: PoolsPane(clock=Clock()), size) as (app, pilot, _):
+        pane = app.query_one(PoolsPane)
+        pane.update_pools([PoolInfo("build", 4, busy=1, queued=10,
+                                    waiting_for="cpus (2 of 2 in use)"), POOLS[1]], False, "")
+        await pilot.pause()
+        assert "⧗ build: 10 wait for cpus (2 of 2 in use)" in screen_text(app)
+        pane.update_pools([PoolInfo("build", 4, busy=2, queued=9), POOLS[1]], False, "")
+        await pilot.pause()
+        assert "⧗" not in screen_text(app)
+
+
 async def test_rate_window_and_counter_reset() -> None:
     clock = Clock()
     async with run_host(lambda: PoolsPane(clock=clock), (200, 50)) as (app, pilot, _):
