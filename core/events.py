@@ -84,7 +84,9 @@ class TaskChanged:
     user"``). ``metrics`` holds an ending attempt's numbers (Outcome.metrics),
     for the journal. ``pid`` is the process (group leader) of a running attempt, when
     it has one, so telemetry can sum its process tree. ``gpus`` are the device
-    indices given to a running attempt.
+    indices given to a running attempt. ``started_ts``, on the change that
+    ends an attempt, is when that attempt started: a reader whose stream
+    folded the RUNNING into the end still knows how long it took.
     """
 
     task_id: str
@@ -96,6 +98,7 @@ class TaskChanged:
     pid: int | None = None
     gpus: tuple[int, ...] = ()
     metrics: Mapping[str, float] = field(default_factory=dict)
+    started_ts: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -269,13 +269,15 @@ class RunState:
             rec.state = TaskState.SUCCEEDED
             self._open -= 1
             self._batch.append(TaskChanged(task.id, TaskState.SUCCEEDED, rec.attempt, now,
-                                           outcome.exit_code, "", None, (), metrics))
+                                           outcome.exit_code, "", None, (), metrics,
+                                           rec.started_ts))
             self.release(rec)
             return
         if not cancelled and not self._stopping and rec.attempts_in_run <= task.retries:
             rec.state = _RETRYING
             self._batch.append(TaskChanged(task.id, _RETRYING, rec.attempt, now,
-                                           outcome.exit_code, outcome.reason, None, (), metrics))
+                                           outcome.exit_code, outcome.reason, None, (), metrics,
+                                           rec.started_ts))
             delay = task.retry_backoff_s * 2 ** (rec.attempts_in_run - 1)
             delay = min(MAX_BACKOFF_S, delay * random.uniform(0.8, 1.2))
             self._schedule_retry(rec, delay)
@@ -284,7 +286,7 @@ class RunState:
         rec.state = state
         self._open -= 1
         self._batch.append(TaskChanged(task.id, state, rec.attempt, now, outcome.exit_code,
-                                       outcome.reason, None, (), metrics))
+                                       outcome.reason, None, (), metrics, rec.started_ts))
         if state is TaskState.FAILED and self.options.fail_fast and not self._stopping:
             self.stop(f"cancelled: --fail-fast after {task.id} failed")
         else:

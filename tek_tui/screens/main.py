@@ -89,7 +89,6 @@ class MainScreen(PaneLayoutScreen):
         self._dag_pending: dict[str, TaskState] = {}
         self._pools_pending = False
         self._pids: dict[str, int] = {}
-        self._flushes = 0
         self._times = times
 
     # ---------------------------------------------------------------- compose
@@ -175,12 +174,6 @@ class MainScreen(PaneLayoutScreen):
         state = self.state
         if state is None or self.app.screen is not self:
             return  # a modal is open: keep consuming, paint when it closes
-        self._flushes += 1
-        if state.missing_start and self._flushes % FLUSH_HZ == 1:
-            # Starts the stream coalesced away, from a fresh snapshot (about
-            # once a second, and only while some are missing: it costs a copy
-            # of every task).
-            state.fill_times(self.client.snapshot())
         dirty = state.take_dirty()
         now = self.clock()
         tick = int(now) != self._last_tick

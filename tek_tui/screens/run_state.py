@@ -73,9 +73,6 @@ class RunState:
             if task is not None and task.started_ts is None:
                 self.tasks[task_id] = dataclasses.replace(
                     task, started_ts=started, finished_ts=task.finished_ts or finished)
-        self.missing_start: set[str] = set()
-        """Tasks that ended (or wait to retry) without their start seen: the
-        client coalesced a RUNNING away (:meth:`fill_times` fills them in)."""
         self.order: list[str] = [t.id for t in snapshot.tasks]
         self.pools: dict[str, PoolInfo] = {p.name: p for p in snapshot.pools}
         self.counts: Counter[TaskState] = Counter(t.state for t in snapshot.tasks)
@@ -143,12 +140,12 @@ class RunState:
         ):
             started, finished = event.ts, None
         elif event.state.is_terminal or event.state is TaskState.RETRYING:
-            if event.attempt > 0 and (started is None or event.attempt != old.attempt):
-                # A slow console's stream coalesces a fast attempt's RUNNING
-                # into its end: the start is not known (and an earlier
-                # attempt's is not this one's).
-                started = None
-                self.missing_start.add(event.task_id)
+            if event.started_ts is not None:
+                # The attempt's own start: a slow console's stream may have
+                # folded its RUNNING into this end.
+                started = event.started_ts
+            elif event.attempt != old.attempt:
+                started = None  # an earlier attempt's start is not this one's
             if event.state.is_terminal:
                 finished = event.ts
                 self.last_end_ts = max(self.last_end_ts or event.ts, event.ts)
@@ -183,21 +180,6 @@ class RunState:
         self._dirty.tasks.add(event.task_id)
 
     # ------------------------------------------------------------------ read
-
-    def fill_times(self, snapshot: RunSnapshot) -> None:
-        """Take the start of each task in :attr:`missing_start` from a fresh ``snapshot``.
-
-        Only a snapshot of the same attempt counts; a task it has no start for
-        stays without a duration (one try each: a socket client's snapshot
-        is the one from the attach).
-        """
-        wanted, self.missing_start = self.missing_start, set()
-        for info in snapshot.tasks:
-            task = self.tasks.get(info.id)
-            if (info.id in wanted and task is not None and info.started_ts is not None
-                    and info.attempt == task.attempt and task.started_ts is None):
-                self.tasks[info.id] = dataclasses.replace(task, started_ts=info.started_ts)
-                self._dirty.tasks.add(info.id)
 
     def take_dirty(self) -> Dirty:
         """Return what changed since the last call and start afresh."""
