@@ -35,6 +35,7 @@ from core.events import (
     RunFinished,
     RunSnapshot,
     TaskChanged,
+    TaskState,
 )
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 
 #: Default bound on output lines pending for one subscriber.
 MAX_PENDING_LINES = 10_000
+
+_PENDING, _READY = TaskState.PENDING, TaskState.READY
 
 # Markers in a subscription's queue: (kind, key); the value lives in a dict.
 _TASK = 0
@@ -72,8 +75,12 @@ class Subscription:
         for ev in events:
             kind = type(ev)
             if kind is TaskChanged:
-                # a state before the first attempt (pending, ready) folds into it
-                key = (ev.task_id, ev.attempt or 1)  # type: ignore[union-attr]
+                # waiting to start (pending, ready) folds into the attempt to come,
+                # never into the end of the one before (a retry's backoff, RetryTask)
+                state, attempt = ev.state, ev.attempt  # type: ignore[union-attr]
+                if state is _PENDING or state is _READY:
+                    attempt += 1
+                key = (ev.task_id, attempt)  # type: ignore[union-attr]
                 if key not in tasks:
                     queue.append((_TASK, key))
                 tasks[key] = ev  # type: ignore[assignment]

@@ -128,7 +128,10 @@ def _satisfied(rec: TaskRec) -> bool:
 
 
 def _blocked(rec: TaskRec) -> bool:
-    return rec.state in _BLOCKING or (rec.state is TaskState.SKIPPED and rec.upstream_skip)
+    if rec.state in _BLOCKING or (rec.state is TaskState.SKIPPED and rec.upstream_skip):
+        return True
+    # a skip still waiting on its upstream passes on what blocks that upstream
+    return rec.held and any(_blocked(p) for p in rec.deps)
 
 
 def _retry(run: Run, rec: TaskRec) -> None:

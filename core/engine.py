@@ -255,6 +255,7 @@ class Run(RunAttempts):
         and pass, so smaller tasks behind it can use what is free.
         """
         if not self._admitting():
+            self._note_waiting([])  # nothing is dispatched: no pool waits for a resource
             return False
         budget = INLINE_BUDGET
         resources = self.resources

@@ -443,8 +443,8 @@ class RunState:
         started = self._started_ts or now
         end = now
         if self.options.stay_open:  # it waited for retries: it ended with its last task
-            end = max((r.finished_ts for r in self.recs if r.finished_ts is not None),
-                      default=now)
+            end = max([r.finished_ts for r in self.recs if r.finished_ts is not None] or [now])
+            end = max(end, started)  # cancelled before its start: no negative wall time
         for p in self.pools.values():
             self._batch.append(PoolChanged(p.name, p.size, p.busy, p.queued, p.finished, now))
         self._batch.append(RunFinished(self.run_id, self.status, counts, end - started, end))

@@ -68,6 +68,8 @@ async def test_each_attempt_of_a_task_keeps_its_own_end() -> None:
     for n in (1, 2, 3):
         final = S.RETRYING if n < 3 else S.FAILED
         b.publish([TaskChanged("a", S.RUNNING, n, 0.0), TaskChanged("a", final, n, 0.0, 1)])
+        if n < 3:  # the backoff's end: ready again, still numbered with the attempt that ended
+            b.publish([TaskChanged("a", S.READY, n, 0.0)])
     b.publish([RunFinished("r", RunStatus.FAILED, {}, 1.0, 0.0)])
     got = await drain(sub.__aiter__())
     assert [(e.attempt, e.state) for e in got if isinstance(e, TaskChanged)] == [

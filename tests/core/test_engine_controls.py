@@ -271,3 +271,56 @@ async def test_control_errors() -> None:
     await run_collect(run, drive)
     with pytest.raises(ControlError, match="has finished"):
         await send(run, Pause())
+
+
+@pytest.mark.parametrize("retried", ["a1", "a2"])
+async def test_a_partial_retry_upstream_of_a_held_skip_never_hangs_the_run(retried: str) -> None:
+    """a1 -> b <- a2, b -> c; b skipped while both run; both fail; one is retried.
+
+    c stays skipped while the other upstream of b is still failed (it used to
+    come back pending, waiting for ever)."""
+    new_probe(OPTS, 4)
+    tasks = [probe("a1", "0.2:1"), probe("a2", "0.2:1"), probe("b", deps=("a1", "a2")),
+             probe("c", deps=("b",)), probe("keepalive", "30")]
+
+    async def drive(run: Run, events: EventLog) -> None:
+        await events.wait_for(lambda: running(run, "a1"))
+        await send(run, SkipTask("b"))
+        await events.wait_for(lambda: is_state(events, "a1", TaskState.FAILED)
+                              and is_state(events, "a2", TaskState.FAILED))
+        await send(run, RetryTask(retried))
+        await events.wait_for(lambda: is_state(events, retried, TaskState.SUCCEEDED))
+        await send(run, CancelTask("keepalive"))  # the run can end: nothing else would start
+
+    summary, _ = await run_collect(create_run(plan_of(*tasks), OPTS), drive)
+    st = {tid: r.state for tid, r in summary.tasks.items()}
+    assert st[retried] is TaskState.SUCCEEDED and st["c"] is TaskState.SKIPPED
+    assert summary.status is RunStatus.FAILED
+
+
+async def test_a_run_cancelled_before_its_start_has_no_negative_wall_time() -> None:
+    new_probe(OPTS, 4)
+    run = create_run(plan_of(probe("a"), probe("b", deps=("a",))),
+                     RunOptions(jobs=2, memory_floor_mb=0, wait_for_start=True, stay_open=True))
+
+    async def drive(run: Run, events: EventLog) -> None:
+        await send(run, CancelRun())
+
+    summary, _ = await run_collect(run, drive)
+    assert summary.status is RunStatus.CANCELLED and summary.wall_s >= 0
+
+
+async def test_no_pool_waits_for_a_resource_while_dispatch_is_paused() -> None:
+    opts = RunOptions(jobs=2, cpus=1, memory_floor_mb=0)
+    new_probe(opts, 2)
+    run = create_run(plan_of(probe("a", "0.3"), probe("b", "0.1")), opts)
+
+    async def drive(run: Run, events: EventLog) -> None:
+        await events.wait_for(lambda: run.snapshot().pools[0].waiting_for != "")
+        await send(run, Pause())
+        await events.wait_for(lambda: is_state(events, "a", TaskState.SUCCEEDED))
+        await events.wait_for(lambda: run.snapshot().pools[0].waiting_for == "")
+        await send(run, Resume())
+
+    summary, _ = await run_collect(run, drive)
+    assert summary.status is RunStatus.SUCCEEDED
