@@ -26,7 +26,8 @@ S = TaskState
 
 
 def tc(tid: str, state: TaskState) -> TaskChanged:
-    return TaskChanged(tid, state, 1, 0.0)
+    """A change of the task's first attempt (numbered 0 while it waits to start, as the engine does)."""
+    return TaskChanged(tid, state, 0 if state in (S.PENDING, S.READY) else 1, 0.0)
 
 
 async def drain(events: object) -> list[Event]:
