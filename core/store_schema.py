@@ -179,6 +179,10 @@ def check_intact(conn: sqlite3.Connection, path: Path) -> None:
     """
     try:
         problem = str(conn.execute("PRAGMA quick_check(1)").fetchone()[0])
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return  # busy, not damaged: a writer holds it (checked again next time)
+        problem = str(exc)
     except sqlite3.DatabaseError as exc:
         problem = str(exc)
     if problem != "ok":

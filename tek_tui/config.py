@@ -44,6 +44,10 @@ def load_config() -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc} (fix it, or remove the file)") from None
 
 
+#: A table header line (``[name]``, ``[[name]]``), not an array's row.
+_TABLE = re.compile(r"\s*\[\[?\s*[A-Za-z0-9_.\"' -]+\s*\]\]?\s*(#.*)?$")
+
+
 def _toml_value(value: str | int | float | bool) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -61,14 +65,13 @@ def save_config(values: dict[str, str | int | float | bool]) -> None:
     Raises:
         ConfigError: the file exists but is not valid TOML (it is left alone).
     """
-    load_config()  # never rewrite a file we could not read
+    old = load_config()  # never rewrite a file we could not read
     path = config_path()
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         lines = ["# tek's settings and remembered choices; safe to edit."]
-    first_table = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith("[")),
-                       len(lines))
+    first_table = next((i for i, ln in enumerate(lines) if _TABLE.match(ln)), len(lines))
     for key, value in values.items():
         line = f"{key} = {_toml_value(value)}"
         own = re.compile(rf"\s*{re.escape(key)}\s*=")
@@ -79,8 +82,13 @@ def save_config(values: dict[str, str | int | float | bool]) -> None:
             lines.insert(first_table, line)
             first_table += 1
     text = "\n".join(lines) + "\n"
-    if {k: tomllib.loads(text).get(k) for k in values} != values:
-        # e.g. the key's old value spanned several lines: editing would corrupt it
+    try:
+        edited = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        edited = None
+    if edited != {**old, **values}:
+        # the line edit would change something else (a multi-line value, a
+        # quoted or dotted key): the file stays as it is
         raise ConfigError(f"{path}: could not update {', '.join(values)} in place; "
                           "edit the file by hand")
     tmp = path.with_name(path.name + ".tmp")

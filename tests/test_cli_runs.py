@@ -208,6 +208,49 @@ async def test_logs_follow_stops_when_its_task_ends_while_the_run_goes_on(
     store.close()
 
 
+async def test_logs_follow_starts_the_next_attempt_on_a_line_of_its_own(
+    tmp_path: Path, tek_home: Path
+) -> None:
+    """Logs keep a task's bytes: one may end without a newline before the next attempt."""
+    db = tmp_path / "j.db"
+    store = open_store(db)
+    store.begin_run(RUN_A, chain_plan(1))
+    rec = JournalRecorder(store, RUN_A)
+    rec.record_sync([started(RUN_A, 1), TaskChanged("t0", TaskState.RUNNING, 1, 1.0)])
+    log1 = run_log_path(RUN_A, "t0", 1)
+    log1.parent.mkdir(parents=True)
+    log1.write_text("out-1")
+    env = {**os.environ, "TEK_HOME": str(tek_home)}
+    cmd = [sys.executable, "-m", "tek_tui", "logs", RUN_A, "t0", "--follow", "--store", str(db)]
+    with anyio.fail_after(30):
+        async with await anyio.open_process(cmd, env=env, stderr=subprocess.STDOUT) as proc:
+            assert proc.stdout is not None
+            assert await proc.stdout.receive() == b"out-1"
+            rec.record_sync([TaskChanged("t0", TaskState.RETRYING, 1, 2.0, exit_code=1)])
+            run_log_path(RUN_A, "t0", 2).write_text("out-2\n")
+            rec.record_sync(flat(TaskChanged("t0", TaskState.RUNNING, 2, 3.0),
+                                 TaskChanged("t0", TaskState.SUCCEEDED, 2, 4.0, exit_code=0),
+                                 finished(RUN_A)))
+            assert await proc.wait() == 0
+            rest = b"".join([chunk async for chunk in proc.stdout])
+    assert rest == b"\n--- t0: attempt 2 ---\nout-2\n"
+    store.close()
+
+
+def test_logs_follow_of_a_task_that_never_ran_says_so_at_once(tmp_path: Path) -> None:
+    """Skipped while the run goes on: no waiting for the run's end."""
+    db = tmp_path / "j.db"
+    with open_store(db) as store:
+        store.begin_run(RUN_A, chain_plan(2))
+        JournalRecorder(store, RUN_A).record_sync([
+            started(RUN_A, 2), TaskChanged("t0", TaskState.RUNNING, 1, 1.0),
+            TaskChanged("t1", TaskState.SKIPPED, 0, 1.0, reason="skipped by user")])
+        store._conn.execute(f"UPDATE runs SET pid = {os.getpid()}")  # the run is live
+        cmd = [sys.executable, "-m", "tek_tui", "logs", RUN_A, "t1", "-f", "--store", str(db)]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=20, check=False)
+    assert (done.returncode, done.stderr) == (2, f"tek: task 't1' of run {RUN_A} never started\n")
+
+
 def test_logs_follow_stops_when_the_writer_died(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "j.db"
     plan = chain_plan(1)

@@ -100,6 +100,11 @@ def _keep_output(out_path: Path, folder: Path) -> Path:
             os.link(out_path, final)  # fails if it exists, unlike a rename
         except FileExistsError:
             continue
+        except OSError:  # a file system without hard links: rename, if the name is free
+            if final.exists():
+                continue
+            out_path.replace(final)
+            return final
         out_path.unlink()
         return final
     raise AssertionError("unreachable")

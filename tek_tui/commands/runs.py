@@ -319,6 +319,11 @@ def _follow(store: Store, run_id: str, task_id: str, wanted: int | None) -> int:
     current: AttemptRecord | None = None
     f = None
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    last = "\n"  # the last character printed: a log may end without a newline
+
+    def copy() -> None:
+        nonlocal last
+        last = _copy(f, decoder) or last
     try:
         while True:
             # Order matters: read the journal first, then the file, so the
@@ -331,23 +336,28 @@ def _follow(store: Store, run_id: str, task_id: str, wanted: int | None) -> int:
                 attempt = _pick(attempts, wanted, run_id, task_id)
             if attempt is not None and current is not None and attempt.attempt != current.attempt:
                 if f is not None:
-                    _copy(f, decoder)
+                    copy()
                     f.close()
                     f = None
-                print(f"--- {task_id}: attempt {attempt.attempt} ---", flush=True)
+                start = "" if last == "\n" else "\n"
+                print(f"{start}--- {task_id}: attempt {attempt.attempt} ---", flush=True)
+                last = "\n"
             if attempt is not None:
                 current = attempt  # the latest record of it: its end shows up here
             if f is None and current is not None and Path(current.log_path).is_file():
                 f = open(current.log_path, "rb")  # noqa: SIM115
             if f is not None:
-                _copy(f, decoder)
+                copy()
             live = run.is_live
-            task_over = current is not None and current.ended_ts is not None and (
-                wanted is not None or _task_state(store, run_id, task_id) in _TERMINAL
-            )
+            if current is None:  # skipped or cancelled before it ever ran: say so now
+                task_over = wanted is None and _task_state(store, run_id, task_id) in _TERMINAL
+            else:
+                task_over = current.ended_ts is not None and (
+                    wanted is not None or _task_state(store, run_id, task_id) in _TERMINAL
+                )
             if task_over or not live:
                 if f is not None:
-                    _copy(f, decoder)
+                    copy()
                 if current is None:
                     raise StoreError(f"task {task_id!r} of run {run_id} never started")
                 return 0
@@ -365,10 +375,15 @@ def _task_state(store: Store, run_id: str, task_id: str) -> str:
     return str(row[0]) if row else ""
 
 
-def _copy(f: Any, decoder: codecs.IncrementalDecoder) -> None:
+def _copy(f: Any, decoder: codecs.IncrementalDecoder) -> str:
+    """Print what the file has gained; returns the last character printed ("" if none)."""
+    last = ""
     while chunk := f.read(1 << 16):
-        sys.stdout.write(decoder.decode(chunk))
+        text = decoder.decode(chunk)
+        sys.stdout.write(text)
+        last = text[-1:] or last
     sys.stdout.flush()
+    return last
 
 
 # ------------------------------------------------------------------ format

@@ -87,3 +87,21 @@ def test_a_broken_config_is_never_rewritten() -> None:
     problem = remember_theme("tek-contrast")
     assert problem is not None and problem.startswith("theme not remembered: ")
     assert config_path().read_text() == "run_jobs = 4\ntheme = = \n"
+
+
+def test_a_nested_array_is_not_taken_for_a_table() -> None:
+    config_path().write_text("run_jobs = 4\nmatrix = [\n  [1, 2],\n  [3, 4],\n]\n")
+    assert remember_theme("tek-dark") is None
+    assert load_config() == {"run_jobs": 4, "matrix": [[1, 2], [3, 4]], "theme": "tek-dark"}
+
+
+@pytest.mark.parametrize("text", [
+    '"theme" = "tek-light"\n',  # a quoted key
+    'theme.name = "tek-light"\n',  # a dotted key
+    'notes = """\ntheme = "tek-light"\n"""\n',  # a line inside a multi-line string
+])
+def test_an_edit_that_would_change_anything_else_is_refused(text: str) -> None:
+    config_path().write_text(text)
+    problem = remember_theme("tek-dark")
+    assert problem is not None and "could not update theme in place" in problem
+    assert config_path().read_text() == text
