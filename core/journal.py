@@ -35,7 +35,7 @@ import anyio
 import anyio.to_thread
 
 from core.errors import StoreError
-from core.events import Event
+from core.events import Event, RunFinished, RunStarted
 from core.paths import run_dir
 from core.store_batch import RawChange, compact
 
@@ -77,9 +77,29 @@ class JournalRecorder:
         self._log_prefix = str(run_dir(run_id)) + os.sep
         # One slot: batches never overlap, so they commit in arrival order.
         self._limiter = anyio.CapacityLimiter(1)
+        self._until_start: Callable[[], object] | None = None
+        self._held: list[Event] = []
+
+    def hold_until_start(self, reopen: Callable[[], object]) -> None:
+        """Journal nothing until the run starts; then call ``reopen`` (in the writer thread) first.
+
+        For a resumed run shown in the console before ``s``: the run it
+        resumes is reopened (orphans stopped, open attempts closed, reruns
+        reset) only once it really starts; left (or replaced by an edit)
+        before that, it leaves the journal exactly as it was.
+        """
+        self._until_start = reopen
 
     async def record(self, events: Sequence[Event]) -> None:
         """Commit the batch's state changes; returns once they are durable."""
+        if self._until_start is not None:
+            if not any(type(e) is RunStarted for e in events):
+                if not any(type(e) is RunFinished for e in events):
+                    self._held.extend(events)  # controls given before the start
+                return  # (a run that ends before its start leaves nothing)
+            reopen, self._until_start = self._until_start, None
+            await anyio.to_thread.run_sync(reopen, limiter=self._limiter)
+            events, self._held = [*self._held, *events], []
         # Turning events into tuples is cheap CPU work done here; the SQL and
         # the commit run in the worker thread.
         t0 = time.perf_counter()

@@ -189,11 +189,19 @@ class TekApp(App[int]):
                        plan=plan, attached=attached, times=times)
         )
 
-    async def replace_run(self, plan: Plan) -> RunClient:
-        """Drive a new, journaled run of ``plan`` (edited) in place of the loaded one.
+    async def replace_run(
+        self, plan: Plan
+    ) -> tuple[RunClient, Mapping[str, tuple[float, float | None]]]:
+        """Drive a journaled run of ``plan`` (edited) in place of the loaded one.
 
         The main screen has cancelled the loaded run (never started); its
         driver and journal are finished here before the new run is built.
+        A loaded resume stays a resume of the same run, of the edited plan
+        (rows that changed rerun, as with ``tek run --resume``); anything
+        else is a new run.
+
+        Returns:
+            The new run's client, and the times of tasks a resume keeps as done.
 
         Raises:
             TekError: the new run cannot be built.
@@ -202,13 +210,19 @@ class TekApp(App[int]):
             # Its outcome was the cancelled run's; only its end matters here.
             with anyio.move_on_after(10), contextlib.suppress(Exception):
                 await self._run_driver.wait()
+        resumed = None
         if self._run_journal is not None:
+            if self._run_journal.decision is not None:
+                resumed = self._run_journal.run_id
             self._run_journal.close()
             self._run_journal = None
-        run = self._take(await new_run(plan, self.jobs)).run
-        client = run.client()
-        self._run_driver = self._drive_run(run.run, client)
-        return client
+        if resumed is not None:
+            built = self._take(await resumed_run(plan, self.jobs, resumed))
+        else:
+            built = self._take(await new_run(plan, self.jobs))
+        client = built.run.client()
+        self._run_driver = self._drive_run(built.run.run, client)
+        return client, built.times
 
     def open_plan(self, path: Path, resume: str | None = None) -> None:
         """Load and run ``path`` behind a loading screen; problems go to the picker.

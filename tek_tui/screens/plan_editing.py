@@ -293,7 +293,7 @@ class PlanEditScreen(RunControlScreen):
         with anyio.move_on_after(REPLACE_GRACE_S):
             await finished.wait()
         try:
-            client = await self.app.replace_run(plan)  # type: ignore[attr-defined]
+            client, self._times = await self.app.replace_run(plan)  # type: ignore[attr-defined]
         except TekError as exc:
             self.notify(str(exc), title="cannot run this plan", severity="error")
             return

@@ -113,3 +113,52 @@ async def test_a_resumed_run_shows_how_long_the_tasks_done_before_took(
         assert screen.table.cell_values("a")["duration"] == "0s"
         await pilot.press("q")
         await until(pilot, lambda: not app.is_running, limit=20)
+
+
+def _journal_state(run_id: str) -> tuple[object, ...]:
+    with open_store() as store:
+        run, tasks, attempts = store.read_run(run_id)
+    return (run.status, run.resumes, run.ended_ts, [(t.task_id, t.state) for t in tasks],
+            [(a.task_id, a.attempt, a.state) for a in attempts])
+
+
+async def test_a_resume_left_before_s_leaves_the_run_as_it_was(
+    tmp_path: Path, failed_run: tuple[Path, Path, str]
+) -> None:
+    """Looking at a failed run in the console (enter in the picker), then leaving."""
+    plan, _count, run_id = failed_run
+    before = _journal_state(run_id)
+    app = TekApp(plan_path=plan, resume=run_id, search_dirs=[tmp_path])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen)
+                    and app.screen.state is not None and app.screen.table.row_count == 2)
+        await pilot.press("x")  # a control before the start changes nothing either
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, limit=20)
+    assert _journal_state(run_id) == before
+
+
+async def test_an_edited_resume_is_still_a_resume_of_the_same_run(
+    tmp_path: Path, failed_run: tuple[Path, Path, str]
+) -> None:
+    """Edit a task of the resumed plan, save, start: the same run goes on, with the edit."""
+    plan, count, run_id = failed_run
+    app = TekApp(plan_path=plan, resume=run_id, search_dirs=[tmp_path])
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen)
+                    and app.screen.state is not None and app.screen.table.row_count == 2)
+        screen = app.screen
+        assert isinstance(screen, MainScreen)
+        screen.table.select("b")
+        await until(pilot, lambda: screen.selected == "b")
+        await pilot.press("e")
+        form = app.screen
+        form.field("command").value = f"test -f {tmp_path / 'flag'} && echo edited"  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        await until(pilot, lambda: app.screen is screen)
+        await pilot.press("w", "s")
+        await until(pilot, lambda: screen.state is not None and screen.state.run_id == run_id
+                    and screen.state.tasks["b"].state is TaskState.SUCCEEDED, limit=20)
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, limit=20)
+    _journal_after(run_id, count)  # same run, resumed once; `a` did not run again
