@@ -98,7 +98,7 @@ def _rec(run: Run, task_id: str) -> TaskRec:
 
 def _cancel(run: Run, rec: TaskRec) -> None:
     if rec.state.is_terminal:
-        raise ControlError(f"task {rec.task.id} is already {rec.state.value}")
+        raise ControlError(f"task {rec.task.id} {_where(rec.state)} already")
     if rec.state is TaskState.RUNNING:
         rec.cancel_reason = "cancelled by user"
         if rec.scope is not None:
@@ -112,13 +112,26 @@ def _skip(run: Run, rec: TaskRec) -> None:
     if rec.state is TaskState.RUNNING:
         raise ControlError(f"task {rec.task.id} is running; cancel it instead")
     if rec.state.is_terminal:
-        raise ControlError(f"task {rec.task.id} is already {rec.state.value}")
+        raise ControlError(f"task {rec.task.id} {_where(rec.state)} already")
     held = rec.state is TaskState.PENDING and rec.waiting > 0
     run.end_now(rec, TaskState.SKIPPED, "skipped by user")
     if held:  # its downstream still waits for its upstream (RunState.release)
         rec.held = True
     else:
         run.release(rec)
+
+
+_WHERE = {
+    TaskState.PENDING: "is waiting for its upstream", TaskState.READY: "is ready to start",
+    TaskState.RUNNING: "is running", TaskState.RETRYING: "is waiting to retry",
+    TaskState.SUCCEEDED: "has succeeded", TaskState.FAILED: "has failed",
+    TaskState.CANCELLED: "was cancelled", TaskState.SKIPPED: "was skipped",
+}
+
+
+def _where(state: TaskState) -> str:
+    """Where a task is, in words: ``"has succeeded"``, ``"is running"``."""
+    return _WHERE[state]
 
 
 def _satisfied(rec: TaskRec) -> bool:
@@ -137,7 +150,7 @@ def _blocked(rec: TaskRec) -> bool:
 def _retry(run: Run, rec: TaskRec) -> None:
     if rec.state not in _BLOCKING:
         raise ControlError(
-            f"task {rec.task.id} is {rec.state.value}; only a failed or cancelled task is retried"
+            f"task {rec.task.id} {_where(rec.state)}; only a failed or cancelled task is retried"
         )
     if run.stopping:
         raise ControlError(f"run {run.run_id} is stopping; nothing is retried")

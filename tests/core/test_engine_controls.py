@@ -258,9 +258,9 @@ async def test_control_errors() -> None:
             (SkipTask("nope"), "unknown task 'nope'"),
             (ResizePool("nope", 2), "unknown pool 'nope'"),
             (ResizePool("probe", -1), "0 or more"),
-            (RetryTask("done"), "only a failed or cancelled task"),
+            (RetryTask("done"), "task done has succeeded; only a failed or cancelled task"),
             (SkipTask("long"), "is running; cancel it instead"),
-            (CancelTask("done"), "already succeeded"),
+            (CancelTask("done"), "task done has succeeded already"),
             (Start(), "already started"),
         ]:
             with pytest.raises(ControlError, match=match):
