@@ -90,6 +90,16 @@ class Child:
             return False
         return True
 
+    def group_alive(self) -> bool:
+        """True while any process is left in the group (the leader's, once it is reaped)."""
+        try:
+            os.killpg(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # a member that changed its user: still there
+            return True
+        return True
+
     def close(self) -> None:
         """Release the pipe, forget the group (leader must be reaped)."""
         _live_groups.discard(self.pid)

@@ -21,13 +21,8 @@ from typing import TYPE_CHECKING
 import anyio
 
 from core.agents.base import Agent, AttemptContext, Outcome
-from core.agents.shell_attempt import (
-    DRAIN_S,
-    MAX_LINE_BYTES,
-    POLL_S,
-    ShellAttempt,
-    describe_exit,
-)
+from core.agents.lines import MAX_LINE_BYTES
+from core.agents.shell_attempt import DRAIN_S, POLL_S, ShellAttempt, describe_exit
 from core.process import GRACE_S
 
 if TYPE_CHECKING:

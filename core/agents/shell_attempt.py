@@ -44,17 +44,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from core.agents.base import AttemptContext, LogSink, Outcome
+from core.agents.base import AttemptContext, Outcome
+from core.agents.lines import LineSplitter
 from core.poller import poller
 from core.process import Child, spawn_soon
 from core.strays import kill_pipe_holders, signal_session_soon
 
-#: Bytes of one line kept before it is cut (without a newline in sight).
-MAX_LINE_BYTES = 1 << 20
 #: How long output may stay open after the main process exited.
 DRAIN_S = 0.5
 #: How often an attempt whose pipe is open checks whether the leader exited.
 POLL_S = 0.25
+#: While a stopped task's group uses its grace, how often to look whether it is empty.
+GRACE_POLL_S = 0.05
 #: How long the output may stay open after the whole group was SIGKILLed
 #: before whoever still holds it is hunted down (it left the group: setsid).
 ESCAPE_S = 0.2
@@ -72,38 +73,6 @@ def describe_exit(code: int) -> str:
     except ValueError:
         name = f"signal {-code}"
     return f"killed by {name}"
-
-
-class LineSplitter:
-    """Turns chunks of bytes into lines for a log sink."""
-
-    __slots__ = ("log", "partial")
-
-    def __init__(self, log: LogSink) -> None:
-        self.log = log
-        self.partial = b""
-
-    def feed(self, data: bytes) -> None:
-        """Log the complete lines in ``data``; keep the rest for the next chunk.
-
-        The log file gets the bytes exactly as printed; the live lines are
-        them decoded as UTF-8 (undecodable bytes shown as U+FFFD).
-        """
-        chunk = self.partial + data if self.partial else data
-        cut = chunk.rfind(b"\n")
-        if cut < 0:
-            self.partial = chunk
-            if len(chunk) > MAX_LINE_BYTES:
-                self.flush()
-            return
-        self.partial = chunk[cut + 1 :]
-        self.log.write_output(chunk[: cut + 1], chunk[:cut].decode("utf-8", "replace").split("\n"))
-
-    def flush(self) -> None:
-        """Log an unterminated last line (a piece of a huge one): the file gets no newline."""
-        if self.partial:
-            self.log.write_output(self.partial, [self.partial.decode("utf-8", "replace")])
-            self.partial = b""
 
 
 #: Spawn on the loop itself while at most this many shell attempts run.
@@ -141,6 +110,7 @@ class ShellAttempt:
         self._eof = False
         self._ending = False
         self._signalled = False  # the leader was alive when stopped
+        self._grace_wait = False  # stopping: the leader is gone, the group has its grace
         self._exited_at: float | None = None
         self.cancelled = False
 
@@ -204,6 +174,8 @@ class ShellAttempt:
             self._stop_reading()
             if self._ending:
                 self._finish_end()
+            elif self._grace_wait:
+                pass  # _wait_for_group ends it
             elif child.exited():
                 self._end()
             elif self._pidfd < 0:
@@ -220,7 +192,7 @@ class ShellAttempt:
         """
         self._timer = None
         child = self._child
-        if child is None or not self._reading or self._ending:
+        if child is None or not self._reading or self._ending or self._grace_wait:
             return
         if self._exited_at is None:
             if child.exited():
@@ -255,10 +227,30 @@ class ShellAttempt:
                 self._pidfd = -1
             if not child.exited():
                 child.reap()
-            if self.cancelled:  # background members must not outlive a stopped task
-                child.signal_group(signal.SIGKILL)
+            if self.cancelled:
+                if self._kill_timer is not None and child.group_alive():
+                    # The shell went first (SIGTERM ends it at once); what it ran
+                    # may be saving its work: the group gets the rest of the grace.
+                    self._grace_wait = True
+                    self._wait_for_group()
+                    return
+                child.signal_group(signal.SIGKILL)  # members must not outlive a stopped task
             if self.cancelled or not self._reading:
                 self._end()
+        except BaseException as exc:
+            self._fail(exc)
+
+    def _wait_for_group(self) -> None:
+        """Stopping, the leader gone: end once the group is empty or the grace ran out."""
+        child = self._child
+        if child is None or self._done is None or self._ending:
+            return
+        if self._kill_timer is not None and child.group_alive():
+            self._loop.call_later(GRACE_POLL_S, self._wait_for_group)
+            return
+        self._grace_wait = False
+        try:
+            self._end()  # kills whatever is left, reads the rest of the output
         except BaseException as exc:
             self._fail(exc)
 

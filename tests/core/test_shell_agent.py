@@ -135,6 +135,30 @@ async def test_cancel_escalates_to_sigkill_after_grace() -> None:
     assert survivors(run.run_id) == []
 
 
+async def test_a_program_under_the_shell_gets_its_grace_to_save_its_work(tmp_path: Path) -> None:
+    """`sh -c 'train.py; ...'`: SIGTERM ends the shell at once, but the program it runs
+    may checkpoint first; it was SIGKILLed the moment the shell died."""
+    saved = tmp_path / "saved"
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import signal, sys, time\n"
+        "def stop(*_):\n"
+        f"    time.sleep(0.5); open({str(saved)!r}, 'w').write('ok'); sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(100)\n"
+    )
+    run = create_run(plan_of(shell("t", f"{sys.executable} {script}; echo after",
+                                   timeout_s=1.0)),
+                     RunOptions(jobs=1, memory_floor_mb=0, grace_s=10))
+    summary, events = await run_collect(run)
+    assert saved.read_text() == "ok"
+    assert summary.tasks["t"].reason == "timed out after 1s"
+    assert summary.tasks["t"].duration_s is not None and summary.tasks["t"].duration_s < 9
+    assert group_gone(pids(events, "t")[0])
+    assert survivors(run.run_id) == []
+
+
 async def test_background_process_holding_output_is_killed() -> None:
     run = create_run(plan_of(shell("t", "sleep 100 & echo done")), OPTS)
     t0 = time.monotonic()
