@@ -218,11 +218,20 @@ def _check_header(path: Path, create: bool) -> bool:
 
 
 def _check_owner(conn: sqlite3.Connection, path: Path, fresh: bool) -> int:
-    """Return the file's schema version after checking it is tek's (reads only)."""
-    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if app_id != APP_ID:
+    """Return the file's schema version after checking it is tek's (reads only).
+
+    The three reads share one read transaction: another tek creating the
+    journal at the same moment (two cron jobs in one minute) must not be
+    seen half-way, with tables but no application id yet.
+    """
+    conn.execute("BEGIN")
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    finally:
+        conn.execute("COMMIT")
+    if app_id != APP_ID:
         if tables or version:
             raise StoreError(
                 f"{path}: not a tek journal (an SQLite database of another application)"
