@@ -113,8 +113,11 @@ def process_alive(pid: int | None, host: str, since_ts: float) -> bool:
     try:
         import psutil
 
-        created = float(psutil.Process(pid).create_time())
-    except Exception:  # NoSuchProcess, AccessDenied, zombie: not our live writer
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:  # dead, its parent has not reaped it yet
+            return False
+        created = float(proc.create_time())
+    except Exception:  # NoSuchProcess, AccessDenied: not our live writer
         return False
     return created <= since_ts + 1.0
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -424,3 +425,26 @@ def test_runs_filters_refuse_bad_values_and_say_what_matched_nothing(
     assert capsys.readouterr().out == "no runs of nope.csv\n"
     assert main(["prune", "--keep", "0", "--plan", "nope.csv"]) == 0
     assert capsys.readouterr().out == "no runs of nope.csv\n"
+
+
+def test_a_killed_run_not_yet_reaped_reads_as_interrupted_with_its_tasks(
+    served_run: tuple[subprocess.Popen[bytes], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SIGKILLed, and its parent has not waited for it (a zombie): not live, resumable,
+    and its tasks read `interrupted`, not `running`."""
+    import signal
+
+    proc, _socket = served_run
+    with open_store() as store:
+        (run,) = store.list_runs()
+    proc.send_signal(signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{proc.pid}/stat").read_text().split(") ")[1][0] != "Z":  # a zombie now
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert main(["runs", "--json"]) == 0
+    (data,) = json.loads(capsys.readouterr().out)
+    assert (data["status"], data["counts"]) == ("interrupted", {"interrupted": 2})
+    assert main(["show", run.id, "--json"]) == 0
+    assert {t["state"] for t in json.loads(capsys.readouterr().out)["tasks"]} == {"interrupted"}
+    proc.wait()

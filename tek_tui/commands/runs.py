@@ -174,7 +174,7 @@ def _runs(args: argparse.Namespace) -> int:
         return 0
     rows = [
         [r.id, r.effective_status, _when(r.started_ts or r.created_ts), _dur(r.duration_s),
-         _counts(r.counts), _short_path(r.plan_path)]
+         _counts(shown_counts(r)), _short_path(r.plan_path)]
         for r in runs
     ]  # fmt: skip
     _table(["RUN", "STATUS", "STARTED", "DURATION", "TASKS", "PLAN"], rows)
@@ -189,7 +189,7 @@ def _run_json(r: RunRecord) -> dict[str, Any]:
         "status": r.effective_status,
         "recorded_status": r.status,
         "task_count": r.task_count,
-        "counts": dict(r.counts),
+        "counts": shown_counts(r),
         "created_ts": r.created_ts,
         "started_ts": r.started_ts,
         "ended_ts": r.ended_ts,
@@ -215,20 +215,22 @@ def _show(args: argparse.Namespace) -> int:
         by_task.setdefault(a.task_id, []).append(a)
     if args.json:
         out = _run_json(run)
-        out["tasks"] = [_task_json(t, by_task.get(t.task_id, [])) for t in tasks]
+        cut = out["status"] == "interrupted"
+        out["tasks"] = [_task_json(t, by_task.get(t.task_id, []), cut) for t in tasks]
         print(json.dumps(out, indent=2))
         return 0
     print(f"run      {run.id}  ({run.effective_status})")
     print(f"plan     {run.plan_path or '-'}")
     print(f"started  {_when(run.started_ts)}   duration {_dur(run.duration_s)}   resumes {run.resumes}")
-    print(f"tasks    {_counts(run.counts)}")
+    print(f"tasks    {_counts(shown_counts(run))}")
     print()
     rows = []
+    cut = run.effective_status == "interrupted"
     for t in tasks:
         last = by_task.get(t.task_id, [])[-1:]
         dur = last[0].duration_s if last else None
         code = "" if t.exit_code is None else str(t.exit_code)
-        rows.append([t.task_id, t.state, str(t.attempts), code, _dur(dur), t.reason])
+        rows.append([t.task_id, _shown(t.state, cut), str(t.attempts), code, _dur(dur), t.reason])
     _table(["TASK", "STATE", "ATTEMPTS", "EXIT", "DURATION", "REASON"], rows)
     failed = next((t.task_id for t in tasks if t.state == "failed"), None)
     if run.effective_status in ("failed", "cancelled", "interrupted"):
@@ -242,10 +244,10 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _task_json(t: TaskRecord, attempts: list[AttemptRecord]) -> dict[str, Any]:
+def _task_json(t: TaskRecord, attempts: list[AttemptRecord], cut: bool) -> dict[str, Any]:
     return {
         "id": t.task_id,
-        "state": t.state,
+        "state": _shown(t.state, cut),
         "attempts": t.attempts,
         "exit_code": t.exit_code,
         "reason": t.reason,
@@ -408,8 +410,27 @@ def _dur(s: float | None) -> str:
     return f"{m}m{sec:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
 
 
+#: States a writer that died left its tasks in: shown as ``interrupted``.
+_CUT_SHORT = frozenset({"running", "retrying"})
+
+
+def _shown(state: str, cut: bool) -> str:
+    """A task's state as shown: ``interrupted`` for one a dead run left running."""
+    return "interrupted" if cut and state in _CUT_SHORT else state
+
+
+def shown_counts(run: RunRecord) -> dict[str, int]:
+    """The run's task counts by state as shown (see :func:`_shown`)."""
+    cut = run.effective_status == "interrupted"
+    out: dict[str, int] = {}
+    for state, n in run.counts.items():
+        out[_shown(state, cut)] = out.get(_shown(state, cut), 0) + n
+    return out
+
+
 def _counts(counts: Any) -> str:
-    order = ["succeeded", "failed", "running", "retrying", "pending", "ready", "cancelled", "skipped"]
+    order = ["succeeded", "failed", "running", "retrying", "interrupted", "pending", "ready",
+             "cancelled", "skipped"]
     keys = sorted(counts, key=lambda k: order.index(k) if k in order else len(order))
     return ", ".join(f"{counts[k]} {k}" for k in keys) or "-"
 
