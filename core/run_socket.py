@@ -258,6 +258,9 @@ class SocketClient:
         """
         try:
             stream = await anyio.connect_unix(path)
+        except (FileNotFoundError, ConnectionRefusedError):  # it ended (or died) just now
+            raise TekError(f"run {path.stem} is not running any more "
+                           f"(`tek show {path.stem}` says how it ended)") from None
         except OSError as exc:
             raise TekError(f"cannot attach to {path.stem}: {exc.strerror or exc}") from None
         reader = BufferedByteReceiveStream(stream)
