@@ -38,6 +38,7 @@ from core.events import (
     TaskChanged,
     TaskState,
 )
+from core.resume import SKIPPED_BY_USER
 
 if TYPE_CHECKING:
     from core.engine import Run
@@ -114,7 +115,7 @@ def _skip(run: Run, rec: TaskRec) -> None:
     if rec.state.is_terminal:
         raise ControlError(f"task {rec.task.id} {_where(rec.state)} already")
     held = rec.state is TaskState.PENDING and rec.waiting > 0
-    run.end_now(rec, TaskState.SKIPPED, "skipped by user")
+    run.end_now(rec, TaskState.SKIPPED, SKIPPED_BY_USER)
     if held:  # its downstream still waits for its upstream (RunState.release)
         rec.held = True
     else:

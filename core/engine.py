@@ -92,6 +92,7 @@ def create_run(
     recorder: Recorder | None = None,
     completed: Collection[str] = (),
     attempts_so_far: Mapping[str, int] | None = None,
+    skipped: Collection[str] = (),
 ) -> Run:
     """Check a plan against the agents and options, and build its run.
 
@@ -102,6 +103,8 @@ def create_run(
         recorder: awaited with every batch of events before it is published.
         completed: ids already succeeded (resume): not run, start SUCCEEDED.
         attempts_so_far: attempt numbering continues after these (resume).
+        skipped: ids the user skipped before (resume): not run, start SKIPPED,
+            their downstream runs as if they had succeeded.
 
     Returns:
         The run, not started.
@@ -138,7 +141,7 @@ def create_run(
     gc.disable()
     try:
         return Run(plan, options, agents, run_id or unused_run_id(), recorder, completed,
-                   attempts_so_far or {})
+                   attempts_so_far or {}, skipped)
     finally:
         if enabled:
             gc.enable()

@@ -133,6 +133,7 @@ class RunJournal:
         run_id: the run (new, or the resumed one).
         recorder: pass as ``create_run(..., recorder=)``.
         completed: tasks the engine treats as already succeeded.
+        skipped: tasks the user skipped in the resumed run, kept skipped.
         attempts_so_far: attempt numbering to continue from.
         decision: for a resume, what reruns and why; None for a new run.
         interrupted: attempts the crash left open, now closed as interrupted.
@@ -147,6 +148,7 @@ class RunJournal:
     completed: frozenset[str] = frozenset()
     attempts_so_far: Mapping[str, int] = field(default_factory=dict)
     decision: ResumeDecision | None = None
+    skipped: frozenset[str] = frozenset()
     interrupted: int = 0
     stopped: int = 0
     reopen: Callable[[], tuple[int, int]] | None = None
@@ -262,7 +264,7 @@ def create_journal(
 
     journal = RunJournal(
         store, rid, JournalRecorder(store, rid), decision.completed,
-        decision.attempts_so_far, decision, reopen=reopen,
+        decision.attempts_so_far, decision, decision.skipped, reopen=reopen,
     )  # fmt: skip
     return journal if defer_reopen else journal.commit_resume()
 

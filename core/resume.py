@@ -4,8 +4,10 @@ Rules (DESIGN.md, "Persistence"; issue 4):
 
 - a task that succeeded in the journal, whose row is unchanged, is kept as
   done (the engine gets it in ``completed``) and never runs again;
-- a task that did not succeed (failed, cancelled, skipped, pending, or
-  ``running`` when tek died) reruns;
+- a task that did not succeed (failed, cancelled, skipped because of its
+  upstream, pending, or ``running`` when tek died) reruns;
+- a task the user skipped stays skipped: its downstream ran without it, and
+  running it now would put it after them (``--from`` reruns it);
 - a task whose row hash differs from the journal's, or that is new in the
   plan, reruns, and so does everything downstream of it;
 - ``--from TASK`` forces TASK and everything downstream of it to rerun.
@@ -30,6 +32,9 @@ from typing import TYPE_CHECKING
 
 from core.errors import PlanError
 from core.plan import Task
+
+#: The reason a task skipped by a SkipTask control ends with.
+SKIPPED_BY_USER = "skipped by user"
 
 if TYPE_CHECKING:
     from core.plan import Plan
@@ -85,7 +90,9 @@ class ResumeDecision:
 
     Attributes:
         completed: tasks kept as succeeded (passed to the engine as ``completed``).
-        rerun: tasks that run again (every other task of the plan).
+        rerun: tasks that run again.
+        skipped: tasks the user skipped, kept skipped (the engine's ``skipped``);
+            ``completed``, ``rerun`` and ``skipped`` partition the plan.
         attempts_so_far: last attempt number per task, so numbering continues.
         why: for each rerun task, one phrase saying why.
     """
@@ -94,6 +101,7 @@ class ResumeDecision:
     rerun: frozenset[str]
     attempts_so_far: Mapping[str, int] = field(default_factory=dict)
     why: Mapping[str, str] = field(default_factory=dict)
+    skipped: frozenset[str] = frozenset()
 
 
 def decide_resume(
@@ -108,7 +116,7 @@ def decide_resume(
         from_tasks: ``--from`` tasks: rerun them and their downstream.
 
     Returns:
-        The decision; ``completed`` and ``rerun`` partition the plan's ids.
+        The decision; ``completed``, ``rerun`` and ``skipped`` partition the plan's ids.
 
     Raises:
         PlanError: a ``--from`` task is not in the plan.
@@ -120,6 +128,7 @@ def decide_resume(
         raise PlanError([f"--from: no task {t!r} in {where}" for t in unknown])
 
     why: dict[str, str] = {}
+    skipped: set[str] = set()
     roots: list[tuple[str, str]] = []  # (task, reason) whose downstream reruns too
     for task in plan.tasks:
         row = rows.get(task.id)
@@ -127,6 +136,8 @@ def decide_resume(
             roots.append((task.id, "new task"))
         elif not row_unchanged(row.row_hash, task):
             roots.append((task.id, "row changed"))
+        elif row.state == "skipped" and row.reason == SKIPPED_BY_USER:
+            skipped.add(task.id)  # deliberately: stays skipped, its downstream ran without it
         elif row.state != "succeeded":
             why[task.id] = f"was {row.state}"
     roots.extend((t, "--from") for t in from_tasks)
@@ -139,9 +150,10 @@ def decide_resume(
             if why[down].startswith("was "):
                 why[down] = f"downstream of {root}"
     rerun = frozenset(why)
-    completed = frozenset(t.id for t in plan.tasks if t.id not in rerun)
+    kept_skipped = frozenset(skipped - rerun)  # unless --from or an edit upstream reruns it
+    completed = frozenset(t.id for t in plan.tasks if t.id not in rerun and t.id not in kept_skipped)
     attempts = {tid: r.attempts for tid, r in rows.items() if tid in plan.by_id and r.attempts}
-    return ResumeDecision(completed, rerun, attempts, why)
+    return ResumeDecision(completed, rerun, attempts, why, kept_skipped)
 
 
 def _children(plan: Plan) -> dict[str, list[str]]:

@@ -39,6 +39,7 @@ from core.events import (
     TaskState,
 )
 from core.logsink import AttemptLog
+from core.resume import SKIPPED_BY_USER
 from core.run_options import RunOptions, RunSummary, TaskResult
 from core.scheduler import Pool, Resources, TaskRec, link
 
@@ -72,6 +73,7 @@ class RunState:
         recorder: Recorder | None,
         completed: Collection[str],
         attempts_so_far: Mapping[str, int],
+        skipped: Collection[str] = (),
     ) -> None:
         self.plan = plan
         self.options = options
@@ -80,7 +82,7 @@ class RunState:
         self.broadcaster = Broadcaster()
         self._agents = dict(agents)
         self._inline = {n: getattr(a, "run_inline", None) for n, a in agents.items()}
-        done = set(completed)
+        done = set(completed) | set(skipped)  # neither runs; both let their downstream run
         dependents, rpl, order = link(plan.tasks, done)
         jobs = options.jobs or os.cpu_count() or 1
         self.pools: dict[str, Pool] = {}
@@ -106,6 +108,9 @@ class RunState:
             rec.state = TaskState.SUCCEEDED
             for d in rec.dependents:
                 d.waiting -= 1
+        for tid in skipped:
+            rec = by_id[tid]
+            rec.state, rec.reason = TaskState.SKIPPED, SKIPPED_BY_USER
         for tid, n in attempts_so_far.items():
             if tid in by_id:
                 by_id[tid].attempt = n

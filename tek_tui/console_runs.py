@@ -99,7 +99,8 @@ async def resumed_run(plan: Plan, jobs: int | None, resume: str) -> ConsoleRun:
                 plan, store=store, resume=resume, defer_reopen=True,
                 options={"jobs": jobs, "console": True}))
             run = create_run(plan, options, run_id=journal.run_id, recorder=journal.recorder,
-                             completed=journal.completed, attempts_so_far=journal.attempts_so_far)
+                             completed=journal.completed, attempts_so_far=journal.attempts_so_far,
+                             skipped=journal.skipped)
             if journal.reopen is not None:  # reopened at `s`: left before, the run stays as it was
                 journal.recorder.hold_until_start(journal.reopen)
             times = await anyio.to_thread.run_sync(_succeeded_times, journal)

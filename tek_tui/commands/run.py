@@ -200,8 +200,9 @@ def _run(args: argparse.Namespace) -> int:
         from tek_tui.commands.run_journal import resume_preview
 
         preview = resume_preview(plan, args)
-        done = preview[1].completed if preview is not None else ()
-        create_run(plan, options, run_id="dry-run", completed=done)  # what the run would refuse
+        done = preview[1].completed if preview is not None else frozenset()
+        kept = preview[1].skipped if preview is not None else frozenset()
+        create_run(plan, options, run_id="dry-run", completed=done, skipped=kept)  # refusals
         return dry_run(plan, as_json=args.json, resume=preview)
     check_log_folder()  # before the journal records a run that could not log
     return run_journaled(plan, options, args)  # journal on unless --no-journal
@@ -272,6 +273,7 @@ def execute(
     run_id: str | None = None,
     completed: Collection[str] = (),
     attempts_so_far: Mapping[str, int] | None = None,
+    skipped: Collection[str] = (),
     on_created: Callable[[], None] | None = None,
     earlier: Callable[[], Mapping[str, tuple[int | None, float | None]]] | None = None,
 ) -> int:
@@ -285,6 +287,7 @@ def execute(
         run_id: the run's id (default: a new one).
         completed: tasks already succeeded (resume).
         attempts_so_far: attempt numbering to continue from (resume).
+        skipped: tasks the user skipped before, kept skipped (resume).
         on_created: called once the engine has accepted the plan and options,
             before anything runs (a resume reopens its journal there).
         earlier: for ``--json`` after a resume, ``(exit_code, duration_s)`` of
@@ -295,7 +298,7 @@ def execute(
     from core.engine import create_run
 
     run = create_run(plan, options, run_id=run_id, recorder=recorder, completed=completed,
-                     attempts_so_far=attempts_so_far)
+                     attempts_so_far=attempts_so_far, skipped=skipped)
     if on_created is not None:
         on_created()
     gc.enable()  # the CLI starts with it off (imports only)

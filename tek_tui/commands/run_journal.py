@@ -140,7 +140,7 @@ def run_journaled(plan: Any, options: Any, args: argparse.Namespace) -> int:
             return execute(
                 plan, options, args, recorder=journal.recorder, run_id=journal.run_id,
                 completed=journal.completed, attempts_so_far=journal.attempts_so_far,
-                on_created=reopen, earlier=lambda: _earlier(journal),
+                skipped=journal.skipped, on_created=reopen, earlier=lambda: _earlier(journal),
             )  # fmt: skip
         except PlanError:  # create_run refused the options: the run never started
             journal.discard()

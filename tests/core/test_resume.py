@@ -180,3 +180,31 @@ def test_create_journal_from_and_new_runs(tmp_path: Path) -> None:
         fresh = create_journal(plan, store=store, run_id="new-run")
         assert (fresh.run_id, fresh.completed, fresh.decision) == ("new-run", frozenset(), None)
         assert store.resolve_run("last") == "new-run"
+
+
+def test_a_task_the_user_skipped_stays_skipped() -> None:
+    """Its downstream ran without it: running it now would put it after them. A task
+    skipped because its upstream failed reruns, as before."""
+    plan = diamond_plan()  # a -> (b, c) -> d, and e
+    states = {"a": "succeeded", "b": "skipped", "c": "succeeded", "d": "succeeded",
+              "e": "skipped"}
+    reasons = {"b": "skipped by user", "e": "upstream x failed"}
+    journal = [dataclasses.replace(r, reason=reasons.get(r.task_id, ""))
+               for r in _journal(plan, states)]
+    d = decide_resume(plan, journal)
+    assert (d.skipped, d.rerun, d.completed) == ({"b"}, {"e"}, {"a", "c", "d"})
+    d = decide_resume(plan, journal, ["b"])  # --from reruns it, and its downstream
+    assert (d.skipped, d.rerun) == (frozenset(), {"b", "d", "e"})
+
+
+async def test_the_engine_starts_kept_skips_as_skipped_and_runs_their_downstream() -> None:
+    from core.engine import RunOptions, create_run
+    from core.events import TaskState
+    from tests.core.engine_helpers import noop, plan_of, run_collect
+
+    run = create_run(plan_of(noop("x"), noop("y", deps=("x",)), noop("z", deps=("y",))),
+                     RunOptions(memory_floor_mb=0), completed={"x"}, skipped={"y"})
+    summary, _ = await run_collect(run)
+    assert (summary.tasks["y"].state, summary.tasks["y"].reason) == (TaskState.SKIPPED,
+                                                                     "skipped by user")
+    assert summary.tasks["z"].state is TaskState.SUCCEEDED
