@@ -18,18 +18,22 @@ Wire format, one JSON object per line (``core.events.to_json``):
 - client to server: ``{"id": N, "control": {...}}``.
 
 The socket (mode 0600) is in a folder kept private to its user (0700, and
-refused when another user owns it): whoever can connect can control the run. A ``$TEK_HOME`` whose path is too long for a Unix socket
-(about 100 bytes with the file name) serves nothing: the run goes on
-without, and ``tek tui --attach`` finds nothing to attach to.
+refused when another user owns it): whoever can connect can control the run.
+Under a ``$TEK_HOME`` whose path is too long for a Unix socket (longer than
+about 70 bytes) the folder is
+``$TMPDIR/tek-<uid>-<hash of TEK_HOME>`` instead, the same for every tek
+that uses that home.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import json
 import os
 import socket
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -66,13 +70,25 @@ REPLY_S = 10.0
 STALE_S = 5.0
 
 
+#: Longest path a Unix socket may have (sun_path is 108 bytes with its NUL).
+MAX_SOCKET_PATH = 107
+#: The longest socket name a run gets (``<run id>.sock``, a 4-digit suffix at most).
+_LONGEST_NAME = "20260101-000000-ffff-9999.sock"
+
+
 def sockets_dir() -> Path:
     """The folder of live runs' sockets, private to this user (made so if it is not).
 
     Raises:
         TekError: the folder belongs to another user.
     """
-    folder = tek_home() / "sockets"
+    home = tek_home()
+    folder = home / "sockets"
+    if len(os.fsencode(folder / _LONGEST_NAME)) > MAX_SOCKET_PATH:
+        # A Unix socket's path is limited (~107 bytes): a deep $TEK_HOME
+        # gets a short folder of its own, the same for every tek using it.
+        digest = hashlib.blake2b(os.fsencode(home.resolve()), digest_size=8).hexdigest()
+        folder = Path(tempfile.gettempdir()) / f"tek-{os.getuid()}-{digest}"
     folder.mkdir(mode=0o700, exist_ok=True)
     info = folder.stat()
     if info.st_uid != os.getuid():

@@ -69,7 +69,9 @@ def test_the_started_run_never_detaches_again(tmp_path: Path, tek_home: Path) ->
 
 
 def test_a_run_that_cannot_be_served_says_it_cannot_be_attached_to(tmp_path: Path) -> None:
-    home = tmp_path / ("x" * 110)  # too long a path for a Unix socket under it
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "sockets").write_text("")  # the sockets' folder cannot be made
     plan = tmp_path / "p.csv"
     plan.write_text("id,command\na,true\n")
     done = _tek(home, "run", "-d", str(plan))
@@ -77,6 +79,23 @@ def test_a_run_that_cannot_be_served_says_it_cannot_be_attached_to(tmp_path: Pat
     lines = done.stdout.splitlines()
     assert lines[1] == "  it cannot be attached to: no socket could be made under $TEK_HOME/sockets"
     assert "--attach" not in done.stdout
+
+
+def test_a_run_under_a_deep_tek_home_is_served_and_steered(tmp_path: Path) -> None:
+    """A Unix socket's path is at most ~107 bytes: such a home serves from a short folder."""
+    home = tmp_path / ("x" * 110)
+    plan = tmp_path / "p.csv"
+    plan.write_text("id,command\na,sleep 30\n")
+    done = _tek(home, "run", "-d", str(plan))
+    assert done.returncode == 0, done.stderr
+    run_id = done.stdout.split()[1]
+    assert f"tek tui --attach {run_id}" in done.stdout
+    steered = _tek(home, "ctl", "cancel", "--run", run_id)
+    assert steered.returncode == 0, steered.stderr
+    deadline = time.monotonic() + 30
+    while "cancelled" not in _tek(home, "runs").stdout:  # polling for its end, bounded
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
 
 
 def test_a_detached_resume_keeps_the_first_output(tmp_path: Path, tek_home: Path) -> None:
