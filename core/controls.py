@@ -21,6 +21,7 @@ poked afterwards by ``Run.control``.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from core.errors import ControlError
@@ -80,12 +81,18 @@ def apply_control(run: Run, command: Control) -> None:
         pool.size = command.size
         pool.dirty = True
         run.mark_pools_due()
-    elif isinstance(command, CancelTask):
-        _cancel(run, _rec(run, command.task_id))
-    elif isinstance(command, RetryTask):
-        _retry(run, _rec(run, command.task_id))
-    elif isinstance(command, SkipTask):
-        _skip(run, _rec(run, command.task_id))
+    elif isinstance(command, CancelTask | RetryTask | SkipTask):
+        nested = run.nested_for(command.task_id)
+        if nested is not None:  # `sp/build`: a task of the sub-plan task `sp`
+            child, task_id = nested
+            apply_control(child, dataclasses.replace(command, task_id=task_id))
+            child.poke()
+        elif isinstance(command, CancelTask):
+            _cancel(run, _rec(run, command.task_id))
+        elif isinstance(command, RetryTask):
+            _retry(run, _rec(run, command.task_id))
+        else:
+            _skip(run, _rec(run, command.task_id))
     else:
         raise ControlError(f"unknown control {type(command).__name__}")
 

@@ -298,7 +298,8 @@ def stop_orphans(run_id: str, attempts: set[tuple[str, int]], grace_s: float = 5
     sessions). Left alone they would race their own rerun. A process is
     stopped only if its environment names this run and one of the attempts
     the journal holds open (``TEK_RUN_ID``, ``TEK_TASK_ID``, ``TEK_ATTEMPT``),
-    so a recycled pid is never touched. Its whole group gets SIGTERM, then
+    or a sub-plan run of one (``TEK_RUN_ID`` ``<run>/<task>...``), so a
+    recycled pid is never touched. Its whole group gets SIGTERM, then
     SIGKILL after ``grace_s``.
 
     Returns:
@@ -307,13 +308,18 @@ def stop_orphans(run_id: str, attempts: set[tuple[str, int]], grace_s: float = 5
     import psutil
 
     wanted = {(tid, str(n)) for tid, n in attempts}
+    # A sub-plan task's processes run as run `<run>/<task>` (deeper: `<run>/<task>/...`).
+    nested = {f"{run_id}/{tid}": (tid, str(n)) for tid, n in attempts}
     found: dict[int, list[psutil.Process]] = {}
     hit: set[tuple[str, str]] = set()
     for proc in psutil.process_iter():
         try:
             env = proc.environ()
-            key = (env.get("TEK_TASK_ID", ""), env.get("TEK_ATTEMPT", ""))
-            if env.get("TEK_RUN_ID") == run_id and key in wanted:
+            rid = env.get("TEK_RUN_ID", "")
+            key: tuple[str, str] | None = (env.get("TEK_TASK_ID", ""), env.get("TEK_ATTEMPT", ""))
+            if rid != run_id or key not in wanted:
+                key = nested.get(rid) or nested.get("/".join(rid.split("/")[:2]))
+            if key is not None and rid.startswith(run_id):
                 found.setdefault(os.getpgid(proc.pid), []).append(proc)
                 hit.add(key)
         except (psutil.Error, OSError):

@@ -75,7 +75,14 @@ class RunEvents(RunState):
                                                    p.finished, now, p.waiting_for))
         if self._foreign:
             foreign, self._foreign = self._foreign, []
-            self.broadcaster.publish(foreign)
+            if self.recorder is not None and (self._unwritten or self._writing):
+                # A nested run's events come after what this run flushed
+                # before them (a sub-task starts after its plan task does):
+                # they wait for those batches to be recorded and published.
+                self._foreign_after.append((len(self._unwritten), foreign))
+                self._unwritten_evt.set()
+            else:
+                self.broadcaster.publish(foreign)
         batch = self._batch
         if not batch:
             return
@@ -112,9 +119,10 @@ class RunEvents(RunState):
 
     async def _write(self) -> None:
         batch, self._unwritten = self._unwritten, []
-        if not batch:
+        after, self._foreign_after = self._foreign_after, []
+        if not batch and not after:
             return
-        if self.recorder is not None and self._record_error is None:
+        if batch and self.recorder is not None and self._record_error is None:
             self._writing = True
             try:
                 await self.recorder.record(batch)
@@ -125,10 +133,18 @@ class RunEvents(RunState):
                 self.stop(f"journal write failed: {exc}")
             finally:
                 self._writing = False
-        self.broadcaster.publish(batch)
+        start = 0
+        for at, foreign in after:  # nested runs' events, each after what came before it
+            if at > start:
+                self.broadcaster.publish(batch[start:at])
+                start = at
+            self.broadcaster.publish(foreign)
+        if start < len(batch):
+            self.broadcaster.publish(batch[start:] if start else batch)
 
     async def _written(self) -> None:
         """Wait until the writer has recorded and published every flushed batch."""
-        while self._unwritten or self._writing or self._unwritten_evt.is_set():
+        while (self._unwritten or self._foreign_after or self._writing
+               or self._unwritten_evt.is_set()):
             self._written_evt.clear()
             await self._written_evt.wait()

@@ -44,6 +44,7 @@ from core.run_options import RunOptions, RunSummary, TaskResult
 from core.scheduler import Pool, Resources, TaskRec, link
 
 if TYPE_CHECKING:
+    from core.engine import Run
     from core.launched import LaunchedAttempt
     from core.plan import Plan
     from core.recorder import Recorder
@@ -122,7 +123,9 @@ class RunState:
         self.launched_idle: anyio.Event | None = None
         self._batch: list[Event] = []
         self._foreign: list[Event] = []  # from nested runs: published, not recorded
-        self._nested: dict[str, RunState] = {}
+        #: nested runs' events waiting for the first N unwritten events to be published
+        self._foreign_after: list[tuple[int, list[Event]]] = []
+        self._nested: dict[str, Run] = {}
         self._readied: list[TaskRec] = []
         self._logs: dict[AttemptLog, tuple[str, int]] = {}
         self._output_logs: set[AttemptLog] = set()  # logs with lines not yet taken
@@ -230,9 +233,25 @@ class RunState:
 
     # ----------------------------------------------------- nested runs
 
-    def adopt(self, prefix: str, child: RunState) -> None:
-        """Show a nested run's tasks in this run's snapshot as ``prefix/<id>``."""
+    def adopt(self, prefix: str, child: Run) -> None:
+        """Show a nested run's tasks in this run's snapshot as ``prefix/<id>``.
+
+        The nested run follows this one's pause, and takes task controls
+        for ``prefix/<id>`` (:meth:`nested_for`).
+        """
         self._nested[prefix] = child
+        if self._user_paused:
+            child.set_user_paused(True)
+
+    def nested_for(self, task_id: str) -> tuple[Run, str] | None:
+        """The live nested run that owns ``task_id`` (``prefix/<id>``), and its own id for it."""
+        if self.task_rec(task_id) is not None or "/" not in task_id:
+            return None
+        prefix, _, rest = task_id.partition("/")
+        child = self._nested.get(prefix)
+        if child is None or child.status.is_finished:
+            return None
+        return child, rest
 
     def forward(self, event: Event) -> None:
         """Publish a nested run's event (already re-keyed) with the next batch.
@@ -381,6 +400,10 @@ class RunState:
         if self.status in (RunStatus.RUNNING, RunStatus.PAUSED):
             self.status = RunStatus.PAUSED if paused else RunStatus.RUNNING
         self._update_admission()
+        for child in self._nested.values():  # sub-plans pause and resume with it
+            if not child.status.is_finished:
+                child.set_user_paused(paused)
+                child.poke()
 
     def request_start(self) -> None:
         """Let a ``wait_for_start`` run begin."""

@@ -448,3 +448,35 @@ def test_a_killed_run_not_yet_reaped_reads_as_interrupted_with_its_tasks(
     assert main(["show", run.id, "--json"]) == 0
     assert {t["state"] for t in json.loads(capsys.readouterr().out)["tasks"]} == {"interrupted"}
     proc.wait()
+
+
+def test_a_resume_stops_what_a_killed_run_left_running_in_a_sub_plan(
+    tmp_path: Path, tek_home: Path
+) -> None:
+    """The sub-plan's processes are not the plan task's own: found by their run id."""
+    import signal
+
+    import psutil
+
+    (tmp_path / "sub.csv").write_text("id,command\nnap,sleep 60\n")
+    plan = tmp_path / "p.csv"
+    plan.write_text("id,agent,command\nsp,plan,sub.csv\n")
+    proc = subprocess.Popen([sys.executable, "-m", "tek_tui", "run", "--plain", str(plan)],
+                            env={**os.environ, "TEK_HOME": str(tek_home)},
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    while "start sp/nap" not in proc.stdout.readline():  # its sub-task is running
+        assert proc.poll() is None
+    naps = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "60"]
+            and p.environ().get("TEK_RUN_ID", "").endswith("/sp")]
+    assert len(naps) == 1
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert naps[0].is_running()  # it outlived tek
+    (tmp_path / "sub.csv").write_text("id,command\nnap,true\n")
+    done = subprocess.run([sys.executable, "-m", "tek_tui", "run", "--plain", "--resume", "last",
+                           str(plan)], env={**os.environ, "TEK_HOME": str(tek_home)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "(1 still running: stopped)" in done.stderr, done.stderr
+    assert not naps[0].is_running()

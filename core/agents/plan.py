@@ -9,8 +9,10 @@ What the parent shows (DESIGN.md, "Agents"): the sub-run's tasks appear in
 the parent's snapshot and event stream as ``<task>/<sub-task>`` (state
 changes, output, progress), its output goes to the task's own log prefixed
 with the sub-task id, and the task reports ``done``/``total``/``failed``
-progress. Decisions: the sub-run uses the machine's capacities and default
-pool sizes (a plan task holds its own ``cpus`` etc. in the parent only);
+progress. Decisions: the sub-run takes the parent's ``-j``, capacities and
+``--fail-fast``, pauses and resumes with it, and takes task controls for
+``<task>/<sub-task>``; its capacities are its own (a plan task holds its own
+``cpus`` etc. in the parent only);
 sub-tasks are not journaled one by one (the plan task is), so a resumed
 parent reruns a failed sub-plan whole. Validation reads the sub-plan (every
 problem is reported at import time) and refuses a plan that includes itself.
@@ -72,14 +74,19 @@ class PlanAgent(Agent):
         from core.run_state import CURRENT_RUN
 
         task = ctx.task
+        parent = CURRENT_RUN.get()
+        # The sub-run follows the parent's -j, --cpus and --fail-fast (its
+        # capacities are not shared with the parent's other tasks).
+        up = parent.options if parent is not None else RunOptions()
+        options = RunOptions(jobs=up.jobs, cpus=up.cpus, gpus=up.gpus, memory_mb=up.memory_mb,
+                             fail_fast=up.fail_fast, memory_floor_mb=up.memory_floor_mb,
+                             grace_s=GRACE_S.get())
         try:
             plan = _read(_sub_plan_path(task, ctx.plan_dir))
-            child = create_run(plan, RunOptions(grace_s=GRACE_S.get()),
-                               run_id=f"{ctx.run_id}/{task.id}")
+            child = create_run(plan, options, run_id=f"{ctx.run_id}/{task.id}")
         except PlanError as exc:
             ctx.log.write_lines([f"[tek] {p}" for p in exc.problems])
             return Outcome(ok=False, reason=f"sub-plan {task.command} is invalid")
-        parent = CURRENT_RUN.get()
         if parent is not None:
             parent.adopt(task.id, child)
         total = len(plan)

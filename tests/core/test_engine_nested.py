@@ -109,3 +109,55 @@ def test_sub_plans_are_validated_at_import(tmp_path: Path) -> None:
     assert "sub-plan bad.csv:" in text and "command" in text
     assert "sub-plan loop.csv includes itself" in text
 
+
+
+async def test_a_sub_plan_pauses_with_its_parent_and_takes_controls_for_its_tasks(
+    tmp_path: Path
+) -> None:
+    from core.events import Pause, Resume, SkipTask
+
+    write(tmp_path / "chain.csv", ["k1,shell,sleep 0.3,", "k2,noop,,k1", "k3,noop,,k2"])
+    plan = write(tmp_path / "p.csv", ["sp,plan,chain.csv,"])
+    run = create_run(read_plan(plan), OPTS)
+
+    def state(tid: str) -> TaskState:
+        return next(t.state for t in run.snapshot().tasks if t.id == tid)
+
+    async def drive(run: Run, events: EventLog) -> None:
+        await events.wait_for(lambda: any(t.id == "sp/k1" and t.state is TaskState.RUNNING
+                                          for t in run.snapshot().tasks))
+        await run.client().control(Pause())
+        await run.client().control(SkipTask("sp/k2"))  # a task of the sub-plan, by its path
+        await events.wait_for(lambda: state("sp/k1") is TaskState.SUCCEEDED)
+        assert state("sp/k3") in (TaskState.PENDING, TaskState.READY)  # paused: none starts below
+        await run.client().control(Resume())
+
+    summary, events = await run_collect(run, drive)
+    assert summary.status is RunStatus.SUCCEEDED
+    final = {e.task_id: (e.state, e.reason) for e in events if isinstance(e, TaskChanged)}
+    assert final["sp/k2"] == (TaskState.SKIPPED, "skipped by user")
+    assert final["sp/k3"][0] is TaskState.SUCCEEDED
+
+
+async def test_a_sub_plan_follows_fail_fast_and_its_tasks_start_after_its_plan_task(
+    tmp_path: Path, tek_home: Path
+) -> None:
+    from core.journal import create_journal
+    from core.store import open_store
+
+    write(tmp_path / "ff.csv", ["bad,shell,exit 5,", "slow,shell,sleep 30,"])
+    plan = read_plan(write(tmp_path / "p.csv", ["pre,shell,true,", "sp,plan,ff.csv,pre"]))
+    with open_store() as store:
+        journal = create_journal(plan, store=store)
+        run = create_run(plan, RunOptions(jobs=4, memory_floor_mb=0, grace_s=0.3,
+                                          fail_fast=True),
+                         run_id=journal.run_id, recorder=journal.recorder)
+        journal.ready()
+        summary, events = await run_collect(run)
+    assert summary.tasks["sp"].state is TaskState.FAILED
+    final = {e.task_id: e.state for e in events if isinstance(e, TaskChanged)}
+    assert final["sp/slow"] is TaskState.CANCELLED  # stopped at once, not waited for
+    order = [(e.task_id, e.state) for e in events if isinstance(e, TaskChanged)]
+    first_sub = next(i for i, (tid, _) in enumerate(order) if tid.startswith("sp/"))
+    assert order.index(("pre", TaskState.SUCCEEDED)) < first_sub
+    assert order.index(("sp", TaskState.RUNNING)) < first_sub
