@@ -2,7 +2,8 @@
 
 Exit codes (DESIGN.md, "Command line"): 0 all succeeded, 1 some task failed,
 2 bad input (plan, options, journal), 130 interrupted. Any :class:`TekError`
-reaching here prints its lines as ``tek: ...`` on stderr, never a traceback.
+reaching here prints its lines as ``tek: ...`` on stderr, never a traceback
+(with ``--json``, also ``{"errors": [...]}`` on stdout).
 So do argparse's own errors (one line naming ``--help``, not usage plus error)
 and an ``OSError`` of the environment (a ``$TEK_HOME`` that cannot be
 created): exit 2. A reader of stdout that goes away (``tek runs | head``)
@@ -12,6 +13,7 @@ ends the command quietly.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import importlib
 import sys
@@ -88,8 +90,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except TekError as exc:
-        for line in str(exc).splitlines() or [type(exc).__name__]:
+        lines = str(exc).splitlines() or [type(exc).__name__]
+        for line in lines:
             print(f"tek: {line}", file=sys.stderr)
+        if getattr(args, "json", False):  # a script reading stdout gets JSON too
+            import json
+
+            with contextlib.suppress(OSError):
+                print(json.dumps({"errors": lines}), flush=True)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("tek: interrupted", file=sys.stderr)

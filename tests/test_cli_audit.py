@@ -481,3 +481,14 @@ def test_tek_home_that_is_a_file_is_one_clear_line(tmp_path: Path) -> None:
     assert (r.returncode, r.stderr) == (2, f"tek: TEK_HOME={home} is a file, not a folder: tek "
                                            "keeps its runs, logs and models there (point "
                                            "TEK_HOME at a folder)\n")
+
+
+@pytest.mark.parametrize("args", [["run", "PLAN", "--json"], ["show", "nosuch", "--json"],
+                                  ["runs", "-n", "-1", "--json"]])
+def test_json_commands_answer_bad_input_in_json_too(tmp_path: Path, args: list[str]) -> None:
+    plan = tmp_path / "dup.csv"
+    plan.write_text("id,command\na,true\na,true\n")
+    r = tek(*[str(plan) if a == "PLAN" else a for a in args])
+    assert r.returncode == 2
+    errors = json.loads(r.stdout)["errors"]
+    assert len(errors) == 1 and r.stderr == f"tek: {errors[0]}\n"
