@@ -388,11 +388,22 @@ class TekApp(App[int]):
             self.exit(0)
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        """The command palette offers every described binding of the screen."""
-        yield from super().get_system_commands(screen)
+        """The command palette offers every described binding of the screen that works now.
+
+        Textual's own theme picker is left out (it offers Textual's themes,
+        and its choice is not remembered: `t` cycles tek's), and so are
+        bindings without an id (Textual's "copy text") and keys the screen's
+        footer hides because they have nothing to act on now.
+        """
+        for command in super().get_system_commands(screen):
+            if command.title != "Theme":
+                yield command
+        hides = getattr(screen, "footer_hides", None)
         seen: set[str] = set()
         for node, binding, enabled, tooltip in screen.active_bindings.values():
-            if not enabled or binding.system or not binding.description:
+            if not enabled or binding.system or not binding.description or not binding.id:
+                continue
+            if hides is not None and hides(binding.action):
                 continue
             if binding.action in seen:
                 continue

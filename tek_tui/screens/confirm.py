@@ -1,4 +1,5 @@
-"""A yes/no question as a modal: ``ConfirmModal(question)`` answers ``bool`` via ``dismiss``."""
+"""Questions as modals: ``ConfirmModal(question)`` answers ``bool`` via ``dismiss``;
+``SaveFirstModal`` asks what to do with unsaved plan edits on quit."""
 
 from __future__ import annotations
 
@@ -42,5 +43,40 @@ class ConfirmModal(ModalScreen[bool]):
         self.dismiss(event.button.id == "yes")
 
     def action_answer(self, answer: bool) -> None:
+        """Answer from the keyboard."""
+        self.dismiss(answer)
+
+
+class SaveFirstModal(ModalScreen[str]):
+    """Quit with unsaved edits: ``"save"`` (save, then quit), ``"discard"`` or ``"stay"``."""
+
+    BINDINGS = [
+        Binding("s", "answer('save')", "Save and quit", id="save-first-save"),
+        Binding("d", "answer('discard')", "Quit without saving", id="save-first-discard"),
+        Binding("n,escape", "answer('stay')", "Stay", id="save-first-stay"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="save-first-box", classes="modal-box"):
+            yield Static(self.question, id="confirm-question")
+            with Horizontal(classes="modal-buttons"):
+                yield Button("Save and quit (s)", id="save", variant="primary")
+                yield Button("Quit without saving (d)", id="discard", variant="error")
+                yield Button("Stay (n)", id="stay")
+        yield TekFooter()
+
+    def on_mount(self) -> None:
+        self.query_one("#save", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        """A button answers the question."""
+        event.stop()
+        self.dismiss(event.button.id or "stay")
+
+    def action_answer(self, answer: str) -> None:
         """Answer from the keyboard."""
         self.dismiss(answer)

@@ -64,13 +64,24 @@ def collect_key_rows(screen: Screen[Any]) -> list[KeyRow]:
     return [*rows.values(), *([enter] if enter else []), *NAVIGATION_ROWS]
 
 
+#: How the help names a place that is not a pane, by widget id.
+PLACES = {"plan-list": "plan and run lists", "run-list": "plan and run lists",
+          "help-keys": "help"}
+
+
 def _where(widget: DOMNode) -> str:
-    """``log pane`` for a widget inside ``#pane-log``; else the widget's class name."""
+    """``log pane`` for a widget inside ``#pane-log``; else a name a user knows
+    (:data:`PLACES`), never a class name such as ``RowTable``."""
     for node in widget.ancestors_with_self:
         node_id = getattr(node, "id", None) or ""
         if node_id.startswith("pane-"):
             return f"{node_id.removeprefix('pane-')} pane"
-    return type(widget).__name__
+    node_id = getattr(widget, "id", None) or ""
+    if node_id in PLACES:
+        return PLACES[node_id]
+    if isinstance(widget, RowTable):
+        return "lists"
+    return node_id.replace("-", " ") or "screen"
 
 
 class HelpScreen(ModalScreen[None]):

@@ -3,8 +3,10 @@
 The screen sees the run only through a :class:`~core.client.RunClient`. One
 exclusive worker reads ``client.events()`` into a :class:`RunState` (cheap dict
 updates); a 10 Hz interval paints what changed inside ``app.batch_update()``.
-While a modal is open painting is skipped and changes accumulate; hidden panes
-(narrow terminal, zoom) get their pending updates when shown again.
+The screen stays visible behind a modal (help, a question, the command
+palette) and goes on painting there, at :data:`BEHIND_MODAL_HZ`: the changes
+of several ticks are painted at once, so a 10k-task run costs no more. Hidden
+panes (narrow terminal, zoom) get their pending updates when shown again.
 
 Keys that edit the plan before the run starts come from
 :class:`~tek_tui.screens.plan_editing.PlanEditScreen` (given ``plan=``).
@@ -36,11 +38,13 @@ from tek_tui.screens.run_state import RunState
 from tek_tui.widgets.footer import TekFooter
 from tek_tui.widgets.log_view import LogView
 from tek_tui.widgets.run_bar import RunBar
-from tek_tui.widgets.task_cells import outcome_text
+from tek_tui.widgets.task_cells import filter_problems, outcome_text
 from tek_tui.widgets.task_table import TaskTable
 
 #: Paint rate of the coalesced updates.
 FLUSH_HZ = 10
+#: Paint rate while a modal covers part of the screen (it is still seen behind it).
+BEHIND_MODAL_HZ = 2
 
 
 class MainScreen(PaneLayoutScreen):
@@ -54,7 +58,10 @@ class MainScreen(PaneLayoutScreen):
         # Priority: handled as the key arrives, so the box has the focus
         # before the next keys (fast typing, paste) are delivered.
         Binding("slash", "filter", "Filter", id="task-filter", priority=True,
-                tooltip="Filter tasks (text, state:failed, tag:x); in the log: search"),
+                tooltip="Filter tasks (text, state:failed, tag:x)"),
+        # One key, two labels: in the log pane `/` searches the log.
+        Binding("slash", "filter('search')", "Search", id="log-search-open", priority=True,
+                tooltip="Search the log"),
         Binding("escape", "back", "Back", id="back", show=False,
                 tooltip="Close the filter box, unzoom, or go back to the task table"),
         Binding("q", "quit_console", "Quit", id="quit", tooltip="Quit (asks during a run)"),
@@ -86,6 +93,8 @@ class MainScreen(PaneLayoutScreen):
         self._start = start
         self._title = title
         self._last_tick = 0
+        self._skipped = 0
+        """Flushes skipped in a row behind a modal (see :data:`BEHIND_MODAL_HZ`)."""
         self._dag_pending: dict[str, TaskState] = {}
         self._pools_pending = False
         self._pids: dict[str, int] = {}
@@ -172,8 +181,12 @@ class MainScreen(PaneLayoutScreen):
     def _flush(self) -> None:
         """Paint what changed since the last flush (10 Hz)."""
         state = self.state
-        if state is None or self.app.screen is not self:
-            return  # a modal is open: keep consuming, paint when it closes
+        if state is None or not self.is_current:
+            return  # not on screen: keep consuming, paint when it shows again
+        if not self.is_active and self._skipped + 1 < FLUSH_HZ // BEHIND_MODAL_HZ:
+            self._skipped += 1  # behind a modal: paint less often, never stop
+            return
+        self._skipped = 0
         dirty = state.take_dirty()
         now = self.clock()
         tick = int(now) != self._last_tick
@@ -189,11 +202,12 @@ class MainScreen(PaneLayoutScreen):
             if self._dag_pending and self.pane_visible("dag"):
                 self._pane_widget("dag-view").update_states(self._dag_pending)
                 self._dag_pending = {}
-            self._pools_pending |= dirty.pools
+            self._pools_pending |= dirty.pools or dirty.run  # run: it may have ended
             if self._pools_pending and self.pane_visible("pools"):
                 reason = state.admission_reason if state.admission_paused else ""
                 self._pane_widget("pools-pane").update_pools(
-                    list(state.pools.values()), state.admission_paused, reason
+                    list(state.pools.values()), state.admission_paused, reason,
+                    ended=state.finished,
                 )
                 self._pools_pending = False
             if dirty.run:
@@ -277,15 +291,19 @@ class MainScreen(PaneLayoutScreen):
         self._focus_pane("log")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """In a text box ``/`` is text: the filter key neither fires nor shows in the footer."""
-        if action == "filter" and isinstance(self.focused, Input):
-            return False
+        """In a text box ``/`` is text: the filter key neither fires nor shows in the footer;
+        elsewhere it reads "Search" in the log pane and "Filter" in the others."""
+        if action == "filter":
+            if isinstance(self.focused, Input):
+                return False
+            return bool(parameters) == (self.active_pane == "log")
         if action == "quit_console":
             return bool(parameters) == self.attached
         return super().check_action(action, parameters)
 
-    def action_filter(self) -> None:
-        """Open the filter box (or, in the log pane, the log's search box)."""
+    def action_filter(self, _label: str = "") -> None:
+        """Open the filter box (or, in the log pane, the log's search box; ``_label``
+        only tells the Filter and Search bindings apart)."""
         if self.active_pane == "log":
             self.log_view.action_search()
             return
@@ -315,18 +333,30 @@ class MainScreen(PaneLayoutScreen):
 
     @on(Input.Submitted, "#task-filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
+        """Apply the filter; one that cannot match (``state:bogus``) stays in its box, and says why."""
         event.stop()
+        problems = filter_problems(event.value, self.table.tasks.values())
+        if problems:
+            self.notify("\n".join(problems), title="filter not applied", severity="error")
+            return
         self.table.set_filter(event.value)
         self._show_filter_count()
         event.input.display = False
         self.set_focus(self.table)
 
-    def _show_filter_count(self) -> None:
-        """``filter: text · 3 of 90`` under the table, or why it is empty."""
-        text = self.table.filter_text
+    def pane_title(self, pane_id: str, title: str) -> str:
+        """``Tasks · state:failed · 3 of 90`` while a filter is on, or why nothing shows."""
+        text = " ".join(self.table.filter_text.split())
+        if pane_id != "tasks" or not text:
+            return title
         shown, total = self.table.row_count, len(self.table.tasks)
-        count = f"{shown} of {total}" if shown else "no task matches (/ edits)"
-        self.pane("tasks").border_subtitle = f"filter: {text} · {count}" if text.strip() else ""
+        if not shown:
+            return f"{title} · no task matches {text} (/ edits, esc clears)"
+        return f"{title} · {text} · {shown} of {total}"
+
+    def _show_filter_count(self) -> None:
+        """Keep the task pane's title up to date with the filter (see :meth:`pane_title`)."""
+        self.pane("tasks").border_title = self.pane_title("tasks", dict(PANES)["tasks"])
 
     def _theme_changed(self, _theme: object) -> None:
         self.table.restyle()

@@ -48,6 +48,10 @@ class PaneLayoutScreen(PlanEditScreen):
     def _flush(self) -> None:
         """Paint what changed (the main screen's); panes shown again catch up here."""
 
+    def pane_title(self, pane_id: str, title: str) -> str:
+        """The border title of a pane shown whole (the main screen adds the task filter)."""
+        return title
+
     def pane(self, pane_id: str) -> Widget:
         """The container of pane ``pane_id``."""
         return self.query_one(f"#pane-{pane_id}")
@@ -99,6 +103,7 @@ class PaneLayoutScreen(PlanEditScreen):
             node = node.parent  # type: ignore[assignment]
         for pane_id, _ in PANES:
             self.pane(pane_id).set_class(pane_id == self.active_pane, "-active")
+        self.refresh_bindings()  # a key may say another thing here (`/`: Filter, Search)
 
     def on_resize(self, event: Resize) -> None:
         """Switch between the grid and the narrow (tabbed) layout."""
@@ -116,7 +121,7 @@ class PaneLayoutScreen(PlanEditScreen):
                 )
                 pane.border_title = f"{others}  (tab)"
             else:
-                pane.border_title = title
+                pane.border_title = self.pane_title(pane_id, title)
         self.set_class(self.zoomed is not None, "-zoom")
         # Panes that were hidden catch up now.
         self._flush()

@@ -30,7 +30,7 @@ class PanePlaceholder(Static, can_focus=True):
     def select(self, *args: Any) -> None:
         """Ignored (DagView's call)."""
 
-    def update_pools(self, *args: Any) -> None:
+    def update_pools(self, *args: Any, **kwargs: Any) -> None:
         """Ignored (PoolsPane's call)."""
 
     def set_task_pids(self, *args: Any) -> None:

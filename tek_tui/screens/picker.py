@@ -10,6 +10,10 @@ succeeded one runs its plan again. Problems found while
 reading it are listed here, one line each with file and line, not a traceback.
 ``tek tui PLAN`` shows this screen only when PLAN has problems, opened with
 them listed (``problems=``).
+
+Paths are the last column of both lists: each is shortened from the left to
+the room that column has (``…/plans/fail.csv``), so the file name always
+shows, also after a resize.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
+from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 from textual.worker import Worker
@@ -70,6 +75,20 @@ def recent_runs(limit: int = 20) -> list[Any] | None:
         return None
 
 
+def short_path(path: str, width: int) -> str:
+    """``path`` in at most ``width`` cells, keeping its end: ``…/plans/fail.csv``.
+
+    Cut at a ``/`` where possible; a file name longer than ``width`` keeps its end.
+    """
+    if len(path) <= width:
+        return path
+    tail = path[len(path) - max(width - 1, 1):]
+    cut = tail.find("/")
+    if 0 <= cut < len(tail) - 1:
+        tail = tail[cut:]
+    return "…" + tail
+
+
 class PickerScreen(Screen[None]):
     """Choose a plan to run, or reopen the plan of a recent run."""
 
@@ -96,13 +115,17 @@ class PickerScreen(Screen[None]):
         self._run_plans: dict[str, str] = {}
         self._run_status: dict[str, str] = {}
         self._problems = list(problems)
+        self._paths: dict[str, dict[str, str]] = {"plan-list": {}, "run-list": {}}
+        """Full path shown in each list's last column, by row key."""
 
     def compose(self) -> ComposeResult:
         with Vertical(id="picker"):
             yield Static("[b]tek[/b] · choose a plan (enter) · recent runs below", id="picker-title")
             # Bounded and scrollable (tab reaches it): a plan with a dozen
             # problems must not push the lists off an 80x24 screen.
-            with VerticalScroll(id="plan-problems"):
+            problems = VerticalScroll(id="plan-problems")
+            problems.display = False  # until there are problems (never an empty box)
+            with problems:
                 yield Static("", id="plan-problems-text")
             yield RowTable(id="plan-list")
             yield Static("recent runs · enter: attach (running), resume (failed, died) or rerun",
@@ -111,7 +134,6 @@ class PickerScreen(Screen[None]):
         yield TekFooter()
 
     def on_mount(self) -> None:
-        self.query_one("#plan-problems").display = False
         if self._problems:
             self.show_problems(self._problems)
         plans = self.query_one("#plan-list", DataTable)
@@ -119,6 +141,7 @@ class PickerScreen(Screen[None]):
         self.plans = find_plans(self.dirs)
         for path in self.plans:
             plans.add_row(path.name, str(path.parent), key=str(path))
+            self._paths["plan-list"][str(path)] = str(path.parent)
         if not self.plans:
             plans.add_row("no plan files here", "", key="")
         runs = self.query_one("#run-list", DataTable)
@@ -150,8 +173,29 @@ class PickerScreen(Screen[None]):
             self._run_status[run.id] = run.effective_status
             table.add_row(
                 f"{run.id} {when}", run.effective_status, str(run.task_count),
-                format_duration(run.duration_s), run.plan_path, key=run.id,
+                format_duration(run.duration_s, tenths=True), run.plan_path or "", key=run.id,
             )
+            self._paths["run-list"][run.id] = run.plan_path or ""
+        self.call_after_refresh(self._fit_paths)
+
+    def on_resize(self, event: Resize) -> None:
+        """Paths get the room the new width leaves them."""
+        self.call_after_refresh(self._fit_paths)
+
+    def _fit_paths(self) -> None:
+        """Shorten each list's last column (paths) to the room it has, keeping their ends."""
+        for table_id, paths in self._paths.items():
+            table = self.query_one(f"#{table_id}", DataTable)
+            if not paths or not table.columns:
+                continue
+            *others, last = table.columns.values()
+            used = sum(c.get_render_width(table) for c in others) + 2 * table.cell_padding
+            room = max(12, table.size.width - 1 - used)  # 1: the scroll bar
+            width = min(room, max(len(p) for p in paths.values()))
+            last.auto_width = False
+            last.width = width
+            for key, path in paths.items():
+                table.update_cell(key, last.key, Text(short_path(path, width)))
 
     def _attach_if_served(self, run_id: str) -> bool:
         """Attach to ``run_id`` when another process serves it; False when none does."""

@@ -20,13 +20,16 @@ the file says.
 Controls given before ``s`` (skip or cancel a task, pause, resize a pool) go
 to the run on screen, the loaded one or the preview, and are kept: each new
 preview and the run that replaces the loaded one get them again, in order,
-so an edit never undoes them. One that no longer applies (its task was
-deleted or renamed) is dropped, with a notification naming it.
+so an edit never undoes them. A control on a task that an edit renames
+follows the new id (as its dependants' deps do); one that no longer applies
+(its task was deleted, its pool is gone) is dropped, with a notification
+naming it.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 import anyio
 from textual import work
@@ -34,11 +37,11 @@ from textual.binding import Binding
 
 from core.client import RunClient
 from core.errors import ControlError, TekError
-from core.events import CancelRun, Control, RunStatus, Start
+from core.events import CancelRun, CancelTask, Control, RetryTask, RunStatus, SkipTask, Start
 from core.plan import Plan
 from core.plan_edit import delete_task, dependants, same_tasks
 from core.plan_io import write_plan
-from tek_tui.screens.confirm import ConfirmModal
+from tek_tui.screens.confirm import ConfirmModal, SaveFirstModal
 from tek_tui.screens.run_controls import RunControlScreen
 from tek_tui.screens.run_state import RunState
 from tek_tui.screens.task_form import TaskForm
@@ -104,8 +107,13 @@ class PlanEditScreen(RunControlScreen):
             return None
         return self.plan
 
-    async def _apply(self, plan: Plan | None, select: str | None = None) -> None:
-        """Show an edited plan (the form's answer; None = cancelled)."""
+    async def _apply(self, plan: Plan | None, select: str | None = None,
+                     renamed: Mapping[str, str] | None = None) -> None:
+        """Show an edited plan (the form's answer; None = cancelled).
+
+        ``renamed`` maps a task id the edit changed to its new id: the
+        controls kept from before ``s`` follow it.
+        """
         if plan is None or self.plan is None or same_tasks(plan, self.plan):
             return
         if self._editable() is None:
@@ -122,6 +130,8 @@ class PlanEditScreen(RunControlScreen):
         self.plan = plan
         self.modified = True
         self._preview = preview
+        if renamed:
+            self._before_start = [_renamed(c, renamed) for c in self._before_start]
         await self._replay(preview)
         self._show_state(RunState(preview.snapshot()), select)
 
@@ -198,7 +208,9 @@ class PlanEditScreen(RunControlScreen):
         index = [t.id for t in plan].index(task_id)
 
         async def answered(new: Plan | None) -> None:
-            await self._apply(new, new.tasks[index].id if new else None)
+            new_id = new.tasks[index].id if new else None
+            renamed = {task_id: new_id} if new_id is not None and new_id != task_id else None
+            await self._apply(new, new_id, renamed)
 
         self.app.push_screen(TaskForm(plan, replace=task_id), answered)
 
@@ -308,23 +320,31 @@ class PlanEditScreen(RunControlScreen):
     # ------------------------------------------------------------------ quit
 
     def action_quit_console(self, _label: str = "") -> None:
-        """Quit; with unsaved plan changes, ask first."""
+        """Quit; with unsaved plan changes, ask first: save and quit, quit, or stay."""
         if not self.modified:
             super().action_quit_console()
             return
 
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.modified = False
-                super(PlanEditScreen, self).action_quit_console()
+        async def answered(choice: str | None) -> None:
+            if choice == "save":
+                await self.action_save_plan()
+                if self.modified:
+                    return  # not saved (it says why): stay
+            elif choice != "discard":
+                return
+            self.modified = False
+            super(PlanEditScreen, self).action_quit_console()
 
         name = self.plan.path.name if self.plan and self.plan.path else "the plan"
-        self.app.push_screen(
-            ConfirmModal(f"{name} has unsaved changes. Quit without saving?",
-                         yes="Quit without saving", no="Stay"),
-            answered,
-        )
+        self.app.push_screen(SaveFirstModal(f"{name} has unsaved changes."), answered)
 
     def title_mark(self) -> str:
         """Added to the run bar's plan name: `` · modified`` while there are unsaved changes."""
         return " · modified" if self.modified else ""
+
+
+def _renamed(command: Control, renamed: Mapping[str, str]) -> Control:
+    """``command`` with its task id renamed as ``renamed`` says (other controls as they are)."""
+    if isinstance(command, CancelTask | RetryTask | SkipTask) and command.task_id in renamed:
+        return type(command)(renamed[command.task_id])
+    return command

@@ -227,8 +227,10 @@ class RunControlScreen(Screen[None]):
         self.app.push_screen(ResizeModal(pool, event.size), answered)
 
     async def on_pools_pane_resize_requested(self, event: Any) -> None:
-        """The pools pane asked for a new size (its own ``+``/``-``)."""
-        await self._control(ResizePool(event.pool, event.size))
+        """The pools pane asked for a new size (its own ``+``/``-``); a refusal
+        drops the size it shows as pending."""
+        if not await self._control(ResizePool(event.pool, event.size)):
+            event.pools_pane.drop_request(event.pool)
 
     # ------------------------------------------------------------------ quit
 

@@ -6,7 +6,11 @@ empty box meaning the column's default). ``enter`` in any box checks the whole
 edited plan with :func:`core.plan_edit.put_task` (the reader ``tek validate``
 uses): problems are listed in the form, one line each, and nothing is applied
 until there are none; ``esc`` closes it unchanged. ``up``/``down`` move between
-boxes like ``tab``/``shift+tab``.
+boxes like ``tab``/``shift+tab``. After a refused ``enter`` the focus goes to
+the first box with a problem; the problem list scrolls and says how many there
+are. ``e`` puts the cursor on ``command`` (what is edited most; the id box is
+one ``up`` away); the focused box is highlighted. A new task's id box starts
+empty, with an example as its placeholder (a default id looked like a value).
 
 The form's own layout (one row per column, label beside box, so all sixteen
 and a few problems fit 24 lines) is in ``DEFAULT_CSS``: it is this modal's
@@ -25,11 +29,11 @@ from textual.widgets import Input, Label, Static
 
 from core.errors import PlanError
 from core.plan import COLUMNS, Plan
-from core.plan_edit import new_task_id, put_task, task_cells
+from core.plan_edit import put_task, task_cells
 
 #: What each box means, shown as its placeholder (from the README's plan table).
 HINTS: dict[str, str] = {
-    "id": "unique, letters digits _ . : -",
+    "id": "e.g. build_docs (unique: letters digits _ . : -)",
     "agent": "shell (default), ml, noop, plan",
     "command": "shell text, ML op line, sub-plan path",
     "deps": "ids, separated by ; or spaces",
@@ -58,8 +62,12 @@ class TaskForm(ModalScreen[Plan | None]):
     TaskForm #task-form-fields { height: auto; max-height: 16; }
     TaskForm Grid { grid-size: 2; grid-columns: 16 1fr; grid-rows: 1; height: auto; }
     TaskForm Input, TaskForm Input:focus { border: none; height: 1; padding: 0 1; }
-    TaskForm Input:focus { background: $boost; }
-    TaskForm #task-form-problems { color: $error; height: auto; max-height: 5; }
+    TaskForm Input:focus { background: $primary 35%; text-style: bold; }
+    TaskForm Input > .input--placeholder { color: $text-disabled; text-style: italic; }
+    TaskForm #task-form-problems { height: auto; max-height: 6; display: none;
+        border-top: solid $error; border-title-color: $error; }
+    TaskForm #task-form-problems.-shown { display: block; }
+    TaskForm #task-form-problems-text { color: $error; }
     """
 
     BINDINGS = [
@@ -77,8 +85,7 @@ class TaskForm(ModalScreen[Plan | None]):
         if replace is not None:
             self.cells = task_cells(plan.task(replace))
         else:
-            self.cells = dict.fromkeys(COLUMNS, "") | {"id": new_task_id(plan),
-                                                       "agent": "shell"}
+            self.cells = dict.fromkeys(COLUMNS, "") | {"agent": "shell"}
         self.problems: list[str] = []
         """Problems of the last ``enter`` (empty once applied)."""
 
@@ -92,7 +99,8 @@ class TaskForm(ModalScreen[Plan | None]):
                     yield Label(column)
                     yield Input(self.cells[column], placeholder=HINTS[column],
                                 id=f"field-{column}")
-            yield Static("", id="task-form-problems")
+            with VerticalScroll(id="task-form-problems"):
+                yield Static("", id="task-form-problems-text")
 
     def on_mount(self) -> None:
         self.query_one("#field-command" if self.replace else "#field-id", Input).focus()
@@ -116,11 +124,24 @@ class TaskForm(ModalScreen[Plan | None]):
             plan = put_task(self.plan, self.values(), replace=self.replace, after=self.after)
         except PlanError as exc:
             self.problems = exc.problems
-            # Text, not markup: a value such as "[x]" must show as typed.
-            self.query_one("#task-form-problems", Static).update(Text("\n".join(exc.problems)))
+            self._show_problems()
             return
         self.problems = []
         self.dismiss(plan)
+
+    def _show_problems(self) -> None:
+        """List the problems (scrolling, counted) and focus the first box with one."""
+        n = len(self.problems)
+        box = self.query_one("#task-form-problems", VerticalScroll)
+        box.border_title = f"{n} problem{'s' if n != 1 else ''}" + (" (scroll)" if n > 5 else "")
+        box.add_class("-shown")
+        # Text, not markup: a value such as "[x]" must show as typed.
+        self.query_one("#task-form-problems-text", Static).update(Text("\n".join(self.problems)))
+        box.scroll_home(animate=False)
+        named = {problem.partition(":")[0] for problem in self.problems}
+        first = next((column for column in COLUMNS if column in named), None)
+        if first is not None:
+            self.field(first).focus()
 
     def action_cancel(self) -> None:
         """Close without changing the plan."""

@@ -145,6 +145,7 @@ class LogView(Vertical):
         self._loading = False
         self._held: list[str] = []
         self._generation = 0
+        self._loss: tuple[list[float], str] = ([], "")
 
     def compose(self) -> ComposeResult:
         yield Static("", id="log-header")
@@ -214,12 +215,31 @@ class LogView(Vertical):
             self._update_header()
 
     def set_loss(self, values: Sequence[float], label: str) -> None:
-        """Show the loss curve (hidden when ``values`` is empty)."""
+        """Show the loss curve (hidden when ``values`` is empty).
+
+        The curve shows the last points that fit its width, one cell each,
+        scaled to their own lowest and highest value (printed under the
+        label): a high first loss must not flatten the rest to ``▁``.
+        """
         row = self.query_one("#loss-row")
         row.display = bool(values)
+        self._loss = (list(values), label)
         if values:
-            self.query_one("#loss-curve", Sparkline).data = list(values)
-            self.query_one("#loss-label", Static).update(label)
+            self._draw_loss()
+
+    def _draw_loss(self) -> None:
+        values, label = self._loss
+        curve = self.query_one("#loss-curve", Sparkline)
+        width = curve.size.width or max(self.size.width - 16, 10)
+        shown = values[-width:]
+        curve.data = shown
+        low, high = min(shown), max(shown)
+        self.query_one("#loss-label", Static).update(f"{label}\n{low:.3g}–{high:.3g}")
+
+    def on_resize(self) -> None:
+        """A new width shows more (or fewer) of the last loss points."""
+        if self._loss[0]:
+            self.call_after_refresh(self._draw_loss)
 
     # -------------------------------------------------------------- actions
 

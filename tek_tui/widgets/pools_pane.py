@@ -14,7 +14,10 @@ The pane never resizes a pool itself: up/down select a pool and ``+``/``-``
 post :class:`PoolsPane.ResizeRequested` (``=`` posts :class:`PoolsPane.SizeAsked`,
 for the screen's dialog); the screen turns that into a
 ``ResizePool`` control, and the new size shows when the run reports it.
-Repeated presses before that report build on the last requested size.
+Repeated presses before that report build on the last requested size; a
+request the run refuses is dropped (:meth:`PoolsPane.drop_request`). Once
+the run has ended (``update_pools(..., ended=True)``) the resize keys leave
+the footer and do nothing here, and finished/s reads 0.0: nothing runs.
 """
 
 from __future__ import annotations
@@ -110,21 +113,30 @@ class PoolsPane(Widget, can_focus=True):
         self.admission_reason = ""
         self._history: dict[str, deque[tuple[float, int]]] = {}
         self._requested: dict[str, int] = {}
+        self.ended = False
+        """The run has finished: no pool can be resized, nothing finishes any more."""
 
     @property
     def selected_pool(self) -> str | None:
         """Name of the selected pool, if any."""
         return self.pools[self.cursor].name if self.pools else None
 
-    def update_pools(self, pools: Sequence[PoolInfo], admission_paused: bool, reason: str) -> None:
+    def update_pools(self, pools: Sequence[PoolInfo], admission_paused: bool, reason: str,
+                     *, ended: bool = False) -> None:
         """Show the pools' latest figures and the admission state.
 
         Args:
             pools: every pool, in the order to show them.
             admission_paused: True while the run admits no new tasks.
             reason: why admission is paused (shown as given).
+            ended: the run has finished (resize keys hidden, no pending sizes).
         """
         now = self._clock()
+        if ended != self.ended:
+            self.ended = ended
+            self.refresh_bindings()
+        if ended:
+            self._requested.clear()
         keep = self.selected_pool
         self.pools = list(pools)
         self.admission_paused = admission_paused
@@ -142,10 +154,22 @@ class PoolsPane(Widget, can_focus=True):
         self.cursor = names.index(keep) if keep in names else min(self.cursor, max(len(names) - 1, 0))
         self.refresh(layout=True)
 
+    def drop_request(self, pool: str) -> None:
+        """Forget the size asked for ``pool`` (the run refused it): show its real size."""
+        if self._requested.pop(pool, None) is not None:
+            self.refresh()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """No resizing once the run has ended (the keys leave the footer too)."""
+        if self.ended and action in ("resize", "ask_size"):
+            return False
+        return True
+
     def finished_per_second(self, pool: str) -> float:
-        """Tasks the pool finished per second over the recent window (0.0 until two updates)."""
+        """Tasks the pool finished per second over the recent window (0.0 until two
+        updates, and once the run has ended)."""
         history = self._history.get(pool)
-        if not history or len(history) < 2:
+        if self.ended or not history or len(history) < 2:
             return 0.0
         (t0, f0), (t1, f1) = history[0], history[-1]
         # At least a second in the denominator: a burst of updates (a console
@@ -162,7 +186,7 @@ class PoolsPane(Widget, can_focus=True):
 
     def action_resize(self, delta: int) -> None:
         """Ask for the selected pool to grow or shrink by ``delta`` (never below 1)."""
-        if not self.pools:
+        if not self.pools or self.ended:
             return
         pool = self.pools[self.cursor]
         size = max(1, self._requested.get(pool.name, pool.size) + delta)

@@ -43,10 +43,19 @@ def state_text(variables: Mapping[str, str], state: TaskState, *, label: bool = 
     return Text(body, style=state_colour(variables, state))
 
 
-def format_duration(seconds: float | None) -> str:
-    """``7s``, ``3m04s``, ``2h05m``; empty for None."""
+def format_duration(seconds: float | None, *, tenths: bool = False) -> str:
+    """``7s``, ``3m04s``, ``2h05m``; empty for None.
+
+    Args:
+        seconds: the duration, or None.
+        tenths: under 10 s, say tenths (``0.3s``): a table of quick tasks
+            sorted by time must not read ``0s`` on every row. What rounds to
+            no time at all still reads ``0s`` (not ``0.0s``).
+    """
     if seconds is None:
         return ""
+    if tenths and 0.05 <= seconds < 9.95:
+        return f"{max(0.0, seconds):.1f}s"
     s = max(0, int(seconds))
     if s < 60:
         return f"{s}s"

@@ -5,7 +5,10 @@ the log pane's header, tested without an app.
 
 Filter syntax (``/``): words are ANDed; ``state:failed`` (prefix, ``,`` for
 any of), ``tag:gpu``, ``agent:ml``, ``pool:shell``; any other word matches the
-id or name, case-insensitively.
+id or name, case-insensitively. :func:`filter_problems` names what cannot
+match: a state that is none of :class:`~core.events.TaskState`'s, and a
+``key:value`` word with an unknown key that no id or name contains either
+(ids may hold ``:``, so such a word is text first).
 
 Why a task ended: the engine's ``reason`` (``"exit code 3"``, ``"timed out
 after 3s"``, ``"upstream build cancelled"``, ``"cancelled by user"``), with
@@ -14,7 +17,7 @@ the exit code added when the reason does not say it, as ``tek show`` does.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from core.events import TaskInfo, TaskState
 from tek_tui.widgets.states import STATE_SYMBOLS
@@ -44,6 +47,40 @@ def parse_filter(text: str) -> Callable[[TaskInfo], bool] | None:
         else:
             tests.append(_text_test(word.lower()))
     return lambda task: all(test(task) for test in tests)
+
+
+#: The filter's ``key:`` words.
+FILTER_KEYS: tuple[str, ...] = ("state", "tag", "agent", "pool")
+
+
+def filter_problems(text: str, tasks: Iterable[TaskInfo] = ()) -> list[str]:
+    """What in filter ``text`` cannot mean anything, one message each (empty: fine).
+
+    Args:
+        text: the filter as typed.
+        tasks: the tasks it filters (a ``key:value`` word with an unknown key
+            is fine when it is text found in an id or name).
+    """
+    states = ", ".join(s.value for s in TaskState)
+    problems: list[str] = []
+    texts: list[str] | None = None
+    for word in text.split():
+        field, colon, value = word.partition(":")
+        if field == "state":
+            bad = [v for v in value.lower().split(",") if v
+                   and not any(s.value.startswith(v) for s in TaskState)]
+            if bad or not value.strip(","):
+                what = f"unknown state {', '.join(repr(v) for v in bad)}" if bad else \
+                    "state: needs a value"
+                problems.append(f"{what} (states: {states})")
+        elif colon and field and value and field not in FILTER_KEYS:
+            if texts is None:
+                texts = [f"{t.id.lower()} {t.name.lower()}" for t in tasks]
+            if not any(word.lower() in t for t in texts):
+                problems.append(f"unknown filter key {field!r} (keys: "
+                                f"{', '.join(k + ':' for k in FILTER_KEYS)}; "
+                                "other words match an id or name)")
+    return problems
 
 
 def _state_test(prefixes: tuple[str, ...]) -> Callable[[TaskInfo], bool]:

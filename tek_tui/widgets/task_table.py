@@ -3,7 +3,9 @@
 Columns: state (symbol and colour), id, duration, progress (or, once a task
 failed, timed out, was cancelled or skipped, why: :func:`reason_text`), attempt,
 agent and name (most telling first, for narrow terminals); text too long for
-its column ends in "…". :meth:`TaskTable.update_tasks` touches only the cells whose text
+its column ends in "…". Column widths follow the table's width and the
+longest id, agent and name (:func:`~tek_tui.widgets.task_columns.fit_widths`),
+again whenever either changes. :meth:`TaskTable.update_tasks` touches only the cells whose text
 changed (``update_cell`` by row key), adds rows that start matching the filter
 and removes rows that stop; it rebuilds the table only when most rows are
 stale, because ``DataTable.remove_row`` re-indexes every row. Sorting happens
@@ -28,6 +30,7 @@ from core.events import TaskInfo, TaskState
 from tek_tui.widgets.row_table import RowTable
 from tek_tui.widgets.states import format_duration, state_text
 from tek_tui.widgets.task_cells import parse_filter, progress_text, reason_text
+from tek_tui.widgets.task_columns import fit_widths, widest_texts
 
 __all__ = ["SORTS", "SORT_LABELS", "TaskTable", "progress_text"]
 
@@ -97,7 +100,7 @@ class TaskTable(RowTable):
         return (
             task.state,
             task.id,
-            format_duration(duration),
+            format_duration(duration, tenths=True),
             reason_text(task) or progress_text(task),
             str(task.attempt) if task.attempt else "",
             task.agent,
@@ -107,7 +110,7 @@ class TaskTable(RowTable):
     def _render_cells(self, cells: Cells) -> list[Any]:
         state, task_id, duration, progress, attempt, agent, name = cells
         return [state_text(self.app.theme_variables, state), _cut(task_id), duration,
-                _cut(progress), attempt, agent, _cut(name)]
+                _cut(progress), attempt, _cut(agent), _cut(name)]
 
     # --------------------------------------------------------------- public
 
@@ -116,28 +119,46 @@ class TaskTable(RowTable):
         self._tasks = {t.id: t for t in tasks}
         self._order = {task_id: i for i, task_id in enumerate(self._tasks)}
         if not self.columns:
-            width = min(30, max((len(t.name) for t in self._tasks.values()), default=8))
-            id_width = min(30, max((len(t.id) for t in self._tasks.values()), default=8))
             # Most telling columns first, so an 80-column terminal shows them.
-            for label, key, w in (
-                ("state", "state", 11), ("id", "id", max(id_width, 4)),
-                ("time", "duration", 6), ("progress/why", "progress", 22), ("#", "attempt", 2),
-                ("agent", "agent", 6), ("name", "name", max(width, 4)),
-            ):
-                self.add_column(label, key=key, width=w)
+            for label, key in (("state", "state"), ("id", "id"), ("time", "duration"),
+                               ("progress/why", "progress"), ("#", "attempt"),
+                               ("agent", "agent"), ("name", "name")):
+                self.add_column(label, key=key, width=len(label))
+        self._fit_columns()
         self._rebuild()
+
+    def _fit_columns(self) -> None:
+        """Size the columns for the table's width and the longest texts (see task_columns)."""
+        if not self.columns:
+            return
+        # The vertical scroll bar's cell is always kept: rows come and go.
+        available = self.outer_size.width - self.styles.gutter.width - 1
+        if available <= 0:
+            return  # not laid out yet: on_resize fits them
+        widths = fit_widths(available, widest_texts(self._tasks.values()))
+        changed = False
+        for key, column in self.columns.items():
+            width = widths.get(key.value or "", column.width)
+            if column.width != width:
+                column.width = width
+                changed = True
+        if changed:
+            self._require_update_dimensions = True
+            self._clear_caches()
+            self.refresh()
 
     def update_tasks(self, tasks: Iterable[TaskInfo]) -> None:
         """Apply changed tasks: update changed cells, add or drop rows for the filter."""
         now = self._clock()
         before = self.selected_task_id
         removals: list[str] = []
-        resort = False
+        resort = added = False
         for task in tasks:
             old = self._tasks.get(task.id)
             self._tasks[task.id] = task
             if old is None:
                 self._order[task.id] = len(self._order)
+                added = True
             visible = task.id in self._cells
             wanted = self._predicate is None or self._predicate(task)
             if visible and not wanted:
@@ -147,6 +168,8 @@ class TaskTable(RowTable):
                 resort = True
             elif visible:
                 resort |= self._update_row(task, now)
+        if added:
+            self._fit_columns()  # a longer id or name may have come
         if len(removals) > 200 or len(removals) * 2 > len(self._cells):
             self._rebuild()  # cheaper than many O(n) remove_row calls
             return
@@ -315,6 +338,7 @@ class TaskTable(RowTable):
         row could sit below the view: no highlighted row visible, and the
         next ``c``/``x`` would act on a task nobody sees.
         """
+        self._fit_columns()
         self._paint_visible()
         self.call_after_refresh(self._scroll_cursor_into_view)
 

@@ -136,7 +136,7 @@ class TestWhyATaskEnded:
             screen = await ready(pilot)
             await pilot.pause()
             row = screen.table.render_line(1).text  # first row, under the header
-            assert "a_task_with_a_really_very_lon…" in row
+            assert "a_task_with_a_really_very_lon" in row and "…" in row and long_id not in row
 
 
 class TestConfirmDownstream:
@@ -358,7 +358,7 @@ class TestEscClearsTheFilter:
             await until(pilot, lambda: screen.zoomed == "tasks")
             await pilot.press("escape")
             await until(pilot, lambda: screen.table.row_count == 12)
-            assert screen.table.filter_text == "" and screen.pane("tasks").border_subtitle == ""
+            assert screen.table.filter_text == "" and screen.pane("tasks").border_title == "Tasks"
             assert screen.zoomed == "tasks"  # one step at a time
             await pilot.press("escape")
             await until(pilot, lambda: screen.zoomed is None)
@@ -375,7 +375,7 @@ class TestDurations:
             # The console only sees the end, which says when the attempt started.
             client.emit(TaskChanged("cleanup", TaskState.FAILED, 1, T0 + 63, exit_code=3,
                                     started_ts=T0 + 60))
-            await until(pilot, lambda: screen.table.cell_values("cleanup")["duration"] == "3s")
+            await until(pilot, lambda: screen.table.cell_values("cleanup")["duration"] == "3.0s")
             # A retry's end without its start seen is not timed from the first attempt.
             client.emit(TaskChanged("fetch_data", TaskState.FAILED, 2, T0 + 64, exit_code=1))
             await until(pilot, lambda: screen.state.tasks["fetch_data"].attempt == 2)

@@ -196,9 +196,14 @@ async def test_palette_offers_every_screen_action() -> None:
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await ready(pilot)
-        titles = {cmd.title for cmd in app.get_system_commands(screen)}
-        assert {"Start", "Pause", "Cancel", "Retry", "Skip", "Cancel run", "Zoom", "Filter",
+        commands = list(app.get_system_commands(screen))
+        titles = {cmd.title for cmd in commands}
+        assert {"Pause", "Cancel", "Retry", "Skip", "Cancel run", "Zoom", "Filter",
                 "Log", "Theme", "Help", "Sort"} <= titles
+        assert "Start" not in titles  # the run has started: only what works now is offered
+        helps = " ".join(cmd.help for cmd in commands)
+        # not Textual's theme picker (its themes are not tek's), nor its text copying
+        assert "Change the current theme" not in helps and "Copy" not in titles
         command = next(c for c in app.get_system_commands(screen) if c.title == "Skip")
         await command.callback()
         assert app.client.controls[-1].task_id == "fetch_data"  # type: ignore[union-attr]

@@ -12,7 +12,7 @@ from core.plan_edit import same_tasks
 from core.plan_io import read_plan
 from tek_tui.app import TekApp
 from tek_tui.cli import main
-from tek_tui.screens.confirm import ConfirmModal
+from tek_tui.screens.confirm import ConfirmModal, SaveFirstModal
 from tek_tui.screens.main import MainScreen
 from tek_tui.screens.task_form import TaskForm
 from tek_tui.widgets.run_bar import RunBar
@@ -76,7 +76,8 @@ async def test_add_a_task_after_the_selected_one(plan_file: Path, size: tuple[in
         palette = {c.title for c in app.get_system_commands(screen)}
         assert {"Add", "Edit", "Delete", "Save"} <= palette  # and in the footer, help
         form = await _form(pilot, app, "a")
-        assert form.field("id").value == "task" and form.field("agent").value == "shell"
+        assert form.field("id").value == "" and form.field("agent").value == "shell"
+        assert form.field("id").placeholder.startswith("e.g. ")
         assert app.focused is form.field("id")
         await pilot.press("ctrl+a", "ctrl+k", *"fetch")  # typed, as a user would
         form.field("command").value = "echo hi"
@@ -146,7 +147,7 @@ async def test_invalid_input_is_shown_and_not_applied(
         await _submit(pilot, form, "cpus", "lots")
         await until(pilot, lambda: bool(form.problems))
         assert app.screen is form
-        shown = str(form.query_one("#task-form-problems").render())
+        shown = str(form.query_one("#task-form-problems-text").render())
         assert "cpus: not a number (lots)" in shown
         assert any(p.startswith("deps: ") and "nope" in p for p in form.problems)
         await pilot.press("escape")
@@ -235,16 +236,30 @@ async def test_quit_with_unsaved_changes_asks(plan_file: Path, size: tuple[int, 
         await _submit(pilot, form, "command", "0")
         await until(pilot, lambda: app.screen is screen and screen.modified)
         await pilot.press("q")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        await until(pilot, lambda: isinstance(app.screen, SaveFirstModal))
         assert "unsaved changes" in app.screen.question  # type: ignore[attr-defined]
         await pilot.press("n")
         await until(pilot, lambda: app.screen is screen)
         assert app.is_running
         await pilot.press("q")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmModal))
-        await pilot.press("y")
+        await until(pilot, lambda: isinstance(app.screen, SaveFirstModal))
+        await pilot.press("d")
         await until(pilot, lambda: not app.is_running, limit=20)
     assert _text(plan_file) == PLAN
+
+
+async def test_quit_with_unsaved_changes_can_save_first(plan_file: Path) -> None:
+    app = _app(plan_file)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _main(pilot, app)
+        form = await _form(pilot, app, "e")
+        await _submit(pilot, form, "command", "0")
+        await until(pilot, lambda: app.screen is screen and screen.modified)
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, SaveFirstModal))
+        await pilot.press("s")
+        await until(pilot, lambda: not app.is_running, limit=20)
+    assert read_plan(plan_file).task("prep").command == "0"
 
 
 async def test_no_plan_no_editing_keys() -> None:

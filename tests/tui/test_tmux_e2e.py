@@ -114,7 +114,7 @@ def test_console_in_tmux(tmux: tuple[Tmux, str], plan: Path, tek_home: Path) -> 
     # Cancel a task that has not run yet: filter to pending ones, cancel the first.
     term.keys("/")
     term.keys("state:pending", "Enter")
-    term.wait(lambda s: "filter: state:pending" in s, "the filter")
+    term.wait(lambda s: "Tasks · state:pending" in s, "the filter")
     term.keys("c")
     # With tasks downstream it asks first, naming the task and what it skips.
     term.wait(lambda s: "downstream task" in s or "⊘ 1" in s, "the cancel question")
