@@ -198,6 +198,8 @@ class Run(RunAttempts):
                 self._tg = tg
                 if self.options.wait_for_start and not self._start_evt.is_set():
                     await self._start_evt.wait()
+                if self.before_start is not None and not self._cancelled:
+                    await self.before_start()  # its error ends the run before any task
                 # Cancelled before its start (a plan left in the console
                 # before `s`): its tasks end cancelled, but it never started.
                 self._begin(started=not self._cancelled)

@@ -77,28 +77,27 @@ class JournalRecorder:
         self._log_prefix = str(run_dir(run_id)) + os.sep
         # One slot: batches never overlap, so they commit in arrival order.
         self._limiter = anyio.CapacityLimiter(1)
-        self._until_start: Callable[[], object] | None = None
+        self._holding = False
         self._held: list[Event] = []
 
-    def hold_until_start(self, reopen: Callable[[], object]) -> None:
-        """Journal nothing until the run starts; then call ``reopen`` (in the writer thread) first.
+    def hold_until_start(self) -> None:
+        """Journal nothing until the run starts (its ``RunStarted``).
 
-        For a resumed run shown in the console before ``s``: the run it
-        resumes is reopened (orphans stopped, open attempts closed, reruns
-        reset) only once it really starts; left (or replaced by an edit)
-        before that, it leaves the journal exactly as it was.
+        For a resumed run shown in the console before ``s``, whose journal
+        is reopened only at the start (``Run.before_start``): left (or
+        replaced by an edit) before that, it leaves the journal exactly as
+        it was; controls given before the start are written with it.
         """
-        self._until_start = reopen
+        self._holding = True
 
     async def record(self, events: Sequence[Event]) -> None:
         """Commit the batch's state changes; returns once they are durable."""
-        if self._until_start is not None:
+        if self._holding:
             if not any(type(e) is RunStarted for e in events):
                 if not any(type(e) is RunFinished for e in events):
                     self._held.extend(events)  # controls given before the start
                 return  # (a run that ends before its start leaves nothing)
-            reopen, self._until_start = self._until_start, None
-            await anyio.to_thread.run_sync(reopen, limiter=self._limiter)
+            self._holding = False
             events, self._held = [*self._held, *events], []
         # Turning events into tuples is cheap CPU work done here; the SQL and
         # the commit run in the worker thread.

@@ -91,14 +91,19 @@ class Child:
         return True
 
     def group_alive(self) -> bool:
-        """True while any process is left in the group (the leader's, once it is reaped)."""
+        """True while a live process is left in the group (the leader's, once it is reaped).
+
+        Members whose parent (the shell) died are zombies until their new
+        parent reaps them, which a busy or non-reaping init may never do:
+        those do not count.
+        """
         try:
             os.killpg(self.pid, 0)
         except ProcessLookupError:
             return False
         except PermissionError:  # a member that changed its user: still there
             return True
-        return True
+        return _live_member(self.pid)
 
     def close(self) -> None:
         """Release the pipe, forget the group (leader must be reaped)."""
@@ -106,6 +111,26 @@ class Child:
         if self.out_fd >= 0:
             os.close(self.out_fd)
             self.out_fd = -1
+
+
+def _live_member(pgid: int) -> bool:
+    """True when /proc shows a process of group ``pgid`` that is not a zombie."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:  # no /proc: trust kill(0)
+        return True
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue  # gone meanwhile
+        fields = stat[stat.rfind(b")") + 2 :].split()  # after "pid (comm) "
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
+            return True
+    return False
 
 
 def spawn(command: str, env: Mapping[str, str], cwd: Path) -> Child:

@@ -16,7 +16,7 @@ import dataclasses
 import os
 import random
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
 from typing import TYPE_CHECKING
@@ -83,14 +83,15 @@ class RunState:
         self.broadcaster = Broadcaster()
         self._agents = dict(agents)
         self._inline = {n: getattr(a, "run_inline", None) for n, a in agents.items()}
-        done = set(completed) | set(skipped)  # neither runs; both let their downstream run
-        dependents, rpl, order = link(plan.tasks, done)
+        done = set(completed)
+        kept = set(skipped)  # skipped by the user in the run this one resumes
+        dependents, rpl, order = link(plan.tasks, done | kept)
         jobs = options.jobs or os.cpu_count() or 1
         self.pools: dict[str, Pool] = {}
         for name in dict.fromkeys(t.pool_name for t in plan.tasks):
             self.pools[name] = Pool(name, options.pool_sizes.get(name, jobs))
         self.resources = Resources(*self._capacities(plan, options))
-        if cant := self._impossible(done):
+        if cant := self._impossible(done | kept):
             raise PlanError(cant)
         pools = self.pools
         recs = [TaskRec(i, t, rpl[i], pools[t.pool or t.agent]) for i, t in enumerate(plan.tasks)]
@@ -109,9 +110,17 @@ class RunState:
             rec.state = TaskState.SUCCEEDED
             for d in rec.dependents:
                 d.waiting -= 1
-        for tid in skipped:
-            rec = by_id[tid]
-            rec.state, rec.reason = TaskState.SKIPPED, SKIPPED_BY_USER
+        for i in order if kept else ():  # upstream first
+            rec = recs[i]
+            if rec.task.id in kept:
+                # As a skip given during the run: its downstream runs as if it
+                # had succeeded, once its own upstream is done (held till then).
+                rec.state, rec.reason = TaskState.SKIPPED, SKIPPED_BY_USER
+                if rec.waiting:
+                    rec.held = True
+                else:
+                    for d in rec.dependents:
+                        d.waiting -= 1
         for tid, n in attempts_so_far.items():
             if tid in by_id:
                 by_id[tid].attempt = n
@@ -123,6 +132,9 @@ class RunState:
         self.launched_idle: anyio.Event | None = None
         self._batch: list[Event] = []
         self._foreign: list[Event] = []  # from nested runs: published, not recorded
+        #: awaited once the run may start, before anything is dispatched (a
+        #: console's resume reopens the run in the journal there)
+        self.before_start: Callable[[], Awaitable[object]] | None = None
         #: nested runs' events waiting for the first N unwritten events to be published
         self._foreign_after: list[tuple[int, list[Event]]] = []
         self._nested: dict[str, Run] = {}

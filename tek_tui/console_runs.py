@@ -101,8 +101,16 @@ async def resumed_run(plan: Plan, jobs: int | None, resume: str) -> ConsoleRun:
             run = create_run(plan, options, run_id=journal.run_id, recorder=journal.recorder,
                              completed=journal.completed, attempts_so_far=journal.attempts_so_far,
                              skipped=journal.skipped)
-            if journal.reopen is not None:  # reopened at `s`: left before, the run stays as it was
-                journal.recorder.hold_until_start(journal.reopen)
+            if (reopen := journal.reopen) is not None:
+                # Reopened at `s`, before any task starts (orphans stopped,
+                # open attempts closed); left before, the run stays as it was.
+                journal.recorder.hold_until_start()
+
+                async def reopen_at_start() -> object:
+                    with anyio.CancelScope(shield=True):
+                        return await anyio.to_thread.run_sync(reopen)
+
+                run.before_start = reopen_at_start
             times = await anyio.to_thread.run_sync(_succeeded_times, journal)
         except BaseException:
             store.close()

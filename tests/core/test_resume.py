@@ -208,3 +208,18 @@ async def test_the_engine_starts_kept_skips_as_skipped_and_runs_their_downstream
     assert (summary.tasks["y"].state, summary.tasks["y"].reason) == (TaskState.SKIPPED,
                                                                      "skipped by user")
     assert summary.tasks["z"].state is TaskState.SUCCEEDED
+
+
+async def test_a_kept_skip_still_waits_for_its_upstream_to_succeed() -> None:
+    """U -> S -> D, S skipped by the user, U failed: resumed with U failing again, D must
+    not run (it started beside U and succeeded)."""
+    from core.engine import RunOptions, create_run
+    from core.events import TaskState
+    from tests.core.engine_helpers import new_probe, plan_of, probe, run_collect
+
+    opts = RunOptions(jobs=4, memory_floor_mb=0)
+    p = new_probe(opts, 4)
+    plan = plan_of(probe("u", "0.05:1"), probe("s", deps=("u",)), probe("d", deps=("s",)))
+    summary, _ = await run_collect(create_run(plan, opts, skipped={"s"}))
+    assert summary.tasks["s"].state is TaskState.SKIPPED
+    assert summary.tasks["d"].state is TaskState.SKIPPED and "d" not in {t for t, _ in p.starts}

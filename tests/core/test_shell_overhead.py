@@ -170,3 +170,43 @@ async def test_plain_view_prints_a_start_line_for_an_attempt_whose_running_was_c
         "start c (attempt 1)", "retry c: exit code 1", "CANCEL c: cancelled by user",
         "skip  d: upstream c cancelled",
     ]
+
+
+def test_a_group_of_only_zombies_is_not_alive() -> None:
+    """The grace wait ends when what is left of a task's group is zombies nobody reaps."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from core.process import Child
+
+    script = (
+        "import os, time\n"
+        "a = os.fork()\n"
+        "if a == 0:\n"
+        "    os.setpgid(0, 0)\n"
+        "    b = os.fork()\n"
+        "    if b == 0:\n"
+        "        os.setpgid(0, 0); time.sleep(30); os._exit(0)\n"
+        "    print(os.getpid(), b, flush=True)\n"
+        "    os._exit(0)\n"
+        "time.sleep(30)  # never reaps a: it stays a zombie, alone in its group\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None
+    a, b = map(int, holder.stdout.readline().split())
+    try:
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{a}/stat").read_text().split(") ")[1][0] != "Z":  # bounded poll
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        zombies, live = Child(a, -1), Child(b, -1)
+        assert not zombies.group_alive()
+        assert live.group_alive()
+        zombies.close()
+        live.close()
+    finally:
+        os.kill(b, signal.SIGKILL)
+        holder.kill()
+        holder.wait()

@@ -162,3 +162,62 @@ async def test_an_edited_resume_is_still_a_resume_of_the_same_run(
         await pilot.press("q")
         await until(pilot, lambda: not app.is_running, limit=20)
     _journal_after(run_id, count)  # same run, resumed once; `a` did not run again
+
+
+def _wait_for_line(path: Path, line: str) -> None:
+    """Poll ``path`` until it holds ``line`` (at most 30 s)."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while not path.exists() or line not in path.read_text().splitlines():
+        assert time.monotonic() < deadline, f"no {line!r} in {path}"
+        time.sleep(0.05)
+
+
+def _killed_mid_task(tmp_path: Path) -> tuple[Path, Path]:
+    """A `tek run` SIGKILLed while its task runs (the task lives on); the plan and its events."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    events = tmp_path / "events"
+    plan = tmp_path / "p.csv"
+    plan.write_text(
+        "id,command\n"
+        f"t,\"echo start $TEK_ATTEMPT >> {events}; trap 'echo TERM $TEK_ATTEMPT >> {events}; "
+        "exit 143' TERM; sleep 30 & wait\"\n")
+    proc = subprocess.Popen([sys.executable, "-m", "tek_tui", "run", "--plain", str(plan)],
+                            env=dict(os.environ), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    _wait_for_line(events, "start 1")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return plan, events
+
+
+async def test_a_console_resume_stops_the_crashed_runs_leftovers_before_its_tasks_start(
+    tmp_path: Path,
+) -> None:
+    """The orphan of the killed run is stopped at `s`, before the rerun of its task starts
+    (it was stopped at the first journal write, after the rerun had started beside it)."""
+    import anyio
+    import anyio.to_thread
+
+    from core.events import CancelRun
+    from core.plan_io import read_plan
+    from tek_tui.console_runs import resumed_run
+
+    plan, events = await anyio.to_thread.run_sync(_killed_mid_task, tmp_path)
+    built = await resumed_run(read_plan(plan), None, "last")
+    run = built.run
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run.run)
+            run.request_start()
+            await anyio.to_thread.run_sync(_wait_for_line, events, "start 2")
+            await run.client().control(CancelRun())
+    assert built.journal is not None
+    built.journal.close()
+    lines = events.read_text().splitlines()
+    assert lines.index("TERM 1") < lines.index("start 2"), lines
