@@ -21,8 +21,8 @@ The socket (mode 0600) is in a folder kept private to its user (0700, and
 refused when another user owns it): whoever can connect can control the run.
 Under a ``$TEK_HOME`` whose path is too long for a Unix socket (longer than
 about 70 bytes) the folder is
-``$TMPDIR/tek-<uid>-<hash of TEK_HOME>`` instead, the same for every tek
-that uses that home.
+``/tmp/tek-<uid>-<hash of TEK_HOME>`` instead (not ``$TMPDIR``: cron and a
+shell may differ there), the same for every tek that uses that home.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import itertools
 import json
 import os
 import socket
-import tempfile
+import stat
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -82,17 +82,18 @@ def sockets_dir() -> Path:
     Raises:
         TekError: the folder belongs to another user.
     """
-    home = tek_home()
+    home = tek_home().resolve()  # one answer however $TEK_HOME is spelled (a symlink)
     folder = home / "sockets"
     if len(os.fsencode(folder / _LONGEST_NAME)) > MAX_SOCKET_PATH:
         # A Unix socket's path is limited (~107 bytes): a deep $TEK_HOME
         # gets a short folder of its own, the same for every tek using it.
-        digest = hashlib.blake2b(os.fsencode(home.resolve()), digest_size=8).hexdigest()
-        folder = Path(tempfile.gettempdir()) / f"tek-{os.getuid()}-{digest}"
+        digest = hashlib.blake2b(os.fsencode(home), digest_size=8).hexdigest()
+        folder = Path("/tmp") / f"tek-{os.getuid()}-{digest}"
     folder.mkdir(mode=0o700, exist_ok=True)
-    info = folder.stat()
-    if info.st_uid != os.getuid():
-        raise TekError(f"{folder}: belongs to another user; tek will not serve runs there")
+    info = folder.lstat()  # a symlink planted there is refused, never followed
+    if info.st_uid != os.getuid() or not stat.S_ISDIR(info.st_mode):
+        raise TekError(f"{folder}: belongs to another user (or is not a folder); "
+                       "tek will not serve runs there")
     if info.st_mode & 0o077:
         folder.chmod(0o700)
     return folder
