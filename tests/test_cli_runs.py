@@ -435,8 +435,14 @@ def test_a_killed_run_not_yet_reaped_reads_as_interrupted_with_its_tasks(
     import signal
 
     proc, _socket = served_run
-    with open_store() as store:
-        (run,) = store.list_runs()
+    deadline = time.monotonic() + 30
+    while True:  # both tasks running, as the journal has it (bounded poll)
+        with open_store() as store:
+            (run,) = store.list_runs()
+        if run.counts == {"running": 2}:
+            break
+        assert time.monotonic() < deadline, run.counts
+        time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     deadline = time.monotonic() + 10
     while Path(f"/proc/{proc.pid}/stat").read_text().split(") ")[1][0] != "Z":  # a zombie now
