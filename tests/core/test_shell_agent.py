@@ -148,12 +148,17 @@ async def test_a_program_under_the_shell_gets_its_grace_to_save_its_work(tmp_pat
         "print('ready', flush=True)\n"
         "time.sleep(100)\n"
     )
-    run = create_run(plan_of(shell("t", f"{sys.executable} {script}; echo after",
-                                   timeout_s=1.0)),
+    run = create_run(plan_of(shell("t", f"{sys.executable} {script}; echo after")),
                      RunOptions(jobs=1, memory_floor_mb=0, grace_s=10))
-    summary, events = await run_collect(run)
+
+    async def stop_when_ready(run: Run, events: EventLog) -> None:
+        await events.wait_for(lambda: any(  # its handler is in place
+            isinstance(e, OutputLines) and "ready" in e.lines for e in events))
+        await run.client().control(CancelTask("t"))
+
+    summary, events = await run_collect(run, stop_when_ready)
     assert saved.read_text() == "ok"
-    assert summary.tasks["t"].reason == "timed out after 1s"
+    assert summary.tasks["t"].reason == "cancelled by user"
     assert summary.tasks["t"].duration_s is not None and summary.tasks["t"].duration_s < 9
     assert group_gone(pids(events, "t")[0])
     assert survivors(run.run_id) == []

@@ -185,8 +185,8 @@ def _killed_mid_task(tmp_path: Path) -> tuple[Path, Path]:
     plan = tmp_path / "p.csv"
     plan.write_text(
         "id,command\n"
-        f"t,\"echo start $TEK_ATTEMPT >> {events}; trap 'echo TERM $TEK_ATTEMPT >> {events}; "
-        "exit 143' TERM; sleep 30 & wait\"\n")
+        f"t,\"trap 'echo TERM $TEK_ATTEMPT >> {events}; exit 143' TERM; "
+        f"echo start $TEK_ATTEMPT >> {events}; sleep 30 & wait\"\n")
     proc = subprocess.Popen([sys.executable, "-m", "tek_tui", "run", "--plain", str(plan)],
                             env=dict(os.environ), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
