@@ -424,10 +424,18 @@ def test_dry_run_of_a_resume_shows_only_what_would_rerun(tmp_path: Path) -> None
         "   2  c  (shell, pool shell)  was skipped",
     ]
     data = json.loads(tek("run", str(plan), "--dry-run", "--json", "--from", "d").stdout)
-    assert data["order"] == ["b", "c", "d"]
-    assert data["resume"] == {"run_id": run_id, "completed": ["a"],
-                              "why": {**data["resume"]["why"], "d": "--from"}}
     assert tek("show", run_id, "--json").stdout == before  # a preview writes nothing
+    assert data["order"] == ["b", "c", "d"]
+    assert data["resume"] == {"run_id": run_id, "completed": ["a"], "skipped": [],
+                              "why": {**data["resume"]["why"], "d": "--from"}}
+    with sqlite3.connect(Path(os.environ["TEK_HOME"]) / "tek.db") as db:  # as `tek ctl skip d` does
+        db.execute("UPDATE tasks SET state = 'skipped', reason = 'skipped by user' "
+                   "WHERE run_id = ? AND task_id = 'd'", (run_id,))
+    kept = tek("run", str(plan), "--dry-run", "--resume")
+    assert kept.stdout.splitlines()[0] == (
+        f"resume of run {run_id}: 2 to run, 1 already succeeded, 1 skipped by you (kept skipped)")
+    data = json.loads(tek("run", str(plan), "--dry-run", "--json", "--resume").stdout)
+    assert data["resume"]["skipped"] == ["d"]
 
 
 def test_dependency_hints_for_commas_and_case(tmp_path: Path) -> None:

@@ -251,12 +251,13 @@ def dry_run(plan: Plan, *, as_json: bool = False, resume: tuple[str, Any] | None
         out: dict[str, Any] = {"order": order}
         if resume is not None:
             out["resume"] = {"run_id": resume[0], "completed": sorted(resume[1].completed),
-                             "why": dict(why)}
+                             "skipped": sorted(resume[1].skipped), "why": dict(why)}
         print(json.dumps(out))
         return EXIT_OK
     if resume is not None:
+        kept = f", {len(resume[1].skipped)} skipped by you (kept skipped)" if resume[1].skipped else ""
         print(f"resume of run {resume[0]}: {len(order)} to run, "
-              f"{len(resume[1].completed)} already succeeded")
+              f"{len(resume[1].completed)} already succeeded{kept}")
     for n, tid in enumerate(order, 1):
         t = plan.task(tid)
         reason = f"  {why[tid]}" if tid in why else ""
