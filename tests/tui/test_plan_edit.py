@@ -5,8 +5,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pytest
-
 from core.events import RunStatus, TaskState
 from core.plan_edit import same_tasks
 from core.plan_io import read_plan
@@ -17,27 +15,7 @@ from tek_tui.screens.main import MainScreen
 from tek_tui.screens.task_form import TaskForm
 from tek_tui.widgets.run_bar import RunBar
 from tests.tui.fakes import FakeClient, FrozenClock, demo_snapshot, sizes, until
-
-PLAN = "id,agent,command,deps\nprep,noop,,\ntrain,noop,,prep\nreport,noop,,train\n"
-
-
-@pytest.fixture
-def plan_file(tmp_path: Path) -> Path:
-    path = tmp_path / "demo.csv"
-    path.write_text(PLAN, encoding="utf-8")
-    return path
-
-
-def _app(plan_file: Path) -> TekApp:
-    return TekApp(plan_path=plan_file, search_dirs=[plan_file.parent], theme="tek-dark")
-
-
-async def _main(pilot: object, app: TekApp) -> MainScreen:
-    await until(pilot, lambda: isinstance(app.screen, MainScreen)
-                and app.screen.state is not None and app.screen.selected is not None, limit=20)
-    screen = app.screen
-    assert isinstance(screen, MainScreen)
-    return screen
+from tests.tui.plan_console import PLAN, console_on, main_screen, messages
 
 
 async def _form(pilot: object, app: TekApp, key: str) -> TaskForm:
@@ -63,15 +41,11 @@ def _bar(screen: MainScreen) -> str:
     return str(screen.query_one(RunBar).render())
 
 
-def _messages(app: TekApp) -> list[str]:
-    return [f"{n.title}: {n.message}" for n in app._notifications]
-
-
 @sizes
 async def test_add_a_task_after_the_selected_one(plan_file: Path, size: tuple[int, int]) -> None:
-    app = _app(plan_file)
+    app = console_on(plan_file)
     async with app.run_test(size=size) as pilot:
-        screen = await _main(pilot, app)
+        screen = await main_screen(pilot, app)
         assert screen.selected == "prep"
         palette = {c.title for c in app.get_system_commands(screen)}
         assert {"Add", "Edit", "Delete", "Save"} <= palette  # and in the footer, help
@@ -94,9 +68,9 @@ async def test_add_a_task_after_the_selected_one(plan_file: Path, size: tuple[in
 async def test_edit_a_command_and_rename_an_id_used_as_a_dep(
     plan_file: Path, size: tuple[int, int]
 ) -> None:
-    app = _app(plan_file)
+    app = console_on(plan_file)
     async with app.run_test(size=size) as pilot:
-        screen = await _main(pilot, app)
+        screen = await main_screen(pilot, app)
         form = await _form(pilot, app, "e")
         assert form.field("id").value == "prep" and app.focused is form.field("command")
         await _submit(pilot, form, "command", "0.01")
@@ -114,9 +88,9 @@ async def test_edit_a_command_and_rename_an_id_used_as_a_dep(
 async def test_delete_with_dependants_asks_and_drops_the_deps(
     plan_file: Path, size: tuple[int, int]
 ) -> None:
-    app = _app(plan_file)
+    app = console_on(plan_file)
     async with app.run_test(size=size) as pilot:
-        screen = await _main(pilot, app)
+        screen = await main_screen(pilot, app)
         await pilot.press("D")
         await until(pilot, lambda: isinstance(app.screen, ConfirmModal))
         assert "train depends on prep" in app.screen.question  # type: ignore[attr-defined]
@@ -138,9 +112,9 @@ async def test_delete_with_dependants_asks_and_drops_the_deps(
 async def test_invalid_input_is_shown_and_not_applied(
     plan_file: Path, size: tuple[int, int]
 ) -> None:
-    app = _app(plan_file)
+    app = console_on(plan_file)
     async with app.run_test(size=size) as pilot:
-        screen = await _main(pilot, app)
+        screen = await main_screen(pilot, app)
         before = screen.plan
         form = await _form(pilot, app, "e")
         form.field("deps").value = "nope"
@@ -158,9 +132,9 @@ async def test_invalid_input_is_shown_and_not_applied(
 
 @sizes
 async def test_save_and_read_back(plan_file: Path, size: tuple[int, int]) -> None:
-    app = _app(plan_file)
+    app = console_on(plan_file)
     async with app.run_test(size=size) as pilot:
-        screen = await _main(pilot, app)
+        screen = await main_screen(pilot, app)
         form = await _form(pilot, app, "a")
         form.field("id").value = "q,uoted"
         await _submit(pilot, form, "id", "extra")
@@ -170,7 +144,7 @@ async def test_save_and_read_back(plan_file: Path, size: tuple[int, int]) -> Non
         await pilot.press("w")
         await until(pilot, lambda: not screen.modified)
         assert "modified" not in _bar(screen)
-        assert any(f"saved 4 tasks to {plan_file}" in m for m in _messages(app))
+        assert any(f"saved 4 tasks to {plan_file}" in m for m in messages(app))
         assert screen.plan is not None and same_tasks(read_plan(plan_file), screen.plan)
         assert read_plan(plan_file).task("extra").env == (("K", "V"), ("L", "2"))
     assert main(["validate", str(plan_file)]) == 0
@@ -178,9 +152,9 @@ async def test_save_and_read_back(plan_file: Path, size: tuple[int, int]) -> Non
 
 @sizes
 async def test_editing_is_refused_during_a_run(plan_file: Path, size: tuple[int, int]) -> None:
-    app = _app(plan_file)
+    app = console_on(plan_file)
     async with app.run_test(size=size) as pilot:
-        screen = await _main(pilot, app)
+        screen = await main_screen(pilot, app)
         await pilot.press("s", "e")  # `e` right behind `s`: before the run says it started
         await pilot.pause()
         assert app.screen is screen
@@ -190,7 +164,7 @@ async def test_editing_is_refused_during_a_run(plan_file: Path, size: tuple[int,
             await pilot.press(key)
             await pilot.pause()
             assert app.screen is screen
-        assert "refused: the plan is running" in _messages(app)
+        assert "refused: the plan is running" in messages(app)
         assert _text(plan_file) == PLAN
 
 
@@ -198,16 +172,16 @@ async def test_editing_is_refused_during_a_run(plan_file: Path, size: tuple[int,
 async def test_start_after_saving_runs_the_edited_plan(
     plan_file: Path, size: tuple[int, int]
 ) -> None:
-    app = _app(plan_file)
+    app = console_on(plan_file)
     async with app.run_test(size=size) as pilot:
-        screen = await _main(pilot, app)
+        screen = await main_screen(pilot, app)
         form = await _form(pilot, app, "a")
         form.field("agent").value = "noop"
         await _submit(pilot, form, "id", "extra")
         await until(pilot, lambda: app.screen is screen)
         await pilot.press("s")
         await pilot.pause()
-        assert any("unsaved changes" in m for m in _messages(app))
+        assert any("unsaved changes" in m for m in messages(app))
         assert screen.state is not None and screen.state.status.value == "pending"
         await pilot.press("w")
         await until(pilot, lambda: not screen.modified)
@@ -216,7 +190,7 @@ async def test_start_after_saving_runs_the_edited_plan(
                     and screen.state.counts.get(TaskState.SUCCEEDED, 0) == 4, limit=20)
         assert sorted(screen.state.tasks) == ["extra", "prep", "report", "train"]
         assert screen.client.snapshot().plan_path == str(plan_file)
-        assert not [m for m in _messages(app) if m.startswith("error")]
+        assert not [m for m in messages(app) if m.startswith("error")]
         await pilot.press("q")
         await until(pilot, lambda: not app.is_running, limit=20)
     # The journal holds the edited run only: the loaded one never started.
@@ -229,9 +203,9 @@ async def test_start_after_saving_runs_the_edited_plan(
 
 @sizes
 async def test_quit_with_unsaved_changes_asks(plan_file: Path, size: tuple[int, int]) -> None:
-    app = _app(plan_file)
+    app = console_on(plan_file)
     async with app.run_test(size=size) as pilot:
-        screen = await _main(pilot, app)
+        screen = await main_screen(pilot, app)
         form = await _form(pilot, app, "e")
         await _submit(pilot, form, "command", "0")
         await until(pilot, lambda: app.screen is screen and screen.modified)
@@ -249,9 +223,9 @@ async def test_quit_with_unsaved_changes_asks(plan_file: Path, size: tuple[int, 
 
 
 async def test_quit_with_unsaved_changes_can_save_first(plan_file: Path) -> None:
-    app = _app(plan_file)
+    app = console_on(plan_file)
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = await _main(pilot, app)
+        screen = await main_screen(pilot, app)
         form = await _form(pilot, app, "e")
         await _submit(pilot, form, "command", "0")
         await until(pilot, lambda: app.screen is screen and screen.modified)
@@ -284,11 +258,11 @@ async def test_save_without_changes_leaves_the_file(tmp_path: Path, size: tuple[
     own = tmp_path / "own.csv"
     text = 'id , agent,command\n"a",noop,\n'  # a layout tek's writer would change
     own.write_text(text, encoding="utf-8")
-    app = _app(own)
+    app = console_on(own)
     async with app.run_test(size=size) as pilot:
-        await _main(pilot, app)
+        await main_screen(pilot, app)
         await pilot.press("w")
-        await until(pilot, lambda: any("no changes to save" in m for m in _messages(app)))
+        await until(pilot, lambda: any("no changes to save" in m for m in messages(app)))
         assert _text(own) == text
 
 
@@ -297,17 +271,17 @@ async def test_a_failed_save_says_why_and_stays_modified(tmp_path: Path) -> None
     folder.mkdir()
     plan_file = folder / "demo.csv"
     plan_file.write_text(PLAN, encoding="utf-8")
-    app = _app(plan_file)
+    app = console_on(plan_file)
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = await _main(pilot, app)
+        screen = await main_screen(pilot, app)
         form = await _form(pilot, app, "e")
         await _submit(pilot, form, "command", "0")
         await until(pilot, lambda: app.screen is screen and screen.modified)
         shutil.rmtree(folder)  # the folder went away under the console
         await pilot.press("w")
-        await until(pilot, lambda: any(m.startswith("not saved: ") for m in _messages(app)))
+        await until(pilot, lambda: any(m.startswith("not saved: ") for m in messages(app)))
         assert screen.modified and "modified" in _bar(screen)
-        assert any("cannot write" in m for m in _messages(app))
+        assert any("cannot write" in m for m in messages(app))
 
 
 async def test_the_editing_keys_leave_the_footer_once_the_run_starts(plan_file: Path) -> None:
@@ -316,9 +290,9 @@ async def test_the_editing_keys_leave_the_footer_once_the_run_starts(plan_file: 
     def footer(screen: MainScreen) -> set[str]:
         return {str(k.description) for k in screen.query_one(TekFooter).query("FooterKey")}
 
-    app = _app(plan_file)
+    app = console_on(plan_file)
     async with app.run_test(size=(200, 50)) as pilot:
-        screen = await _main(pilot, app)
+        screen = await main_screen(pilot, app)
         await until(pilot, lambda: "Edit" in footer(screen))
         assert {"Add", "Delete", "Save"} <= footer(screen)
         await pilot.press("s")
@@ -346,9 +320,9 @@ async def test_controls_before_start_survive_edits_and_apply_to_added_tasks(
 ) -> None:
     """A skip given before an edit was undone by it (the edited plan's run never got it),
     and an added task could not be skipped ("unknown task") until the run started."""
-    app = _app(plan_file)
+    app = console_on(plan_file)
     async with app.run_test(size=size) as pilot:
-        screen = await _main(pilot, app)
+        screen = await main_screen(pilot, app)
         await pilot.press("down", "down", "x")  # skip report
         await until(pilot, lambda: _state_of(screen, "report") is TaskState.SKIPPED)
         await pilot.press("up", "up")
@@ -366,19 +340,19 @@ async def test_controls_before_start_survive_edits_and_apply_to_added_tasks(
         states = {tid: t.state for tid, t in screen.state.tasks.items()}
         assert states == {"prep": TaskState.SUCCEEDED, "extra": TaskState.SKIPPED,
                           "train": TaskState.SUCCEEDED, "report": TaskState.SKIPPED}
-        assert not [m for m in _messages(app) if m.startswith(("refused", "dropped"))]
+        assert not [m for m in messages(app) if m.startswith(("refused", "dropped"))]
 
 
 async def test_a_control_whose_task_was_deleted_is_dropped_and_named(plan_file: Path) -> None:
-    app = _app(plan_file)
+    app = console_on(plan_file)
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = await _main(pilot, app)
+        screen = await main_screen(pilot, app)
         await pilot.press("down", "down", "x")  # skip report, then delete it
         await until(pilot, lambda: _state_of(screen, "report") is TaskState.SKIPPED)
         await pilot.press("D")
         await until(pilot, lambda: screen.plan is not None and len(screen.plan) == 2)
         await until(pilot, lambda: any(m.startswith("dropped after the edit") and "report" in m
-                                       for m in _messages(app)))
+                                       for m in messages(app)))
         await pilot.press("w")
         await until(pilot, lambda: not screen.modified)
         await pilot.press("s")

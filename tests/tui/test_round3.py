@@ -12,27 +12,7 @@ from tek_tui.screens.confirm import ConfirmModal
 from tek_tui.screens.main import MainScreen
 from tek_tui.screens.task_form import TaskForm
 from tests.tui.fakes import sizes, until
-
-PLAN = "id,agent,command,deps\nprep,noop,,\ntrain,noop,,prep\nreport,noop,,train\n"
-
-
-@pytest.fixture
-def plan_file(tmp_path: Path) -> Path:
-    path = tmp_path / "demo.csv"
-    path.write_text(PLAN, encoding="utf-8")
-    return path
-
-
-def _messages(app: TekApp) -> list[str]:
-    return [f"{n.title}: {n.message}" for n in app._notifications]
-
-
-async def _main(pilot: object, app: TekApp) -> MainScreen:
-    await until(pilot, lambda: isinstance(app.screen, MainScreen)
-                and app.screen.state is not None and app.screen.selected is not None, limit=20)
-    screen = app.screen
-    assert isinstance(screen, MainScreen)
-    return screen
+from tests.tui.plan_console import console_on, main_screen, messages
 
 
 def _state_of(screen: MainScreen, task_id: str) -> TaskState:
@@ -43,9 +23,9 @@ def _state_of(screen: MainScreen, task_id: str) -> TaskState:
 @sizes
 async def test_a_skip_before_start_follows_a_rename(plan_file: Path, size: tuple[int, int]) -> None:
     """`x` `y` on a task, then `e` renaming it: the skip stays on the renamed task."""
-    app = TekApp(plan_path=plan_file, search_dirs=[plan_file.parent], theme="tek-dark")
+    app = console_on(plan_file)
     async with app.run_test(size=size) as pilot:
-        screen = await _main(pilot, app)
+        screen = await main_screen(pilot, app)
         assert screen.selected == "prep"
         await pilot.press("x")
         await until(pilot, lambda: isinstance(app.screen, ConfirmModal))
@@ -61,7 +41,7 @@ async def test_a_skip_before_start_follows_a_rename(plan_file: Path, size: tuple
         await until(pilot, lambda: app.screen is screen and screen.selected == "setup")
         assert _state_of(screen, "setup") is TaskState.SKIPPED
         assert screen.state is not None and screen.state.counts.get(TaskState.SKIPPED) == 1
-        assert not [m for m in _messages(app) if m.startswith(("refused", "dropped"))]
+        assert not [m for m in messages(app) if m.startswith(("refused", "dropped"))]
         # ... and the run started from the saved plan gets it too.
         await pilot.press("w")
         await until(pilot, lambda: not screen.modified)
@@ -135,7 +115,7 @@ async def test_a_refused_resize_drops_the_pending_size() -> None:
         screen = await ready(pilot)
         pools = await _focus_pools(pilot, screen)
         await pilot.press("plus")
-        await until(pilot, lambda: any(m.startswith("refused") for m in _messages(app)))
+        await until(pilot, lambda: any(m.startswith("refused") for m in messages(app)))
         await until(pilot, lambda: "→" not in str(pools.render()))
         assert pools._requested == {}
 
@@ -184,13 +164,13 @@ async def test_a_filter_that_cannot_match_says_why_and_the_title_shows_the_filte
         pane = screen.pane("tasks")
         box = screen.query_one("#task-filter", Input)
         await pilot.press("slash", *"state:bogus", "enter")
-        await until(pilot, lambda: any("unknown state 'bogus'" in m for m in _messages(app)))
-        message = next(m for m in _messages(app) if "unknown state" in m)
+        await until(pilot, lambda: any("unknown state 'bogus'" in m for m in messages(app)))
+        message = next(m for m in messages(app) if "unknown state" in m)
         assert "failed" in message and "succeeded" in message  # names the valid states
         assert box.display and screen.table.filter_text == "" and screen.table.row_count == 12
         await pilot.press("ctrl+u", *"colour:red", "enter")
         await until(pilot, lambda: any("unknown filter key 'colour'" in m and "tag:" in m
-                                       for m in _messages(app)))
+                                       for m in messages(app)))
         assert box.display and screen.table.filter_text == ""
         await pilot.press("ctrl+u", *"state:fail", "enter")
         await until(pilot, lambda: not box.display)
@@ -266,9 +246,9 @@ async def test_the_last_column_shown_ends_at_the_edge_in_an_ellipsis(size: tuple
 
 
 async def test_the_id_column_grows_when_a_longer_id_is_added(plan_file: Path) -> None:
-    app = TekApp(plan_path=plan_file, search_dirs=[plan_file.parent], theme="tek-dark")
+    app = console_on(plan_file)
     async with app.run_test(size=(200, 50)) as pilot:
-        screen = await _main(pilot, app)
+        screen = await main_screen(pilot, app)
         before = screen.table.columns["id"].width  # type: ignore[index]
         await pilot.press("a")
         await until(pilot, lambda: isinstance(app.screen, TaskForm))
@@ -387,9 +367,9 @@ async def test_task_form_problems_scroll_are_counted_and_focus_the_first_bad_box
 ) -> None:
     from textual.containers import VerticalScroll
 
-    app = TekApp(plan_path=plan_file, search_dirs=[plan_file.parent], theme="tek-dark")
+    app = console_on(plan_file)
     async with app.run_test(size=size) as pilot:
-        screen = await _main(pilot, app)
+        screen = await main_screen(pilot, app)
         await pilot.press("a")
         await until(pilot, lambda: isinstance(app.screen, TaskForm))
         form = app.screen
