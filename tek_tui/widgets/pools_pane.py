@@ -69,31 +69,24 @@ class PoolsPane(Widget, can_focus=True):
         Binding("equals_sign", "ask_size", "Pool size", id="pool-resize-selected"),
     ]
 
-    class ResizeRequested(Message):
+    class _PoolMessage(Message):
+        """A message about one pool and a size."""
+
+        def __init__(self, pools_pane: PoolsPane, pool: str, size: int) -> None:
+            super().__init__()
+            self.pools_pane = pools_pane
+            self.pool = pool
+            self.size = size
+
+        @property
+        def control(self) -> PoolsPane:
+            return self.pools_pane
+
+    class ResizeRequested(_PoolMessage):
         """The user asked for ``pool`` to run ``size`` tasks at once."""
 
-        def __init__(self, pools_pane: PoolsPane, pool: str, size: int) -> None:
-            super().__init__()
-            self.pools_pane = pools_pane
-            self.pool = pool
-            self.size = size
-
-        @property
-        def control(self) -> PoolsPane:
-            return self.pools_pane
-
-    class SizeAsked(Message):
+    class SizeAsked(_PoolMessage):
         """The user wants to type a new size for ``pool`` (now ``size``)."""
-
-        def __init__(self, pools_pane: PoolsPane, pool: str, size: int) -> None:
-            super().__init__()
-            self.pools_pane = pools_pane
-            self.pool = pool
-            self.size = size
-
-        @property
-        def control(self) -> PoolsPane:
-            return self.pools_pane
 
     cursor: var[int] = var(0)
     """Index of the selected pool."""
