@@ -16,7 +16,7 @@ import pytest
 from core.events import RunStatus, TaskChanged, TaskState
 from core.journal import JournalRecorder
 from core.paths import run_log_path
-from core.store import open_store
+from core.store import Store, open_store
 from tek_tui.cli import main
 from tests.core.journal_helpers import (
     chain_plan,
@@ -144,19 +144,30 @@ async def _read_line(stream: anyio.abc.ByteReceiveStream, buf: bytearray) -> str
     return line.decode()
 
 
+def _live_t0(db: Path, tasks: int, output: str) -> tuple[Store, JournalRecorder, Path]:
+    """Run A of ``tasks`` chained tasks, written by this process (so live), ``t0`` running
+    attempt 1, whose log holds ``output``; the store, its recorder and that log."""
+    store = open_store(db)
+    store.begin_run(RUN_A, chain_plan(tasks))
+    rec = JournalRecorder(store, RUN_A)
+    rec.record_sync([started(RUN_A, tasks), TaskChanged("t0", TaskState.RUNNING, 1, 1.0)])
+    log = run_log_path(RUN_A, "t0", 1)
+    log.parent.mkdir(parents=True)
+    log.write_text(output)
+    return store, rec, log
+
+
+def _follower(db: Path, tek_home: Path) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of `tek logs RUN_A t0 --follow` on ``db``."""
+    cmd = [sys.executable, "-m", "tek_tui", "logs", RUN_A, "t0", "--follow", "--store", str(db)]
+    return cmd, {**os.environ, "TEK_HOME": str(tek_home)}
+
+
 async def test_logs_follow_tails_a_live_run_until_it_ends(tmp_path: Path, tek_home: Path) -> None:
     """The writer is this process (so the run is live); the follower is a subprocess."""
     db = tmp_path / "j.db"
-    plan = chain_plan(1)
-    store = open_store(db)
-    store.begin_run(RUN_A, plan)
-    rec = JournalRecorder(store, RUN_A)
-    rec.record_sync([started(RUN_A, 1), TaskChanged("t0", TaskState.RUNNING, 1, 1.0)])
-    log1 = run_log_path(RUN_A, "t0", 1)
-    log1.parent.mkdir(parents=True)
-    log1.write_text("one\n")
-    env = {**os.environ, "TEK_HOME": str(tek_home)}
-    cmd = [sys.executable, "-m", "tek_tui", "logs", RUN_A, "t0", "--follow", "--store", str(db)]
+    store, rec, log1 = _live_t0(db, 1, "one\n")
+    cmd, env = _follower(db, tek_home)
     buf = bytearray()
     with anyio.fail_after(30):
         async with await anyio.open_process(cmd, env=env, stderr=subprocess.STDOUT) as proc:
@@ -185,15 +196,8 @@ async def test_logs_follow_stops_when_its_task_ends_while_the_run_goes_on(
     tmp_path: Path, tek_home: Path
 ) -> None:
     db = tmp_path / "j.db"
-    store = open_store(db)
-    store.begin_run(RUN_A, chain_plan(2))
-    rec = JournalRecorder(store, RUN_A)
-    rec.record_sync([started(RUN_A, 2), TaskChanged("t0", TaskState.RUNNING, 1, 1.0)])
-    log = run_log_path(RUN_A, "t0", 1)
-    log.parent.mkdir(parents=True)
-    log.write_text("one\n")
-    env = {**os.environ, "TEK_HOME": str(tek_home)}
-    cmd = [sys.executable, "-m", "tek_tui", "logs", RUN_A, "t0", "--follow", "--store", str(db)]
+    store, rec, log = _live_t0(db, 2, "one\n")
+    cmd, env = _follower(db, tek_home)
     buf = bytearray()
     with anyio.fail_after(30):
         async with await anyio.open_process(cmd, env=env, stderr=subprocess.STDOUT) as proc:
@@ -214,15 +218,8 @@ async def test_logs_follow_starts_the_next_attempt_on_a_line_of_its_own(
 ) -> None:
     """Logs keep a task's bytes: one may end without a newline before the next attempt."""
     db = tmp_path / "j.db"
-    store = open_store(db)
-    store.begin_run(RUN_A, chain_plan(1))
-    rec = JournalRecorder(store, RUN_A)
-    rec.record_sync([started(RUN_A, 1), TaskChanged("t0", TaskState.RUNNING, 1, 1.0)])
-    log1 = run_log_path(RUN_A, "t0", 1)
-    log1.parent.mkdir(parents=True)
-    log1.write_text("out-1")
-    env = {**os.environ, "TEK_HOME": str(tek_home)}
-    cmd = [sys.executable, "-m", "tek_tui", "logs", RUN_A, "t0", "--follow", "--store", str(db)]
+    store, rec, _log = _live_t0(db, 1, "out-1")
+    cmd, env = _follower(db, tek_home)
     with anyio.fail_after(30):
         async with await anyio.open_process(cmd, env=env, stderr=subprocess.STDOUT) as proc:
             assert proc.stdout is not None
