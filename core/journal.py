@@ -315,10 +315,12 @@ def stop_orphans(run_id: str, attempts: set[tuple[str, int]], grace_s: float = 5
         try:
             env = proc.environ()
             rid = env.get("TEK_RUN_ID", "")
-            key: tuple[str, str] | None = (env.get("TEK_TASK_ID", ""), env.get("TEK_ATTEMPT", ""))
-            if rid != run_id or key not in wanted:
-                key = nested.get(rid) or nested.get("/".join(rid.split("/")[:2]))
-            if key is not None and rid.startswith(run_id):
+            if rid == run_id:
+                key: tuple[str, str] | None = (env.get("TEK_TASK_ID", ""), env.get("TEK_ATTEMPT", ""))
+                key = key if key in wanted else None
+            else:  # `<run>/<task>`, or deeper: the sub-plan of plan task <task>
+                key = nested.get("/".join(rid.split("/")[:2]))
+            if key is not None:
                 found.setdefault(os.getpgid(proc.pid), []).append(proc)
                 hit.add(key)
         except (psutil.Error, OSError):

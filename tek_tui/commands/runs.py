@@ -424,7 +424,8 @@ def shown_counts(run: RunRecord) -> dict[str, int]:
     cut = run.effective_status == "interrupted"
     out: dict[str, int] = {}
     for state, n in run.counts.items():
-        out[_shown(state, cut)] = out.get(_shown(state, cut), 0) + n
+        shown = _shown(state, cut)
+        out[shown] = out.get(shown, 0) + n
     return out
 
 
