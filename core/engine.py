@@ -160,6 +160,9 @@ def _head_key(pool: Pool) -> tuple[int, int, int]:
 class Run(RunAttempts):
     """One execution of a plan. Build with :func:`create_run`."""
 
+    #: True while some pool's ``waiting_for`` is set (see :meth:`_note_waiting`).
+    _pools_waiting = False
+
     def client(self) -> RunClient:
         """The in-process run protocol client."""
         return InProcessClient(self)
@@ -296,6 +299,8 @@ class Run(RunAttempts):
 
     def _note_waiting(self, passed: list[TaskRec]) -> None:
         """Name the resource each pool's tasks wait for while it has free slots."""
+        if not passed and not self._pools_waiting:
+            return  # the common pass: nothing waits, nothing did (no walk over the pools)
         why: dict[str, str] = {}
         for rec in passed:
             if rec.pool.name not in why and rec.pool.busy < rec.pool.size:
@@ -305,6 +310,7 @@ class Run(RunAttempts):
             if reason != pool.waiting_for:
                 pool.waiting_for = reason
                 pool.dirty = True
+        self._pools_waiting = bool(why)
 
     def _note_stall(self) -> None:
         """Say so when the run can go no further without a control.
