@@ -19,6 +19,7 @@ then (:meth:`~core.run_state.RunState.note_pid`).
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from pathlib import Path
@@ -197,6 +198,10 @@ class RunAttempts(RunEvents):
     def _context(self, rec: TaskRec) -> AttemptContext:
         if self._log_dir is None:  # run_dir makes $TEK_HOME each call: once a run
             self._log_dir = run_dir(self.run_id)
+            # Made now, though a log file is only made by output: its folder
+            # tells readers the attempts without a file printed nothing.
+            with contextlib.suppress(OSError):  # the first write reports it
+                self._log_dir.mkdir(parents=True, exist_ok=True)
         path = self._log_dir / f"{rec.task.id.replace('/', '__')}.{rec.attempt}.log"
         log = AttemptLog(path, on_output=self._on_output)
         self._logs[log] = (rec.task.id, rec.attempt)

@@ -9,9 +9,11 @@ output flood: the file is written through a fixed buffer and the live list is
 bounded.
 
 A shell task's output reaches the file byte for byte (:meth:`AttemptLog.write_output`);
-lines tek itself writes are UTF-8. The file is opened on the first line; an attempt that printed nothing gets
-an empty file when it ends (one ``open``, no ``mkdir`` or ``utime`` unless
-the run's folder is missing), so every attempt the journal lists has a log.
+lines tek itself writes are UTF-8. The file is created by the first output:
+an attempt that printed nothing leaves no file (readers show it as empty
+while the run's folder is there). Creating a file was the largest single
+cost of a short shell task: 150-300 us of CPU on ext4, up to 0.5 ms where
+many files were recently deleted, and writers in one folder queue on its lock.
 
 A file that cannot be written (disk full, folder gone) never raises into the
 engine or the agent: the first error is kept in :attr:`AttemptLog.error`,
@@ -21,14 +23,11 @@ attempt with that reason (a log that silently lost lines is not "complete").
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 from core.agents.base import LogSink
-
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
 
 #: A live line longer than this is cut (the log file keeps it whole).
 MAX_LIVE_CHARS = 2000
@@ -54,7 +53,6 @@ class AttemptLog(LogSink):
         self.live_limit = live_limit
         self._on_output = on_output
         self._file: IO[bytes] | None = None
-        self._fd = -1  # made by prepare(); wrapped by the first write
         self._live: list[str] = []
         self._dropped = 0
         self.lines_written = 0
@@ -68,43 +66,20 @@ class AttemptLog(LogSink):
         if not self.error:
             self.error = f"could not write log {self.path}: {exc.strerror or exc}"
         f, self._file = self._file, None
-        fd, self._fd = self._fd, -1
         try:
             if f is not None:
                 f.close()
-            elif fd >= 0:
-                os.close(fd)
         except OSError:  # the buffered lines are what failed: already counted
             pass
 
     def _open(self) -> IO[bytes]:
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            f: IO[bytes] = open(fd, "ab")  # noqa: SIM115
-            self._file = f
-            return f
         try:
-            f = open(self.path, "ab")  # noqa: SIM115
-        except FileNotFoundError:  # the run's folder: made by the first attempt that prints
+            f: IO[bytes] = open(self.path, "ab")  # noqa: SIM115
+        except FileNotFoundError:  # the run's folder is gone (or was never made)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             f = open(self.path, "ab")  # noqa: SIM115
         self._file = f
         return f
-
-    def prepare(self) -> None:
-        """Create the file now (thread-safe before the first write).
-
-        On this project's ext4 a file creation costs 150-300 us of CPU, the
-        largest single cost of a short shell task: the shell agent calls this
-        from its spawner thread, off the event loop. Only the descriptor is
-        made here; the text layer is built by the first write, so a task
-        that prints nothing costs the loop one ``close``.
-        """
-        if self._file is None and self._fd < 0 and not self.closed and not self.error:
-            try:
-                self._fd = _create(self.path)
-            except OSError as exc:
-                self._file_failed(exc)
 
     def write_line(self, line: str) -> None:
         """Append one line (without its newline)."""
@@ -157,7 +132,7 @@ class AttemptLog(LogSink):
         return lines, dropped
 
     def close(self) -> None:
-        """Flush and close the file (creating it empty if nothing was written)."""
+        """Flush and close the file (there is none if nothing was written)."""
         if self.closed:
             return
         self.closed = True
@@ -165,19 +140,5 @@ class AttemptLog(LogSink):
             if self._file is not None:
                 f, self._file = self._file, None
                 f.close()
-            elif self._fd >= 0:
-                fd, self._fd = self._fd, -1
-                os.close(fd)
-            elif not self.error:
-                os.close(_create(self.path))
         except OSError as exc:
             self._file_failed(exc)
-
-
-def _create(path: Path) -> int:
-    """Open (creating) a log file for appending, making the run's folder if missing."""
-    try:
-        return os.open(path, _CREATE, 0o644)
-    except FileNotFoundError:  # the run's folder: made by the first attempt
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(path, _CREATE, 0o644)

@@ -245,14 +245,6 @@ def _exec_error(data: bytes, cwd: Path) -> BaseException:
     return subprocess.SubprocessError(msg)
 
 
-def _prepared_spawn(
-    command: str, env: Mapping[str, str], cwd: Path, prepare: Callable[[], object] | None
-) -> Child:
-    if prepare is not None:
-        prepare()
-    return spawn(command, env, cwd)
-
-
 class _Spawner:
     """A few daemon threads that start processes for the event loop.
 
@@ -272,7 +264,7 @@ class _Spawner:
         self._threads = 0
 
     def submit(self, outbox: _Outbox, callback: SpawnCallback,
-               args: tuple[str, Mapping[str, str], Path, Callable[[], object] | None]) -> None:
+               args: tuple[str, Mapping[str, str], Path]) -> None:
         """Queue one :func:`spawn`; ``callback(child, error)`` runs on the outbox's loop."""
         with self._lock:
             if self._threads < self.THREADS:
@@ -284,7 +276,7 @@ class _Spawner:
         while True:
             outbox, callback, args = self._queue.get()
             try:
-                child = _prepared_spawn(*args)
+                child = spawn(*args)
             except BaseException as exc:  # handed to the callback
                 outbox.put(callback, None, exc)
             else:
@@ -348,7 +340,6 @@ def spawn_soon(
     command: str,
     env: Mapping[str, str],
     cwd: Path,
-    prepare: Callable[[], object] | None = None,
     inline: bool = False,
 ) -> None:
     """:func:`spawn` in a spawner thread; then ``callback(child, None)`` on ``loop``.
@@ -356,13 +347,12 @@ def spawn_soon(
     With ``inline``, the spawn happens right here, on the loop's thread (the
     loop waits for the exec), and the callback still comes from the loop.
     If the spawn fails, ``callback(None, error)`` instead (an ``OSError`` when
-    the process could not be started). ``prepare`` runs first, in the same
-    thread (e.g. create the log file). The callback always comes, so a child
+    the process could not be started). The callback always comes, so a child
     is never started and then lost: its receiver must stop it.
     """
     if inline:
         try:
-            child = _prepared_spawn(command, env, cwd, prepare)
+            child = spawn(command, env, cwd)
         except BaseException as exc:  # handed to the callback
             loop.call_soon(callback, None, exc)
         else:
@@ -371,7 +361,7 @@ def spawn_soon(
     outbox = _outboxes.get(loop)
     if outbox is None:
         outbox = _outboxes[loop] = _Outbox(loop)
-    _spawner.submit(outbox, callback, (command, env, cwd, prepare))
+    _spawner.submit(outbox, callback, (command, env, cwd))
 
 
 def kill_all() -> int:

@@ -330,12 +330,26 @@ def test_logs_of_a_skipped_task_says_why(tmp_path: Path) -> None:
         "has not started (skipped: upstream a failed)")
 
 
-def test_logs_whose_file_is_gone_is_not_an_empty_log(tek_home: Path, ok_plan: Path) -> None:
+def test_logs_whose_run_folder_is_gone_is_not_an_empty_log(tek_home: Path, ok_plan: Path) -> None:
     assert tek("run", str(ok_plan)).returncode == 0
     (log,) = tek_home.glob("runs/*/a.1.log")
-    log.unlink()
+    shutil.rmtree(log.parent)
+    run_id = log.parent.name
     assert one_line(tek("logs", "last", "a")) == (
-        f"tek: {log}: the log of attempt 1 is gone (removed?)")
+        f"tek: {log.parent}: the logs of run {run_id} are gone (removed?)")
+
+
+def test_a_task_that_printed_nothing_has_an_empty_log_and_no_file(
+    tek_home: Path, tmp_path: Path
+) -> None:
+    plan = tmp_path / "p.csv"
+    plan.write_text("id,command\nquiet,true\nloud,echo hi\n")
+    assert tek("run", str(plan)).returncode == 0
+    (folder,) = tek_home.glob("runs/*")
+    assert sorted(p.name for p in folder.iterdir()) == ["loud.1.log"]
+    r = tek("logs", "last", "quiet")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    assert tek("logs", "last", "loud").stdout == "hi\n"
 
 
 def test_tui_without_a_terminal_is_one_line_not_a_hang(ok_plan: Path) -> None:

@@ -6,8 +6,9 @@ no coroutine and no cancel scope per attempt, so a short task costs the loop
 a few callbacks. The steps:
 
 1. the command is spawned by a spawner thread (:func:`core.process.spawn_soon`;
-   on the loop itself when it is the only attempt running, ``INLINE_MAX``),
-   which also creates the log file; the result comes back as a callback;
+   on the loop itself when it is the only attempt running, ``INLINE_MAX``);
+   the result comes back as a callback (the log file is made by the first
+   output, :mod:`core.logsink`);
 2. the output pipe is read by a callback of the loop's epoll set
    (:mod:`core.poller`) and split into lines (:class:`LineSplitter`); at end
    of file the leader is usually gone already (one ``waitpid``), else a pidfd
@@ -116,11 +117,10 @@ class ShellAttempt:
 
     def start(self) -> ShellAttempt:
         """Spawn (in a spawner thread unless it is the only attempt); returns self."""
-        prepare = getattr(self.ctx.log, "prepare", None)
         ctx = self.ctx
         ShellAttempt.running += 1
         inline = ShellAttempt.running <= INLINE_MAX
-        spawn_soon(self._loop, self._spawned, ctx.task.command, ctx.env, ctx.cwd, prepare, inline)
+        spawn_soon(self._loop, self._spawned, ctx.task.command, ctx.env, ctx.cwd, inline)
         return self
 
     def cancel(self) -> None:

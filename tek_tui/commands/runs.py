@@ -293,10 +293,10 @@ def _logs(args: argparse.Namespace) -> int:
     if path.is_file():
         with path.open("rb") as f:
             _copy(f, codecs.getincrementaldecoder("utf-8")("replace"))
-    elif attempt.ended_ts is not None:
-        # A running attempt may not have written its file yet; an ended one
-        # always has: printing nothing with exit 0 would pass for an empty log.
-        raise StoreError(f"{path}: the log of attempt {attempt.attempt} is gone (removed?)")
+    elif attempt.ended_ts is not None and not path.parent.is_dir():
+        # An attempt that printed nothing has no file, but its run's folder
+        # is there: without it, printing nothing would pass for an empty log.
+        raise StoreError(f"{path.parent}: the logs of run {run_id} are gone (removed?)")
     return 0
 
 

@@ -1,9 +1,9 @@
-"""What the shell fast path must keep: direct spawn, prepared log, plain view.
+"""What the shell fast path must keep: direct spawn, lazy log, plain view.
 
 The spawn must give the child exactly what Popen gave it (stdin /dev/null,
 its own session, only stdio open, the given environment and cwd) and raise
-Popen's OSError when it cannot start; a prepared log costs no text layer
-until the first line and still ends as a complete file; the plain view
+Popen's OSError when it cannot start; a log file is only made by output
+and then keeps every line; the plain view
 batches its writes and still shows a failure's last output.
 """
 
@@ -88,17 +88,11 @@ def test_bad_env_name_is_value_error(tmp_path: Path) -> None:
         spawn("true", {"A=B": "x"}, tmp_path)
 
 
-def test_prepared_log_without_lines_is_an_empty_file(tmp_path: Path) -> None:
-    log = AttemptLog(tmp_path / "run" / "t.1.log")
-    log.prepare()
-    assert log.path.exists()
-    log.close()
-    assert log.path.read_bytes() == b""
-
-
-def test_prepared_log_keeps_every_line(tmp_path: Path) -> None:
-    log = AttemptLog(tmp_path / "t.1.log", live_limit=1)
-    log.prepare()
+def test_a_log_is_made_by_the_first_line_only(tmp_path: Path) -> None:
+    silent = AttemptLog(tmp_path / "run" / "s.1.log")
+    silent.close()
+    assert not silent.path.exists() and not silent.error
+    log = AttemptLog(tmp_path / "run" / "t.1.log", live_limit=1)
     log.write_lines(["a", "b"])
     log.write_line("c")
     assert log.take() == (["a"], 2)
