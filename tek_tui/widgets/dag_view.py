@@ -334,11 +334,12 @@ class DagView(ScrollView, can_focus=True):
                 return Strip([Segment("select a task to see its neighbourhood", self._style("edge"))])
             return Strip([Segment(f"Around {self._labels[self._selected]}", header)])
         first, last, counts = buckets[row - 1]
-        label = f"{first + 1}" if first == last else f"{first + 1}-{last + 1}"
+        label = _range_label(first, last)
+        label_width = max(7, len(_range_label(*buckets[-1][:2])))  # the widest: the last
         biggest = max(sum(c.values()) for _, _, c in buckets) or 1
         bar_width = max(6, min(40, self.size.width - 30))
         total = sum(counts.values())
-        segments = [Segment(f"{label:>7} ", self._style("edge"))]
+        segments = [Segment(f"{label:>{label_width}} ", self._style("edge"))]
         cells = round(bar_width * total / biggest)
         done = 0
         seen = 0
@@ -353,3 +354,8 @@ class DagView(ScrollView, can_focus=True):
             if counts[state]:
                 segments.append(Segment(f"{SYMBOLS[state]}{counts[state]} ", self._style(state.value)))
         return Strip(segments)
+
+
+def _range_label(first: int, last: int) -> str:
+    """Generations ``first..last`` (0-based) as the overview shows them, 1-based."""
+    return f"{first + 1}" if first == last else f"{first + 1}-{last + 1}"

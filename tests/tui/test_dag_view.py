@@ -220,6 +220,16 @@ async def test_big_plan_overview_and_neighbourhood(size: tuple[int, int]) -> Non
         assert view.selected in {view._index.ids[v] for v in view.drawing.at}  # type: ignore[union-attr]
 
 
+async def test_overview_bars_line_up_whatever_the_generation_labels() -> None:
+    tasks = info(layered(1500, 1))  # "1-..." up to "1...-1500": labels of 5 to 9 cells
+    async with run_host(DagView, (200, 50)) as (app, pilot, _):
+        app.query_one(DagView).set_tasks(tasks)
+        await pilot.pause()
+        bars = [line for line in screen_text(app).splitlines() if "█" in line]
+        assert len(bars) > 3 and "-1500 " in bars[-1]
+        assert len({line.index("█") for line in bars}) == 1
+
+
 async def test_layout_not_recomputed_by_state_updates() -> None:
     tasks = info(layered(10, 10))
     async with run_host(DagView, (200, 50)) as (app, pilot, _):
