@@ -53,6 +53,13 @@ LIFELINE_ARG = "--lifeline"
 EXPECTED = (TekError, ValueError, KeyError, FileNotFoundError, DeviceError)
 
 
+def expected_reason(exc: BaseException) -> str:
+    """An expected error as the attempt's reason: its message (a KeyError's without the quotes)."""
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    return str(exc)
+
+
 class Channel:
     """Thread-safe writer of protocol messages to the parent."""
 
@@ -167,7 +174,7 @@ def handle(
             raise ValueError(f"unknown op {op!r}")
     except EXPECTED + (data.DataError,) as exc:
         drain()
-        channel.send(type="done", ok=False, reason=str(exc).strip("'\""), metrics={})
+        channel.send(type="done", ok=False, reason=expected_reason(exc), metrics={})
     except Exception as exc:
         drain()
         for line in traceback.format_exc().splitlines():

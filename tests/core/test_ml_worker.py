@@ -117,6 +117,15 @@ async def test_op_error_keeps_the_worker(agent: MlAgent, tmp_path: Path) -> None
     assert any(line.startswith("error: no model named 'ghost'") for line in attempt.lines)
 
 
+def test_an_expected_error_keeps_its_message_whole() -> None:
+    from core.errors import TekError
+    from core.ml.worker import expected_reason
+
+    extra = "ONNX export needs the onnx extra: pip install 'task-exec-kit[onnx]'"
+    assert expected_reason(TekError(extra)) == extra  # its closing quote was cut off
+    assert expected_reason(KeyError("target")) == "target"
+
+
 async def test_worker_that_cannot_start_fails_clearly(tmp_path: Path) -> None:
     fake = tmp_path / "python"
     fake.write_text(
