@@ -24,9 +24,7 @@ import contextlib
 import csv
 import gc
 import io
-import os
 import stat
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,6 +35,7 @@ import polars as pl
 
 from core.dag import create_index
 from core.errors import CycleError, PlanError
+from core.files import write_atomic
 from core.plan import COLUMNS, META_PREFIX, Plan, Task
 from core.plan_check import build_tasks
 from core.plan_csv import Problems, Sheet, decode, read_frame, read_header
@@ -352,12 +351,7 @@ def write_plan(plan: Plan, path: str | Path) -> None:
     Raises:
         PlanError: the file cannot be written.
     """
-    target = Path(path)
-    text = plan_to_csv(plan)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, target)
+        write_atomic(Path(path), plan_to_csv(plan))
     except OSError as exc:
         raise PlanError(f"{path}: cannot write: {exc.strerror or exc}") from None

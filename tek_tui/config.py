@@ -12,12 +12,12 @@ with its defaults and says why it cannot remember the theme).
 from __future__ import annotations
 
 import json
-import os
 import re
 import tomllib
 from typing import Any
 
 from core.errors import TekError
+from core.files import write_atomic
 from core.paths import config_path
 
 
@@ -91,9 +91,7 @@ def save_config(values: dict[str, str | int | float | bool]) -> None:
         # quoted or dotted key): the file stays as it is
         raise ConfigError(f"{path}: could not update {', '.join(values)} in place; "
                           "edit the file by hand")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, text)
 
 
 def remembered_theme() -> str | None:

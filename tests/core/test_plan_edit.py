@@ -136,3 +136,29 @@ def test_saved_edit_reads_back_the_same(plan: Plan, tmp_path: Path) -> None:
     back = read_plan(new.path)
     assert same_tasks(back, new)
     assert not same_tasks(back, plan)
+
+
+def test_saving_keeps_the_file_permissions_and_leaves_no_temporary_file(
+    plan: Plan, tmp_path: Path
+) -> None:
+    assert plan.path is not None
+    plan.path.chmod(0o640)
+    write_plan(put_task(plan, {"id": "z", "command": "true"}, after="b"), plan.path)
+    assert plan.path.stat().st_mode & 0o777 == 0o640  # was 0600, mkstemp's mode
+    assert sorted(p.name for p in plan.path.parent.iterdir()) == [plan.path.name]
+
+
+def test_a_failed_save_leaves_the_old_file_and_no_temporary_file(
+    plan: Plan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert plan.path is not None
+    before = plan.path.read_bytes()
+
+    def full(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", full)
+    with pytest.raises(PlanError, match="cannot write: No space left on device"):
+        write_plan(put_task(plan, {"id": "z", "command": "true"}, after="b"), plan.path)
+    assert plan.path.read_bytes() == before
+    assert sorted(p.name for p in plan.path.parent.iterdir()) == [plan.path.name]
