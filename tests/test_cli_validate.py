@@ -32,6 +32,26 @@ def test_valid_plan_prints_the_summary(capsys: pytest.CaptureFixture[str]) -> No
     assert fields["critical"].startswith("path  12 tasks: init -> fetch_src ->")
 
 
+def test_one_of_a_kind_is_singular(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = tmp_path / "one.csv"
+    plan.write_text("id,command\nonly,true\n")
+    assert main(["validate", str(plan)]) == 0
+    out = capsys.readouterr().out
+    assert "depth          1 generation\n" in out
+    assert "widest         1 task in one generation\n" in out
+    assert "critical path  1 task: only" in out
+
+
+def test_json_keys_are_the_ones_help_lists(capsys: pytest.CaptureFixture[str]) -> None:
+    from tek_tui.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["validate", "--help"])
+    listed = " ".join(capsys.readouterr().out.split()).split("print one JSON object: ")[1]
+    assert main(["validate", str(NIGHTLY), "--json"]) == 0
+    assert set(json.loads(capsys.readouterr().out)) == set(listed.split(", "))
+
+
 def test_json_summary(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", str(NIGHTLY), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)

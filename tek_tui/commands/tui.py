@@ -23,7 +23,13 @@ from core.errors import TekError
 
 def register(sub: Any) -> None:
     """Add the ``tui`` subcommand."""
-    p = sub.add_parser("tui", help="open the live console (optionally on a plan)")
+    p = sub.add_parser(
+        "tui",
+        help="open the live console (optionally on a plan)",
+        description="Open the console: a plan's tasks, DAG, pools, system and logs, live, "
+        "driven from the keyboard (? lists the keys). Without PLAN: recent runs and a picker "
+        "of plan files. Exits as tek run would for the run it ran.",
+    )
     p.add_argument("plan", nargs="?", type=Path, metavar="PLAN",
                    help="plan CSV to load (default: pick one)")
     p.add_argument("--start", action="store_true", help="start the run at once")

@@ -34,7 +34,8 @@ def register(sub: Any) -> None:
     )
     p.add_argument("plan", metavar="PLAN", help="plan CSV file")
     p.add_argument("--json", action="store_true",
-                   help="print one JSON object (tasks, edges, depth, width, critical_path, errors)")
+                   help="print one JSON object: plan, valid, tasks, edges, agents, pools, depth, "
+                   "width, critical_path, critical_path_s, durations_from, errors")
     p.set_defaults(func=run_validate)
 
 
@@ -150,12 +151,16 @@ def run_validate(args: argparse.Namespace) -> int:
         f"  edges          {summary['edges']}",
         "  agents         " + ", ".join(f"{k} {v}" for k, v in summary["agents"].items()),
         "  pools          " + ", ".join(f"{k} {v}" for k, v in summary["pools"].items()),
-        f"  depth          {summary['depth']} generations",
-        f"  widest         {summary['width']} tasks in one generation",
-        f"  critical path  {len(path)} tasks{_weighing(summary)}: " + " -> ".join(shown),
+        f"  depth          {_count(summary['depth'], 'generation')}",
+        f"  widest         {_count(summary['width'], 'task')} in one generation",
+        f"  critical path  {_count(len(path), 'task')}{_weighing(summary)}: " + " -> ".join(shown),
     ]
     print("\n".join(lines))
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _weighing(summary: dict[str, Any]) -> str:
