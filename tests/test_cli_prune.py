@@ -95,3 +95,16 @@ def test_bad_prune_flags_are_one_line_exit_2(
     assert main(argv) == 2
     assert capsys.readouterr().err == f"tek: {message}\n"
     assert len(_left()) == 1
+
+
+def test_prune_shows_a_run_started_when_tek_runs_does(capsys: pytest.CaptureFixture[str]) -> None:
+    # A console run is created when its plan opens and started at `s`: one time for both lists.
+    (rid,) = _runs([3])
+    conn = sqlite3.connect(default_store_path())
+    conn.execute("UPDATE runs SET started_ts = created_ts + 600 WHERE id = ?", (rid,))
+    conn.commit()
+    conn.close()
+    assert main(["runs"]) == 0
+    started = capsys.readouterr().out.splitlines()[1].split()[2:4]
+    assert main(["prune", "--keep", "0", "--dry-run"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split()[4:6] == started

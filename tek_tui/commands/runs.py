@@ -135,7 +135,7 @@ def _prune(args: argparse.Namespace) -> int:
         return 0
     verb = "would prune" if args.dry_run else "pruned"
     for r in chosen:
-        print(f"{verb} {r.id}  {r.effective_status:<11} {_when(r.created_ts)}  {_short_path(r.plan_path)}")
+        print(f"{verb} {r.id}  {r.effective_status:<11} {_when(r.started_ts or r.created_ts)}  {_short_path(r.plan_path)}")
     print(f"{verb} {len(chosen)} run(s), {freed / 1e6:.1f} MB of logs; "
           f"kept {len(runs) - len(chosen)}")
     return 0
