@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from core.errors import StoreError
 from core.resume import HASH_LEN, row_hash
 from core.run_options import new_run_id
+from core.store_records import LIVE_STATUSES, process_alive
 
 if TYPE_CHECKING:
     from core.plan import Plan
@@ -124,7 +125,16 @@ def reset_run(
 
     Returns:
         How many open attempts were closed as interrupted.
+
+    Raises:
+        StoreError: another process took the run first. Checked here, in the
+            write transaction, so of two resumes started together one wins.
     """
+    owner = conn.execute(
+        "SELECT status, pid, host, COALESCE(pid_ts, created_ts) FROM runs WHERE id = ?", (run_id,)
+    ).fetchone()
+    if owner is not None and owner[0] in LIVE_STATUSES and process_alive(*owner[1:]):
+        raise StoreError(f"run {run_id} is still running (pid {owner[1]}); stop it before resuming")
     now = time.time()
     closed = conn.execute(
         "UPDATE attempts SET state = 'interrupted', ended_ts = ?,"

@@ -172,6 +172,20 @@ def test_create_journal_resumes_a_crashed_run(tmp_path: Path) -> None:
             create_journal(plan, store=store, resume=run_id)
 
 
+def test_of_two_resumes_that_both_found_the_run_free_only_the_first_takes_it(tmp_path: Path) -> None:
+    # Both checked before either wrote (two tek run --resume started together):
+    # the check that decides is the one inside the write transaction.
+    with open_store(tmp_path / "j.db") as store:
+        run_id, plan = _crashed_run(store)
+        first = create_journal(plan, store=store, resume=run_id, defer_reopen=True)
+        second = create_journal(plan, store=store, resume=run_id, defer_reopen=True)
+        first.commit_resume()
+        with pytest.raises(StoreError, match=f"run {run_id} is still running"):
+            store.reopen_run(run_id, plan, frozenset({"c"}))  # what second's commit_resume writes
+        assert store.get_run(run_id).resumes == 1
+        second.discard()
+
+
 def test_create_journal_from_and_new_runs(tmp_path: Path) -> None:
     with open_store(tmp_path / "j.db") as store:
         run_id, plan = _crashed_run(store)
