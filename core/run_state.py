@@ -62,6 +62,13 @@ _S = TaskState
 _RUNNING, _READY, _PENDING, _RETRYING = _S.RUNNING, _S.READY, _S.PENDING, _S.RETRYING
 
 
+def backoff_s(first_s: float, failed: int) -> float:
+    """Delay before the retry after ``failed`` failed attempts: ``first_s`` doubling
+    per failure, times a jitter in [0.8, 1.2], at most ``MAX_BACKOFF_S``."""
+    doubled = first_s * 2.0 ** min(failed - 1, 64)  # 2 ** 1024 would overflow a float
+    return min(MAX_BACKOFF_S, doubled * random.uniform(0.8, 1.2))
+
+
 class RunState:
     """Tasks, pools, resources and status of one run, and how they change."""
 
@@ -314,9 +321,7 @@ class RunState:
             self._batch.append(TaskChanged(task.id, _RETRYING, rec.attempt, now,
                                            outcome.exit_code, outcome.reason, None, (), metrics,
                                            rec.started_ts))
-            delay = task.retry_backoff_s * 2 ** (rec.attempts_in_run - 1)
-            delay = min(MAX_BACKOFF_S, delay * random.uniform(0.8, 1.2))
-            self._schedule_retry(rec, delay)
+            self._schedule_retry(rec, backoff_s(task.retry_backoff_s, rec.attempts_in_run))
             return
         state = TaskState.CANCELLED if cancelled else TaskState.FAILED
         rec.state = state

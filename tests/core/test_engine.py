@@ -196,6 +196,16 @@ async def test_retries_exhausted_fail() -> None:
     assert summary.status is RunStatus.FAILED
 
 
+async def test_more_than_a_thousand_retries_end_the_task() -> None:
+    # The 1025th backoff (2 ** 1024 x the first) overflowed a float and the run hung.
+    new_probe(OPTS, 4)
+    task = probe("stubborn", "0:2000", retries=1100, retry_backoff_s=0.0)
+    with anyio.fail_after(60):
+        summary, _ = await run_plan([task], OPTS)
+    res = summary.tasks["stubborn"]
+    assert (res.state, res.attempts) == (TaskState.FAILED, 1101)
+
+
 async def test_timeout() -> None:
     t0 = time.monotonic()
     summary, _ = await run_plan([noop("slow", "30", timeout_s=0.2)])
