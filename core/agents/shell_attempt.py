@@ -263,6 +263,7 @@ class ShellAttempt:
         if child.returncode is None and not child.exited():
             self._signalled = True
             child.signal_group(signal.SIGTERM)
+            child.signal_group(signal.SIGCONT)  # a stopped member takes its SIGTERM only once continued
             signal_session_soon(self._loop, child.pid, signal.SIGTERM)
             self._kill_timer = self._loop.call_later(self.grace_s, self._kill)
             if self._pidfd < 0:

@@ -117,6 +117,15 @@ async def test_a_timeout_that_needed_sigkill_says_so() -> None:
     assert (t.exit_code, t.reason) == (-9, "timed out after 0.3s (killed: it did not stop on SIGTERM)")
 
 
+async def test_a_stopped_task_is_continued_to_take_its_sigterm() -> None:
+    # A stopped process keeps SIGTERM pending: without SIGCONT it waited out
+    # the grace and read "it did not stop on SIGTERM".
+    run = create_run(plan_of(shell("t", "kill -STOP $$; sleep 100", timeout_s=0.3)), OPTS)
+    summary, events = await run_collect(run)
+    assert summary.tasks["t"].reason == "timed out after 0.3s"
+    assert group_gone(pids(events, "t")[0])
+
+
 async def test_cancel_escalates_to_sigkill_after_grace() -> None:
     run = create_run(plan_of(shell("t", "trap '' TERM; sleep 100 & sleep 100; wait")), OPTS)
 
