@@ -44,6 +44,8 @@ from core.plan import DEFAULT_AGENT, Task
 from core.plan_csv import Problems, Sheet
 
 ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
+#: Longest id: its log file ``<id>.<attempt>.log`` must fit a 255-byte file name.
+MAX_ID_LEN = 200
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _FULL_SUGGEST = 5000
 _MAX_SUGGEST = 50
@@ -187,6 +189,9 @@ def _check_ids(ids_s: pl.Series, ids: list[str], lines: list[int], problems: Pro
         problems.add(lines[i], "id", "missing id")
     for i in _where(~empty & ~ids_s.str.contains(ID_PATTERN)):
         problems.add(lines[i], "id", "invalid id: use letters, digits and _ . : - only", ids[i])
+    for i in _where(ids_s.str.len_chars() > MAX_ID_LEN):
+        problems.add(lines[i], "id", f"id longer than {MAX_ID_LEN} characters "
+                     f"({len(ids[i])}): its log file name would not fit", ids[i])
     first: dict[str, int] = {}
     for i in _where(~empty & ids_s.is_duplicated()):
         task_id = ids[i]

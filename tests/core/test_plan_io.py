@@ -146,6 +146,12 @@ def test_id_with_bad_characters(bad: str) -> None:
     assert line.endswith(f"({bad})")
 
 
+def test_an_id_too_long_for_its_log_file_name_is_refused() -> None:
+    assert read_plan_text(HEADER + "x" * 200 + ",noop,,\n", "p.csv").tasks  # the longest allowed
+    line = only(HEADER + "x" * 201 + ",noop,,\n")
+    assert line.startswith("p.csv:2: id: id longer than 200 characters (201)")
+
+
 def test_missing_dependency_suggests_the_closest_id() -> None:
     line = only(HEADER + "build,noop,,\ntest,noop,,biuld\n")
     assert line == 'p.csv:3: deps: no task has this id; did you mean "build"? (biuld)'
