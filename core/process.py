@@ -334,6 +334,33 @@ def _orphan(child: Child) -> None:
 _spawner = _Spawner()
 
 
+#: Soft limit on open files that the first spawn raises tek's to (within the hard one).
+FD_LIMIT = 1 << 16
+_fd_limit_raised = False
+
+
+def raise_fd_limit(want: int = FD_LIMIT) -> int:
+    """Raise this process's soft limit on open files toward ``want``; returns the limit.
+
+    Each running task holds its output pipe, and a spawn briefly two more:
+    at the common soft limit of 1024 (256 on some systems), ``-j 1000``
+    failed tasks with "Too many open files" though the hard limit allows
+    far more. Children inherit the raised limit; it stays moderate because
+    some programs close every descriptor up to it when they start.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):  # not allowed here: keep what we have
+            pass
+    return soft
+
+
 def spawn_soon(
     loop: asyncio.AbstractEventLoop,
     callback: SpawnCallback,
@@ -350,6 +377,10 @@ def spawn_soon(
     the process could not be started). The callback always comes, so a child
     is never started and then lost: its receiver must stop it.
     """
+    global _fd_limit_raised
+    if not _fd_limit_raised:
+        _fd_limit_raised = True
+        raise_fd_limit()
     if inline:
         try:
             child = spawn(command, env, cwd)

@@ -275,3 +275,20 @@ async def test_low_memory_pause_is_shown(tmp_path: Path) -> None:
         with anyio.fail_after(10):
             assert await proc.wait() == 130
     assert b"start a" not in buf
+
+
+def test_more_tasks_at_once_than_the_soft_open_file_limit(tmp_path: Path) -> None:
+    import resource
+
+    def low_limit() -> None:  # a soft limit of 96 (the hard one stays)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (96, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 400:
+        pytest.fail("this test needs a hard limit on open files of at least 400")
+    plan = tmp_path / "wide.csv"
+    plan.write_text("id,command,cpus\n" + "".join(f"s{i},sleep 0.5,0.001\n" for i in range(150)))
+    r = subprocess.run([*TEK, "run", "--json", "-j", "150", str(plan)], capture_output=True,
+                       text=True, timeout=120, preexec_fn=low_limit)
+    assert r.returncode == 0, r.stderr[-500:]
+    counts = {state: n for state, n in json.loads(r.stdout)["counts"].items() if n}
+    assert counts == {"succeeded": 150}  # was: 80 failed, "Too many open files"
