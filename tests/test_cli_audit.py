@@ -514,3 +514,17 @@ def test_json_commands_answer_bad_input_in_json_too(tmp_path: Path, args: list[s
     assert r.returncode == 2
     errors = json.loads(r.stdout)["errors"]
     assert len(errors) == 1 and r.stderr == f"tek: {errors[0]}\n"
+
+
+def test_a_read_only_mount_is_named_as_such(
+    tek_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from core.errors import TekError
+    from tek_tui.commands.run import check_log_folder
+
+    monkeypatch.setattr(os, "access", lambda *_: False)  # as on a ro mount, even for root
+    monkeypatch.setattr(os, "statvfs", lambda _: SimpleNamespace(f_flag=os.ST_RDONLY))
+    with pytest.raises(TekError, match="cannot write task logs here: read-only file system"):
+        check_log_folder()

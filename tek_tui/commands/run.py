@@ -230,7 +230,8 @@ def check_log_folder() -> None:
         raise TekError(f"{path}: cannot create the folder for task logs: "
                        f"{exc.strerror or exc}") from None
     if not os.access(path, os.W_OK | os.X_OK):
-        raise TekError(f"{path}: cannot write task logs here: permission denied "
+        why = "read-only file system" if os.statvfs(path).f_flag & os.ST_RDONLY else "permission denied"
+        raise TekError(f"{path}: cannot write task logs here: {why} "
                        "(set TEK_HOME to a writable folder)")
 
 

@@ -362,6 +362,10 @@ def _follow(store: Store, run_id: str, task_id: str, wanted: int | None) -> int:
                     copy()
                 if current is None:
                     raise StoreError(f"task {task_id!r} of run {run_id} never started")
+                if current.ended_ts is None and not live:
+                    print(f"tek: run {run_id} stopped before attempt {current.attempt} of "
+                          f"{task_id} ended (its process died: tek run --resume reruns it)",
+                          file=sys.stderr)
                 return 0
             time.sleep(FOLLOW_POLL_S)
     finally:
