@@ -218,6 +218,7 @@ def test_reopen_closes_open_attempts_as_interrupted(tmp_path: Path) -> None:
     with open_store(tmp_path / "j.db") as store:
         run_id, rec = _journal(store)
         rec.record_sync(flat(started(run_id, 3), ran("t0"), TaskChanged("t1", TaskState.RUNNING, 1, 5.0)))
+        store._conn.execute("UPDATE runs SET pid = 2147483000")  # its writer died
         plan = chain_plan(3)
         closed = store.reopen_run(run_id, plan, frozenset({"t1", "t2"}))
         assert closed == 1
