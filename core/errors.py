@@ -36,6 +36,19 @@ class StoreError(TekError):
     """The run journal is missing, corrupt, foreign or too new."""
 
 
+class StoreWriteError(StoreError):
+    """The journal is sound but cannot be written now: a full disk, a quota, a
+    file size limit, a file or folder this user may only read.
+
+    Readers still read such a journal (``core.store.open_store``). ``errno``
+    is the system's reason when known (``errno.ENOSPC``: the disk is full).
+    """
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
 class RegistryError(TekError):
     """A model name, version or weights file in the registry is invalid."""
 

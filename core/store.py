@@ -12,6 +12,14 @@ Readers beside a writer: the file is in WAL mode, every connection waits on a
 busy timeout instead of failing, and every read that spans several queries
 runs inside one read transaction, so a reader sees whole batches only.
 
+A journal that cannot be written now (a full disk, a file only readable to
+this user) still opens for reading (:func:`open_store` with ``create=False``):
+``runs``, ``show`` and ``logs`` work, the store's :attr:`Store.unwritable`
+says why it is read-only, and a write raises that reason. Only what frees or
+tidies may still try to write through it (``tek prune``, applying queued
+batches before a read); a reader whose queued batches cannot be applied
+reads the tables as they stand.
+
 A ``Store`` may be used from several threads (the recorder writes from a
 worker thread); a lock serialises its one connection.
 
@@ -46,7 +54,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.errors import StoreError
+from core.errors import StoreError, StoreWriteError
 from core.paths import default_store_path
 from core.run_options import new_run_id
 from core.store_batch import RawChange, apply_batch, apply_queued, pack
@@ -72,7 +80,8 @@ from core.store_runs import (
     resolve_run_id,
     task_rows,
 )
-from core.store_schema import check_intact, connect, connect_read_only, damaged
+from core.store_schema import check_intact, connect, connect_read_only, connect_unshared, damaged
+from core.store_space import cannot_write, write_failed
 
 __all__ = [
     "AttemptRecord",
@@ -91,9 +100,18 @@ if TYPE_CHECKING:
 class Store:
     """An open journal. Use :func:`open_store`; close it (or use ``with``)."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, path: Path, *, unwritable: StoreWriteError | None = None,
+        may_try: bool = False,
+    ) -> None:
         self.path = path
         self._conn = conn
+        #: Why this journal opened read-only (a full disk, a read-only file);
+        #: None when it is writable. Writes raise it, see :meth:`write`.
+        self.unwritable = unwritable
+        #: Whether a write may still be tried (``anyway=True``): the journal
+        #: is writable once there is space again (False: a read-only file).
+        self._may_try = may_try
         self._lock = threading.Lock()
         #: Whether a run this Store writes has queued batches. Only the run's
         #: writer adds to ``pending`` (others only apply), so False is sure.
@@ -132,13 +150,22 @@ class Store:
                 raise setup.error
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self, *, anyway: bool = False) -> Iterator[sqlite3.Connection]:
         """One write transaction (``BEGIN IMMEDIATE`` … ``COMMIT``), under the lock.
 
+        Args:
+            anyway: on a journal opened read-only because it could not be
+                written (:attr:`unwritable`, a full disk), try all the same
+                (what frees space, or needs little of it); otherwise such a
+                journal refuses every write at once.
+
         Raises:
-            StoreError: SQLite failed (a corrupt page, a full disk, a lock
-                held past the busy timeout); the transaction is rolled back.
+            StoreWriteError: the journal cannot be written (a full disk), why.
+            StoreError: SQLite failed (a corrupt page, a lock held past the
+                busy timeout); the transaction is rolled back.
         """
+        if self.unwritable is not None and not (anyway and self._may_try):
+            raise StoreWriteError(str(self.unwritable), self.unwritable.errno)
         self.settle()
         with self._lock, self._errors():
             conn = self._conn
@@ -177,6 +204,8 @@ class Store:
         except sqlite3.Error as exc:
             if getattr(exc, "sqlite_errorname", "") == "SQLITE_CORRUPT":
                 raise damaged(self.path, str(exc)) from exc
+            if write_failed(exc):  # a full disk: say so, as the system does
+                raise cannot_write(self.path, exc) from exc
             raise StoreError(f"{self.path}: journal error: {exc}") from exc
 
     # ----------------------------------------------------------------- writes
@@ -217,13 +246,26 @@ class Store:
         return inline
 
     def apply_pending(self, run_id: str | None = None) -> int:
-        """Apply queued batches (of one run, or all) in order; returns how many."""
+        """Apply queued batches (of one run, or all) in order; returns how many.
+
+        Raises:
+            StoreWriteError: the journal cannot be written (a full disk).
+        """
         where, params = ("WHERE run_id = ?", (run_id,)) if run_id else ("", ())
         with self.read() as conn:
             if conn.execute(f"SELECT 1 FROM pending {where} LIMIT 1", params).fetchone() is None:
                 return 0
-        with self.write() as conn:
+        with self.write(anyway=True) as conn:
             return self._apply_pending(conn, where, params)
+
+    def _apply_before_reading(self, run_id: str | None = None) -> None:
+        # On a journal opened read-only (a full disk) the queued batches wait
+        # for one that can write them; the tables are read as they stand.
+        try:
+            self.apply_pending(run_id)
+        except StoreWriteError:
+            if self.unwritable is None:
+                raise
 
     def _apply_pending(self, conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> int:
         try:
@@ -240,8 +282,12 @@ class Store:
             check_intact(self._conn, self.path)
 
     def delete_run(self, run_id: str) -> None:
-        """Remove a run and everything recorded of it, in one transaction."""
-        with self.write() as conn:
+        """Remove a run and everything recorded of it, in one transaction.
+
+        Tried even on a journal opened read-only for want of space: removing
+        runs is how ``tek prune`` frees it.
+        """
+        with self.write(anyway=True) as conn:
             delete_run(conn, run_id)
 
     def checkpoint(self) -> None:
@@ -332,7 +378,7 @@ class Store:
         """Runs, newest first, with their task counts by state."""
         where, params = ("WHERE plan_path = ?", [plan_path]) if plan_path else ("", [])
         lim = f" LIMIT {int(limit)}" if limit else ""
-        self.apply_pending()
+        self._apply_before_reading()
         with self.read() as conn:
             rows = conn.execute(
                 f"SELECT {RUN_COLS} FROM runs {where} ORDER BY created_ts DESC, id DESC{lim}", params
@@ -363,7 +409,7 @@ class Store:
         self, run_id: str
     ) -> tuple[RunRecord, list[TaskRecord], list[AttemptRecord]]:
         """A run, its tasks in plan order and their attempts, from one snapshot."""
-        self.apply_pending(run_id)
+        self._apply_before_reading(run_id)
         with self.read() as conn:
             row = conn.execute(f"SELECT {RUN_COLS} FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
@@ -389,7 +435,7 @@ class Store:
 
     def attempts(self, run_id: str, task_id: str) -> list[AttemptRecord]:
         """Attempts of one task, first to last."""
-        self.apply_pending(run_id)
+        self._apply_before_reading(run_id)
         with self.read() as conn:
             return [
                 attempt_from_row(r)
@@ -409,21 +455,36 @@ def open_store(path: Path | str | None = None, *, create: bool = True, sync: str
         create: create a new journal where none exists (False for readers).
         sync: ``"normal"`` or ``"full"`` (see ``core.store_schema``).
 
+    An existing journal that cannot be written now opens read-only when
+    ``create`` is False (the readers' case): a file or folder this user may
+    only read, or a full disk (SQLite cannot even make the ``-shm`` file it
+    reads through). :attr:`Store.unwritable` then says why, and writes raise it.
+
     Raises:
+        StoreWriteError: ``create`` and the journal cannot be written (a
+            read-only file, a full disk: the message says which).
         StoreError: see :func:`core.store_schema.connect`.
     """
     p = Path(path).expanduser() if path is not None else default_store_path()
     try:
         conn = connect(p, create=create, sync=sync)
-    except StoreError:
-        if not p.is_file() or os.access(p.parent, os.W_OK) and os.access(p, os.W_OK):
+    except StoreError as exc:
+        if not p.is_file():
             raise
-        if create:
-            raise StoreError(f"{p}: cannot write the journal: the file or its folder is "
-                             "read-only (fix the permissions, or give --store PATH)") from None
-        read_only = connect_read_only(p)
-        if read_only is None:
+        if not (os.access(p.parent, os.W_OK) and os.access(p, os.W_OK)):
+            why = StoreWriteError(f"{p}: cannot write the journal: the file or its folder is "
+                                  "read-only (fix the permissions, or give --store PATH)")
+            if create:
+                raise why from None
+            read_only = connect_read_only(p)
+            if read_only is None:
+                raise
+            return Store(read_only, p, unwritable=why)
+        if create or not isinstance(exc, StoreWriteError):
             raise
-        conn = read_only
+        unshared = connect_unshared(p)  # a full disk: read without the -shm file
+        if unshared is None:
+            raise
+        return Store(unshared, p, unwritable=exc, may_try=True)
     return Store(conn, p)
 

@@ -20,6 +20,12 @@ and ``pending``: big batches of task and attempt rows committed as one packed
 row each and applied to ``tasks``/``attempts`` later, in order (see
 ``core.store``, "Pending batches").
 
+A journal SQLite cannot write to (a full disk: the first connection must
+create the ``-shm`` file, and that write fails) is sound all the same: the
+failure is a :class:`~core.errors.StoreWriteError` saying why in the
+system's words (``No space left on device``), never "damaged", and readers
+still open it (:func:`connect_unshared`).
+
 Durability: ``synchronous=NORMAL`` in WAL mode keeps every committed batch
 across a crash of the tek process (the case resume handles); ``FULL`` also
 survives power loss at the cost of an fsync per batch (``sync="full"``).
@@ -32,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core.errors import StoreError
+from core.store_space import cannot_write, write_failed
 
 #: ``PRAGMA application_id`` of a tek journal ("TEK1" as a big-endian int).
 APP_ID = 0x54454B31
@@ -124,6 +131,8 @@ def connect(path: Path, *, create: bool = True, sync: str = "normal") -> sqlite3
         usable from any one thread at a time.
 
     Raises:
+        StoreWriteError: the file is sound but cannot be written now (a full
+            disk): the message says why, as the system does.
         StoreError: the file is missing (``create=False``), not SQLite,
             corrupt, another application's, or of a newer schema.
     """
@@ -148,6 +157,8 @@ def connect(path: Path, *, create: bool = True, sync: str = "normal") -> sqlite3
         conn.execute(f"PRAGMA journal_size_limit = {WAL_CHECKPOINT_PAGES * 4096}")
     except sqlite3.DatabaseError as exc:
         conn.close()
+        if write_failed(exc):  # a full disk, not a bad file: say which
+            raise cannot_write(path, exc) from None
         if getattr(exc, "sqlite_errorname", "") == "SQLITE_NOTADB":
             raise StoreError(f"{path}: not a tek journal (not an SQLite database)") from None
         raise StoreError(f"{path}: not a usable tek journal: {exc}") from None
@@ -175,6 +186,7 @@ def check_intact(conn: sqlite3.Connection, path: Path) -> None:
     the engine builds, see ``Store.begin_run``).
 
     Raises:
+        StoreWriteError: SQLite could not write what reading needs (a full disk).
         StoreError: the first problem SQLite found.
     """
     try:
@@ -182,6 +194,8 @@ def check_intact(conn: sqlite3.Connection, path: Path) -> None:
     except sqlite3.OperationalError as exc:
         if "locked" in str(exc) or "busy" in str(exc):
             return  # busy, not damaged: a writer holds it (checked again next time)
+        if write_failed(exc):  # a full disk, not a damaged page
+            raise cannot_write(path, exc) from None
         problem = str(exc)
     except sqlite3.DatabaseError as exc:
         problem = str(exc)
@@ -230,7 +244,11 @@ def _check_owner(conn: sqlite3.Connection, path: Path, fresh: bool) -> int:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
     finally:
-        conn.execute("COMMIT")
+        # A failed read (a full disk: the WAL index cannot be made) has ended
+        # the transaction already; a COMMIT would hide why, behind "cannot
+        # commit - no transaction is active".
+        if conn.in_transaction:
+            conn.execute("COMMIT")
     if app_id != APP_ID:
         if tables or version:
             raise StoreError(
@@ -271,7 +289,8 @@ def migrate_one(conn: sqlite3.Connection, target: int) -> None:
             conn.execute(f"PRAGMA user_version = {target}")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite may have rolled back already (a full disk)
+            conn.execute("ROLLBACK")
         raise
 
 
@@ -292,6 +311,49 @@ def create_at_version(path: Path, version: int) -> None:
             migrate_one(conn, target)
     finally:
         conn.close()
+
+
+def connect_unshared(path: Path) -> sqlite3.Connection | None:
+    """Open a sound journal that cannot be written now (a full disk), to read it.
+
+    A WAL database keeps its index in the ``-shm`` file, which the first
+    connection creates and sizes by writing to it: on a full disk that write
+    fails before anything is read. In EXCLUSIVE locking mode SQLite keeps the
+    index in this process's memory instead, so reading writes nothing, and
+    the ``-wal`` file's commits are read too. The connection holds the
+    file's lock until it closes (a writer waits for it, as it waits for
+    space); closing checkpoints as any last connection does, which may fail
+    on a full disk without harm. Writes are tried as usual and fail with
+    SQLite's full-disk error while there is no space.
+
+    Returns:
+        The connection, or None when this fails too (the journal is locked,
+        or of an older schema: the caller re-raises its error).
+
+    Raises:
+        StoreError: the file is another application's, or of a newer schema.
+    """
+    try:
+        conn = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+    except sqlite3.Error:
+        return None
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA locking_mode = EXCLUSIVE")  # before the first read
+        version = _check_owner(conn, path, fresh=False)  # another application's: raises
+        conn.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.Error:
+        conn.close()
+        return None
+    except BaseException:
+        conn.close()
+        raise
+    if version != SCHEMA_VERSION:  # migrating would need space
+        conn.close()
+        return None
+    return conn
 
 
 def connect_read_only(path: Path) -> sqlite3.Connection | None:

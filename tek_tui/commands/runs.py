@@ -142,13 +142,45 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def _forget(store: Store, runs: list[RunRecord], dry_run: bool) -> int:
-    """Bytes of logs freed by pruning ``runs`` (or that would be, with ``dry_run``)."""
+    """Bytes of logs freed by pruning ``runs`` (or that would be, with ``dry_run``).
+
+    On a full disk (the journal cannot be written) prune is what frees
+    space: the runs' log folders go first, then their rows, in what was freed.
+
+    Raises:
+        StoreWriteError: the journal cannot be written even so (saying what
+            was deleted: a run whose logs are gone stays listed until then).
+    """
+    import errno
+    import shutil
+
+    from core.errors import StoreWriteError
     from core.paths import run_dir
     from core.prune import folder_bytes, prune_runs
 
+    sizes = {r.id: folder_bytes(run_dir(r.id)) for r in runs}
     if dry_run:
-        return sum(folder_bytes(run_dir(r.id)) for r in runs)
-    return prune_runs(store, runs)
+        return sum(sizes.values())
+
+    def freed() -> int:
+        return sum(size for rid, size in sizes.items() if not run_dir(rid).exists())
+
+    try:
+        prune_runs(store, runs)
+        return freed()
+    except StoreWriteError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+    for r in runs:
+        shutil.rmtree(run_dir(r.id), ignore_errors=True)
+    try:
+        prune_runs(store, runs)  # rows of runs already forgotten: nothing to delete
+    except StoreWriteError as exc:
+        raise StoreWriteError(
+            f"{exc}; the logs of the {len(runs)} run(s) to prune are deleted "
+            f"({freed() / 1e6:.1f} MB freed), the runs stay listed until `tek prune` "
+            "can write the journal", exc.errno) from None
+    return freed()
 
 
 # -------------------------------------------------------------------- runs
