@@ -160,4 +160,5 @@ async def test_a_sub_plan_follows_fail_fast_and_its_tasks_start_after_its_plan_t
     order = [(e.task_id, e.state) for e in events if isinstance(e, TaskChanged)]
     first_sub = next(i for i, (tid, _) in enumerate(order) if tid.startswith("sp/"))
     assert order.index(("pre", TaskState.SUCCEEDED)) < first_sub
-    assert order.index(("sp", TaskState.RUNNING)) < first_sub
+    # sp's first event: RUNNING, or its end when a slow reader got the two coalesced
+    assert next(i for i, (tid, _) in enumerate(order) if tid == "sp") < first_sub
