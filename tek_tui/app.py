@@ -8,10 +8,14 @@ console shows only :class:`LoadingScreen`, which the run's main screen replaces;
 the picker appears only when the plan cannot be run (listing why), so no key
 pressed during the load can open another plan. Screen-specific keys and
 handlers live in the screens; here are only ``t`` (theme), ``?`` (help), and
-quitting, which the main screen turns into "stop the run, then exit".
+quitting, which the main screen turns into "stop the run, then exit". Keys
+are handled one at a time, in the order typed, however fast they come
+(:class:`~tek_tui.screens.key_order.KeysInOrder`).
 
 A notification that repeats one still showing (same title, text and severity)
-replaces it, timer restarted, instead of stacking a copy over the log pane.
+replaces it, timer restarted, instead of stacking a copy over the log pane;
+so does a new one of a kind that only the latest matters of
+(:data:`LATEST_ONLY`: ``sorted by …``, ``theme: …``).
 """
 
 from __future__ import annotations
@@ -26,10 +30,9 @@ from typing import Any
 
 import anyio
 from textual import work
-from textual.app import App, SystemCommand
+from textual.app import SystemCommand
 from textual.binding import Binding
-from textual.dom import DOMNode
-from textual.notifications import Notify
+from textual.notifications import Notification, Notify
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
@@ -39,8 +42,10 @@ from core.plan import Plan
 from tek_tui.config import remember_theme
 from tek_tui.console_runs import ConsoleRun, new_run, resumed_run
 from tek_tui.screens.help import HelpScreen, collect_key_rows
+from tek_tui.screens.key_order import KeysInOrder
 from tek_tui.screens.loading import LoadingScreen
 from tek_tui.screens.main import MainScreen
+from tek_tui.screens.palette import palette_commands
 from tek_tui.screens.picker import PickerScreen
 from tek_tui.themes import DEFAULT_THEME, load_themes, tek_variable_defaults
 
@@ -49,9 +54,12 @@ Runner = Callable[[], Awaitable[Any]]
 
 #: Signals that stop the console's run cleanly and exit 130 (as ``tek run`` does).
 STOP_SIGNALS = (signal.SIGHUP, signal.SIGTERM)
+#: Starts of notifications that say what something is now: a new one replaces the
+#: one showing (``o`` pressed four times leaves "sorted by id", not four toasts).
+LATEST_ONLY = ("sorted by ", "theme: ")
 
 
-class TekApp(App[int]):
+class TekApp(KeysInOrder[int]):
     """tek's operations console."""
 
     CSS_PATH = "tek.tcss"
@@ -340,9 +348,8 @@ class TekApp(App[int]):
         that differs in title, text or severity still stacks.
         """
         new = event.notification
-        key = (new.title, new.message, new.severity)
         for old in list(self._notifications):
-            if (old.title, old.message, old.severity) == key:
+            if _same_kind(old, new):
                 self._unnotify(old, refresh=False)
         super()._on_notify(event)
         # Handlers run once per class along the MRO: App's own `_on_notify`
@@ -388,33 +395,15 @@ class TekApp(App[int]):
             self.exit(0)
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        """The command palette offers every described binding of the screen that works now.
+        """The command palette offers each tek action that works now, once (and none
+        of Textual's own: :mod:`~tek_tui.screens.palette`)."""
+        return palette_commands(self, screen)
 
-        Textual's own theme picker is left out (it offers Textual's themes,
-        and its choice is not remembered: `t` cycles tek's), and so are
-        bindings without an id (Textual's "copy text") and keys the screen's
-        footer hides because they have nothing to act on now.
-        """
-        for command in super().get_system_commands(screen):
-            if command.title != "Theme":
-                yield command
-        hides = getattr(screen, "footer_hides", None)
-        seen: set[str] = set()
-        for node, binding, enabled, tooltip in screen.active_bindings.values():
-            if not enabled or binding.system or not binding.description or not binding.id:
-                continue
-            if hides is not None and hides(binding.action):
-                continue
-            if binding.action in seen:
-                continue
-            seen.add(binding.action)
-            help_text = f"{binding.tooltip or tooltip or binding.description}  [{binding.key}]"
-            yield SystemCommand(
-                binding.description, help_text, self._action_runner(node, binding.action)
-            )
 
-    def _action_runner(self, node: DOMNode, action: str) -> Callable[[], Awaitable[Any]]:
-        async def run() -> None:
-            await self.run_action(action, node)
-
-        return run
+def _same_kind(old: Notification, new: Notification) -> bool:
+    """Whether ``new`` replaces ``old``: a copy of it, or news of the same thing
+    (:data:`LATEST_ONLY`)."""
+    if (old.title, old.severity) != (new.title, new.severity):
+        return False
+    kind = next((start for start in LATEST_ONLY if new.message.startswith(start)), None)
+    return old.message == new.message or (kind is not None and old.message.startswith(kind))

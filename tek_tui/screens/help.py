@@ -1,4 +1,10 @@
-"""The help screen (``?``): every key of the console, where it works, and the state legend."""
+"""The help screen (``?``): every key of the console, where it works, and the state legend.
+
+The key table's columns are sized to the box (:func:`fit_help_columns`):
+each at least as wide as its longest word, and a cell longer than its column
+wraps onto more lines. At 80 columns the ids were cut (``run-pause-re``) at
+the box's edge.
+"""
 
 from __future__ import annotations
 
@@ -84,6 +90,46 @@ def _where(widget: DOMNode) -> str:
     return node_id.replace("-", " ") or "screen"
 
 
+#: Cells DataTable adds around each column (``cell_padding`` 1, both sides).
+_PADDING = 2
+#: The action column's narrowest width, whatever the box.
+ACTION_MIN = 12
+#: The action column's width before the other columns grow past their longest word.
+ACTION_WIDE = 24
+
+
+def fit_help_columns(available: int, rows: Sequence[KeyRow]) -> dict[str, int]:
+    """Width of each help column (without padding) for a table ``available`` cells wide.
+
+    Every column gets its longest word (a cell of several words wraps), the
+    action at least :data:`ACTION_MIN`; room left widens the action to
+    :data:`ACTION_WIDE`, then the others to their longest cell, then the action.
+
+    Args:
+        available: the table's width in cells, scroll bar excluded.
+        rows: the key rows shown.
+
+    Returns:
+        A width by column key: ``key``, ``where``, ``action``, ``id``.
+    """
+    columns = {"key": 0, "where": 3, "action": 1, "id": 2}  # column: index in a KeyRow
+    cells = {key: [row[i] for row in rows] + [key] for key, i in columns.items()}
+    longest = {key: max(len(cell) for cell in texts) for key, texts in cells.items()}
+    fitted = {key: max(len(word) for cell in texts for word in cell.split() or [""])
+              for key, texts in cells.items()}
+    fitted["action"] = max(ACTION_MIN, fitted["action"])
+    room = available - sum(fitted.values()) - len(columns) * _PADDING
+    # Room left goes to what reads worst wrapped first: the action (up to
+    # ACTION_WIDE), the ids, the keys and places, then the rest of the action.
+    for key, up_to in (("action", ACTION_WIDE), ("id", longest["id"]),
+                       ("key", longest["key"]), ("where", longest["where"]),
+                       ("action", longest["action"])):
+        grow = max(0, min(room, up_to - fitted[key]))
+        fitted[key] += grow
+        room -= grow
+    return fitted
+
+
 class HelpScreen(ModalScreen[None]):
     """Lists the key table the main screen collected from its bindings."""
 
@@ -102,17 +148,41 @@ class HelpScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        # "where" before "action": at 80 columns the wide key column left no
-        # room for it, and "+ Grow pool" means little without "pools pane".
-        table.add_columns("key", "where", "action", "id")
-        for key, action, binding_id, where in self.rows:
-            table.add_row(key, where, action, binding_id)
+        # Rows at once (a key pressed as the help opens moves in them), sized
+        # for the box the stylesheet gives at this width; resized once laid out.
+        self._fill(min(self.app.size.width * 9 // 10, 110) - 7)  # border, padding, scroll bar
         legend = Text("states: ")
         for state in TaskState:
             legend.append_text(state_text(self.app.theme_variables, state))
             legend.append("  ")
         self.query_one("#help-legend", Static).update(legend)
         table.focus()
+
+    def on_resize(self) -> None:
+        """A new width: fit the columns to the box again."""
+        self.call_after_refresh(self._refit)
+
+    def _refit(self) -> None:
+        table = self.query_one(DataTable)
+        # The vertical scroll bar's cell (tek.tcss) is kept whether it shows or not.
+        self._fill(table.size.width - table.styles.scrollbar_size_vertical)
+
+    def _fill(self, available: int) -> None:
+        """(Re)build the key table for a table ``available`` cells wide."""
+        widths = fit_help_columns(available, self.rows)
+        table = self.query_one(DataTable)
+        if [c.width for c in table.columns.values()] == [widths[k] for k in widths]:
+            return
+        row = table.cursor_row
+        table.clear(columns=True)
+        # "where" before "action": at 80 columns the wide key column left no
+        # room for it, and "+ Grow pool" means little without "pools pane".
+        for key in ("key", "where", "action", "id"):
+            table.add_column(key, key=key, width=widths[key])
+        for key, action, binding_id, where in self.rows:
+            # height None: as many lines as the longest cell wraps onto
+            table.add_row(key, where, action, binding_id, height=None)
+        table.move_cursor(row=row)
 
     async def action_dismiss(self, result: None = None) -> None:
         """Close the help screen."""

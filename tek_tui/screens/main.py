@@ -158,7 +158,7 @@ class MainScreen(PaneLayoutScreen):
         stream = self.client.events()
         snapshot = self.client.snapshot()
         self._install(RunState(snapshot, self._times))
-        if self._start and snapshot.status is RunStatus.PENDING:
+        if self._start and snapshot.status is RunStatus.PENDING and not self._refuse_empty():
             await self._control(Start())
         async for event in stream:
             assert self.state is not None

@@ -6,10 +6,22 @@ containers) and paints them (:meth:`PaneLayoutScreen._flush`).
 
 A grid of five panes at large sizes. Below 100×28 the screen becomes
 ``-narrow``: the task table plus one other pane, ``tab`` switching which.
-``z`` zooms the focused pane to the whole screen.
+``z`` zooms the focused pane to the whole screen; focusing another pane while
+zoomed (``tab``, ``l``, ``/``) zooms that one instead.
+
+Which pane is active always follows the screen's focus *now*. Focus moves at
+once (``Screen.set_focus``), but its ``DescendantFocus`` events arrive later,
+each after a climb through its widget's ancestors: after a burst of keys
+(SSH, ``tmux send-keys``; the app takes them in order, see
+:mod:`~tek_tui.screens.key_order`) the event of the first ``tab`` (the log
+pane's, deeper in the tree) came after the second's, and taking the pane
+from it made ``tab tab z`` zoom the log (and ``/`` search it) while the focus
+was on the DAG.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from textual.binding import Binding
 from textual.events import DescendantFocus, Resize
@@ -75,12 +87,12 @@ class PaneLayoutScreen(PlanEditScreen):
         target = ids[(ids.index(self.active_pane) + step) % len(ids)]
         if target != "tasks":
             self.shown_pane = target
-        if self.zoomed is not None:
-            self.zoomed = target
         self._focus_pane(target)
 
     def _focus_pane(self, pane_id: str, *, focus: bool = True) -> None:
         self.active_pane = pane_id
+        if self.zoomed is not None:
+            self.zoomed = pane_id  # a hidden pane must not take the keys
         self._apply_layout()
         if not focus:
             return
@@ -92,15 +104,20 @@ class PaneLayoutScreen(PlanEditScreen):
             self.set_focus(target)
 
     def on_descendant_focus(self, event: DescendantFocus) -> None:
-        """Track which pane holds the focus (mouse clicks included)."""
-        node = event.widget
+        """Track which pane holds the focus (mouse clicks included).
+
+        The pane is taken from the focus as it is now, not from the event's
+        widget: in a burst of keys the event may be about a focus that has
+        moved on since (see the module docstring).
+        """
+        node: Any = self.focused
         while node is not None and node is not self:
             if isinstance(node, Widget) and node.id and node.id.startswith("pane-"):
                 self.active_pane = node.id.removeprefix("pane-")
                 if self.active_pane != "tasks":
                     self.shown_pane = self.active_pane
                 break
-            node = node.parent  # type: ignore[assignment]
+            node = node.parent
         for pane_id, _ in PANES:
             self.pane(pane_id).set_class(pane_id == self.active_pane, "-active")
         self.refresh_bindings()  # a key may say another thing here (`/`: Filter, Search)

@@ -272,6 +272,8 @@ class PlanEditScreen(RunControlScreen):
         plan = self.plan
         if self._replacing:
             return  # `s` twice: the edited plan's run is on its way and starts itself
+        if self._refuse_empty():
+            return
         if plan is not None and self.modified:
             self.notify("the plan has unsaved changes: w saves it, then s starts it",
                         title="refused", severity="error")

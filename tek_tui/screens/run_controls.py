@@ -39,6 +39,8 @@ from tek_tui.screens.run_state import RunState
 
 #: Actions that steer a run under way (hidden from the footer once there is nothing to steer).
 RUN_KEYS = frozenset({"pause_resume", "cancel_task", "retry_task", "skip_task", "cancel_run"})
+#: Actions that resize a pool: the screen's (selected task's pool) and the pools pane's.
+RESIZE_KEYS = frozenset({"resize", "resize_to", "ask_size"})
 #: How long ``q`` waits for a cancelled run to finish before leaving anyway.
 QUIT_GRACE_S = 15.0
 
@@ -100,7 +102,21 @@ class RunControlScreen(Screen[None]):
 
     async def action_start(self) -> None:
         """Start a run that waits for it."""
-        await self._control(Start())
+        if not self._refuse_empty():
+            await self._control(Start())
+
+    def _refuse_empty(self) -> bool:
+        """Refuse to start a plan without tasks (say so, and return True), as ``tek run`` does.
+
+        The engine would run it in no time and journal a succeeded run of
+        nothing; a header-only file is a mistake (a truncated export) or a
+        plan still to be filled in (``a``).
+        """
+        if self.state is None or self.state.tasks:
+            return False
+        self.notify("the plan has no tasks: a adds one, w saves it, then s starts it",
+                    title="refused", severity="error")
+        return True
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Offer ``Pause`` while running and ``Resume`` while paused."""
@@ -114,7 +130,9 @@ class RunControlScreen(Screen[None]):
 
         ``s`` shows only before the start; once every task has ended (the run
         stays open for retries) only ``r`` and ``q`` have work left, as the run
-        bar says; once the run has finished, none of the run keys has.
+        bar says: the pool keys (``+ - =``) leave the footer too, though they
+        still resize a pool for the retries to come; once the run has
+        finished, none of the run keys has work left.
         """
         name = action.partition("(")[0]
         state = self.state
@@ -123,9 +141,9 @@ class RunControlScreen(Screen[None]):
         if name == "start":
             return state.status is not RunStatus.PENDING
         if state.finished:
-            return name in RUN_KEYS
+            return name in RUN_KEYS | RESIZE_KEYS
         if state.status is not RunStatus.PENDING and not state.active:
-            return name in RUN_KEYS - {"retry_task"}
+            return name in (RUN_KEYS - {"retry_task"}) | RESIZE_KEYS
         return False
 
     async def action_pause_resume(self, _label: str = "") -> None:
@@ -269,7 +287,10 @@ class RunControlScreen(Screen[None]):
             return
         self._stopping = True
         state = self.state
-        if state is not None and not state.finished and not self.attached:
+        # A plan without tasks never starts (see _refuse_empty): nothing to
+        # stop, and its run, cancelled before a start, would not end.
+        idle = state is not None and not state.tasks and state.status is RunStatus.PENDING
+        if state is not None and not state.finished and not self.attached and not idle:
             self.notify("stopping the run…", timeout=QUIT_GRACE_S)
             try:
                 await self.client.control(CancelRun())

@@ -5,8 +5,10 @@ then the screen's, then the app's, and clips whatever passes the right edge.
 On an 80-column terminal that hid ``? Help`` and ``q Quit`` (the two keys a
 newcomer looks for) and cut the last entry mid-word (``x Sk``). This footer
 always shows the :data:`PINNED` actions (after the focused pane's keys, which
-still lead) and leaves out the entries that do not fit whole; every key is
-still in the help screen and the command palette. A screen with a
+still lead) and leaves out the entries that do not fit whole, the last ones
+first, but the :data:`KEPT` ones (``l Log``, ``/ Filter``: the keys used most)
+only once nothing else is left to drop; every key is still in the help
+screen and the command palette. A screen with a
 ``footer_hides(action) -> bool`` method keeps the keys it names out of the
 footer while they have nothing to do (the plan-editing keys during a run).
 """
@@ -22,6 +24,8 @@ from textual.widgets._footer import FooterKey
 
 #: Actions always shown, whatever has the focus, in this order.
 PINNED: tuple[str, ...] = ("help", "quit_console", "quit")
+#: Actions shown in their place, before any other that would not fit is.
+KEPT: tuple[str, ...] = ("open_log", "filter")
 
 
 def _name(action: str) -> str:
@@ -54,14 +58,25 @@ class TekFooter(Footer):
         # A screen may keep keys that do nothing now out of the footer (they
         # still answer, and help and the palette still list them).
         idle = getattr(self.screen, "footer_hides", None)
+        wanted = [k for k in keys if k not in palette and k not in pinned
+                  and not (idle is not None and idle(k.action))]
+        # The kept keys take their room first; the others fill what is left,
+        # in order, up to the first that does not fit whole.
+        kept: set[FooterKey] = set()
+        for key in wanted:
+            if _name(key.action) in KEPT and _width(key) <= room:
+                kept.add(key)
+                room -= _width(key)
         shown: list[Widget] = []
-        for key in keys:
-            if key in palette or key in pinned or (idle is not None and idle(key.action)):
-                continue
-            room -= _width(key)
-            if room < 0:
-                break
-            shown.append(key)
+        full = False
+        for key in wanted:
+            if key in kept:
+                shown.append(key)  # in its place among the others
+            elif not full and _width(key) <= room:
+                room -= _width(key)
+                shown.append(key)
+            else:
+                full = True
         others = [w for w in widgets if not isinstance(w, FooterKey)]
         yield from [*shown, *pinned, *others, *palette]
 

@@ -7,7 +7,8 @@ a few block reads, never more than ``TAIL_BYTES``; lines longer than
 flush. Lines that arrived while the file was being read are de-duplicated
 against the file's tail. Memory stays bounded by ``Log.max_lines``.
 
-``f`` toggles follow (auto-scroll), ``/`` searches (the screen's ``/`` key
+``f`` toggles follow (auto-scroll) for the task shown: another task's log
+starts following again. ``/`` searches (the screen's ``/`` key
 calls :meth:`LogView.action_search` while the log pane has the focus), ``n``/``N`` jump to the
 next/previous match. For tasks that report ``loss`` in ``Progress`` events a
 sparkline of the loss history shows above the log.
@@ -176,6 +177,10 @@ class LogView(Vertical):
             path: the attempt's log file, or None.
             outcome: how the task ended and why, for the header (see :meth:`set_outcome`).
         """
+        if task_id != self.task_id:
+            # Paused (`f`, or a search) for the task that was shown: this one's
+            # log follows its end until paused again.
+            self.follow = self.lines_widget.auto_scroll = True
         self.task_id, self.attempt, self.outcome = task_id, attempt, outcome
         self._whole = True
         self._generation += 1

@@ -3,9 +3,12 @@
 Fed by :meth:`PoolsPane.update_pools` from the run protocol (``PoolInfo``s
 and the admission flag). Throughput (finished tasks per second) is the rate
 of change of each pool's ``finished`` counter over the last
-:data:`RATE_WINDOW_S` seconds of updates (over at least one second, so a burst
+:data:`RATE_WINDOW_S` seconds up to now (over at least one second, so a burst
 of updates does not spike), measured with the pane's clock (monotonic,
-injectable for tests and snapshots: ``PoolsPane(clock=...)``). When admission is paused a line says so
+injectable for tests and snapshots: ``PoolsPane(clock=...)``). A counter
+holds its last reported value until the next report, so the rate falls to
+0.0 within the window once nothing finishes (the pane repaints every
+second while a rate shows). When admission is paused a line says so
 and why, in the warning colour and with a ``⏸`` sign; a pool whose queued
 tasks wait for CPUs, GPUs or memory while it has free slots gets a ``⧗``
 line naming the resource (growing that pool would not help).
@@ -16,8 +19,11 @@ for the screen's dialog); the screen turns that into a
 ``ResizePool`` control, and the new size shows when the run reports it.
 Repeated presses before that report build on the last requested size; a
 request the run refuses is dropped (:meth:`PoolsPane.drop_request`). Once
-the run has ended (``update_pools(..., ended=True)``) the resize keys leave
-the footer and do nothing here, and finished/s reads 0.0: nothing runs.
+the run has finished (``update_pools(..., ended=True)``) the resize keys
+leave the footer and do nothing here, and finished/s reads 0.0: nothing runs.
+(While a run whose tasks have all ended stays open for retries, the screen
+keeps the keys out of its footer but they still resize: a retry runs in the
+pool at the size set.)
 """
 
 from __future__ import annotations
@@ -36,7 +42,9 @@ from textual.widget import Widget
 from core.events import PoolInfo
 
 RATE_WINDOW_S = 5.0
-"""Finished/s is measured over this many seconds of updates."""
+"""Finished/s is measured over this many seconds up to now."""
+REPAINT_S = 1.0
+"""How often a shown rate is repainted, so that it falls while nothing finishes."""
 
 
 class PoolsPane(Widget, can_focus=True):
@@ -108,6 +116,20 @@ class PoolsPane(Widget, can_focus=True):
         self._requested: dict[str, int] = {}
         self.ended = False
         """The run has finished: no pool can be resized, nothing finishes any more."""
+        self._painted_rates: dict[str, str] = {}
+
+    def on_mount(self) -> None:
+        self.set_interval(REPAINT_S, self._repaint_rates, name="pool rates")
+
+    def _repaint_rates(self) -> None:
+        """Repaint when a rate shown has changed: it falls as its window moves past the
+        last finish, with no update from the run."""
+        if self._rates() != self._painted_rates:
+            self.refresh()
+
+    def _rates(self) -> dict[str, str]:
+        """Each pool's finished/s as shown (one decimal)."""
+        return {pool.name: f"{self.finished_per_second(pool.name):.1f}" for pool in self.pools}
 
     @property
     def selected_pool(self) -> str | None:
@@ -159,15 +181,26 @@ class PoolsPane(Widget, can_focus=True):
         return True
 
     def finished_per_second(self, pool: str) -> float:
-        """Tasks the pool finished per second over the recent window (0.0 until two
-        updates, and once the run has ended)."""
+        """Tasks the pool finished per second over the last :data:`RATE_WINDOW_S`
+        seconds up to now (0.0 until two updates, and once the run has ended).
+
+        The counter keeps its last reported value until now: measured from
+        the last update at or before the window's start, a pool that
+        finished nothing for the whole window reads 0.0, however fast it
+        went before (a run whose tasks have all ended, open for retries).
+        """
         history = self._history.get(pool)
         if self.ended or not history or len(history) < 2:
             return 0.0
-        (t0, f0), (t1, f1) = history[0], history[-1]
+        now = self._clock()
+        t0, f0 = history[0]
+        for t, f in history:
+            if now - t < RATE_WINDOW_S:
+                break
+            t0, f0 = t, f
         # At least a second in the denominator: a burst of updates (a console
         # joining late, a replay) must not read as thousands per second.
-        return (f1 - f0) / max(t1 - t0, 1.0)
+        return (history[-1][1] - f0) / max(now - t0, 1.0)
 
     def watch_cursor(self) -> None:
         self.refresh()
@@ -213,8 +246,9 @@ class PoolsPane(Widget, can_focus=True):
             text.append(head, style("pools-pane--header"))
         if not self.pools:
             text.append("  no pools yet\n", style("pools-pane--idle"))
+        rates = self._painted_rates = self._rates()
         for i, pool in enumerate(self.pools):
-            rate = self.finished_per_second(pool.name)
+            rate = float(rates[pool.name])
             requested = self._requested.get(pool.name)
             size = f"{pool.size}→{requested}" if requested is not None else str(pool.size)
             marker = "▶ " if i == self.cursor else "  "

@@ -48,13 +48,14 @@ def format_duration(seconds: float | None, *, tenths: bool = False) -> str:
 
     Args:
         seconds: the duration, or None.
-        tenths: under 10 s, say tenths (``0.3s``): a table of quick tasks
-            sorted by time must not read ``0s`` on every row. What rounds to
-            no time at all still reads ``0s`` (not ``0.0s``).
+        tenths: under 10 s, say tenths (``0.3s``, and ``0.0s`` for what
+            took less than 0.05 s): a table of quick tasks sorted by time
+            must not read ``0s`` on every row, nor a column of times mix
+            ``0s`` with ``1.0s``.
     """
     if seconds is None:
         return ""
-    if tenths and 0.05 <= seconds < 9.95:
+    if tenths and seconds < 9.95:
         return f"{max(0.0, seconds):.1f}s"
     s = max(0, int(seconds))
     if s < 60:

@@ -10,6 +10,8 @@ match: a state that is none of :class:`~core.events.TaskState`'s, and a
 ``key:value`` word with an unknown key that no id or name contains either
 (ids may hold ``:``, so such a word is text first).
 
+Sorts (``o``): the orders, their names and the header's mark of each.
+
 Why a task ended: the engine's ``reason`` (``"exit code 3"``, ``"timed out
 after 3s"``, ``"upstream build cancelled"``, ``"cancelled by user"``), with
 the exit code added when the reason does not say it, as ``tek show`` does.
@@ -21,6 +23,19 @@ from collections.abc import Callable, Iterable
 
 from core.events import TaskInfo, TaskState
 from tek_tui.widgets.states import STATE_SYMBOLS
+
+#: Sort orders cycled by the task table's sort key (``o``), with the column they sort on.
+SORTS: tuple[str, ...] = ("plan", "state", "duration", "id")
+#: How each sort is named to the user (the column says "time", as does the README).
+SORT_LABELS = {"plan": "plan order", "state": "state", "duration": "time", "id": "id"}
+#: The sorted column's mark: ``▼`` most first (the longest time, the most urgent
+#: state: failed, running, ... succeeded), ``▲`` from the start (ids A to Z).
+SORT_MARKS = {"state": " ▼", "duration": " ▼", "id": " ▲"}
+#: Each state's place in the state sort, the most urgent first.
+STATE_RANK = {state: i for i, state in enumerate(
+    (TaskState.FAILED, TaskState.RUNNING, TaskState.RETRYING, TaskState.READY,
+     TaskState.PENDING, TaskState.CANCELLED, TaskState.SKIPPED, TaskState.SUCCEEDED)
+)}
 
 
 def parse_filter(text: str) -> Callable[[TaskInfo], bool] | None:

@@ -29,20 +29,18 @@ from textual.widgets.data_table import RowDoesNotExist
 from core.events import TaskInfo, TaskState
 from tek_tui.widgets.row_table import RowTable
 from tek_tui.widgets.states import format_duration, state_text
-from tek_tui.widgets.task_cells import parse_filter, progress_text, reason_text
+from tek_tui.widgets.task_cells import (
+    SORT_LABELS,
+    SORT_MARKS,
+    SORTS,
+    STATE_RANK,
+    parse_filter,
+    progress_text,
+    reason_text,
+)
 from tek_tui.widgets.task_columns import fit_widths, widest_texts
 
-__all__ = ["SORTS", "SORT_LABELS", "TaskTable", "progress_text"]
-
-#: Sort orders cycled by the sort key, with the column they sort on.
-SORTS: tuple[str, ...] = ("plan", "state", "duration", "id")
-#: How each sort is named to the user (the column says "time", as does the README).
-SORT_LABELS = {"plan": "plan order", "state": "state", "duration": "time", "id": "id"}
-
-_STATE_RANK = {state: i for i, state in enumerate(
-    (TaskState.FAILED, TaskState.RUNNING, TaskState.RETRYING, TaskState.READY,
-     TaskState.PENDING, TaskState.CANCELLED, TaskState.SKIPPED, TaskState.SUCCEEDED)
-)}
+__all__ = ["SORTS", "SORT_LABELS", "SORT_MARKS", "TaskTable", "progress_text"]
 
 Cells = tuple[Any, ...]
 
@@ -229,16 +227,21 @@ class TaskTable(RowTable):
         return [row.key.value or "" for row in self.ordered_rows]  # keys are task ids
 
     def action_cycle_sort(self) -> None:
-        """Sort by the next order in :data:`SORTS`."""
+        """Sort by the next order in :data:`SORTS`; the cursor goes to the top (kept on
+        its task, the view followed it down: under ``time ▼`` it hid the longest)."""
         self.sort_mode = SORTS[(SORTS.index(self.sort_mode) + 1) % len(SORTS)]
         self._sort()
         self._mark_sort_column()
+        if self.row_count:
+            self.move_cursor(row=0, animate=False)
+        self.scroll_home(animate=False, immediate=True)
         self.notify(f"sorted by {SORT_LABELS[self.sort_mode]}", timeout=2)
 
     def _mark_sort_column(self) -> None:
-        """``time ▼``: the header says what the rows are sorted by (plan order: no mark)."""
+        """``time ▼``: the header says what the rows are sorted by, and which way
+        (:data:`SORT_MARKS`; plan order: no mark)."""
         for key, label in (("state", "state"), ("duration", "time"), ("id", "id")):
-            mark = " ▼" if key == self.sort_mode else ""
+            mark = SORT_MARKS[key] if key == self.sort_mode else ""
             self.columns[key].label = Text(label + mark)  # type: ignore[index]
         self._clear_caches()  # the header row is cached like any other
         self.refresh()
@@ -368,7 +371,7 @@ class TaskTable(RowTable):
         task = self._tasks[task_id]
         order = self._order[task_id]
         if self.sort_mode == "state":
-            return (_STATE_RANK[task.state], order)
+            return (STATE_RANK[task.state], order)
         if self.sort_mode == "duration":
             cells = self._cells.get(task_id)
             seconds = self._seconds(task)

@@ -193,6 +193,33 @@ async def until(pilot: Any, condition: Callable[[], object], limit: float = 5.0)
             await pilot.pause(0.02)
 
 
+async def burst(pilot: Any, *keys: str) -> None:
+    """Send ``keys`` in one burst, as a terminal does when they arrive together (SSH,
+    ``tmux send-keys``), then let the app handle them.
+
+    ``pilot.press`` waits for the app to go idle after every key, so it
+    never shows what keys queued behind one another do: here every key is
+    in the app's queue before the first is handled. Returns once the app
+    has taken them all (a callback queued behind them has run) and has none
+    on its way (``KeysInOrder``).
+    """
+    from textual import events
+    from textual.keys import _character_to_key
+
+    app = pilot.app
+    for key in keys:
+        name = _character_to_key(key) if len(key) == 1 and not key.isalnum() else key
+        char = key if len(key) == 1 else {"slash": "/", "enter": "\r"}.get(key)
+        event = events.Key(name, char)
+        event.set_sender(app)
+        app.post_message(event)
+    taken = asyncio.Event()
+    app.call_later(taken.set)
+    await until(pilot, taken.is_set)
+    await until(pilot, lambda: not getattr(app, "_key_busy", False))
+    await pilot.pause()  # focus messages queued behind the last key
+
+
 async def enter_on_the_run(pilot: Any, status: str) -> None:
     """In the picker, wait for its one recent run to read ``status``, then press enter on it."""
     from textual.widgets import DataTable

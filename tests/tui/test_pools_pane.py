@@ -61,11 +61,11 @@ async def test_rate_window_and_counter_reset() -> None:
     async with run_host(lambda: PoolsPane(clock=clock), (200, 50)) as (app, pilot, _):
         pane = app.query_one(PoolsPane)
         for step in range(10):  # 1 task/s for 10 s, then 10 tasks/s
+            clock.now += 1.0
             pane.update_pools([PoolInfo("p", 2, finished=step)], False, "")
-            clock.now += 1.0
         for step in range(6):
-            pane.update_pools([PoolInfo("p", 2, finished=10 + 10 * step)], False, "")
             clock.now += 1.0
+            pane.update_pools([PoolInfo("p", 2, finished=10 + 10 * step)], False, "")
         # Only the last ~5 s count.
         assert pane.finished_per_second("p") == pytest.approx(10.0)
         pane.update_pools([PoolInfo("p", 2, finished=0)], False, "")  # a new run
@@ -111,3 +111,25 @@ async def test_selection_follows_pool_name() -> None:
         assert pane.selected_pool == "shell"
         await pilot.press("plus")
         assert pane.selected_pool == "shell"
+
+
+async def test_the_rate_falls_to_zero_once_nothing_finishes() -> None:
+    """A rate over the last few seconds: with no new report it falls, then reads 0.0
+    (it kept the last run of finishes, `3.0`, for as long as the run stayed open)."""
+    clock = Clock()
+    async with run_host(lambda: PoolsPane(clock=clock), (80, 24)) as (app, pilot, _):
+        pane = app.query_one(PoolsPane)
+        pane.update_pools([PoolInfo("shell", 3, finished=0)], False, "")
+        clock.now += 2.0
+        pane.update_pools([PoolInfo("shell", 3, finished=6)], False, "")
+        await pilot.pause()
+        assert pane.finished_per_second("shell") == pytest.approx(3.0)
+        assert "3.0" in screen_text(app)
+        clock.now += 2.0  # nothing reported since: 6 finished over the last 4 s
+        assert pane.finished_per_second("shell") == pytest.approx(1.5)
+        clock.now += 4.0  # a whole window without a finish
+        assert pane.finished_per_second("shell") == 0.0
+        pane._repaint_rates()  # what its once-a-second timer does
+        await pilot.pause()
+        assert "3.0" not in screen_text(app) and "0.0" in screen_text(app)
+

@@ -346,9 +346,9 @@ async def test_sub_second_durations_show_tenths(size: tuple[int, int]) -> None:
     from core.events import RunStarted, TaskChanged
     from tests.tui.fakes import T0, FakeClient, _task, demo_snapshot, make_app, ready
 
-    tasks = (_task("quick"), _task("quicker"))
-    events = [RunStarted("run-demo", "plans/demo.csv", 2, T0)]
-    for task_id, seconds in (("quick", 0.3), ("quicker", 0.07)):
+    tasks = (_task("quick"), _task("quicker"), _task("instant"))
+    events = [RunStarted("run-demo", "plans/demo.csv", 3, T0)]
+    for task_id, seconds in (("quick", 0.3), ("quicker", 0.07), ("instant", 0.01)):
         events += [TaskChanged(task_id, TaskState.RUNNING, 1, T0),
                    TaskChanged(task_id, TaskState.SUCCEEDED, 1, T0 + seconds, exit_code=0)]
     app = make_app(FakeClient(demo_snapshot(tasks=tasks), events))
@@ -356,6 +356,8 @@ async def test_sub_second_durations_show_tenths(size: tuple[int, int]) -> None:
         screen = await ready(pilot)
         assert screen.table.cell_values("quick")["duration"] == "0.3s"
         assert screen.table.cell_values("quicker")["duration"] == "0.1s"
+        # Under 0.05 s too: `0.0s` in a column of `1.0s`, never a bare `0s`.
+        assert screen.table.cell_values("instant")["duration"] == "0.0s"
 
 
 # ------------------------------------------------------------ 8: the task form
