@@ -65,7 +65,7 @@ def apply_control(run: Run, command: Control) -> None:
             raise ControlError(f"run {run.run_id} is being cancelled")
         run.set_user_paused(isinstance(command, Pause))
     elif isinstance(command, CancelRun):
-        if run.open_tasks == 0 and run.options.stay_open:
+        if run.open_tasks == 0 and run.options.stay_open and run.status is not RunStatus.PENDING:
             run.request_close()  # every task ended already: the run just closes
         else:
             run.mark_cancelled()

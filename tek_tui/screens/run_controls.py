@@ -287,10 +287,7 @@ class RunControlScreen(Screen[None]):
             return
         self._stopping = True
         state = self.state
-        # A plan without tasks never starts (see _refuse_empty): nothing to
-        # stop, and its run, cancelled before a start, would not end.
-        idle = state is not None and not state.tasks and state.status is RunStatus.PENDING
-        if state is not None and not state.finished and not self.attached and not idle:
+        if state is not None and not state.finished and not self.attached:
             self.notify("stopping the run…", timeout=QUIT_GRACE_S)
             try:
                 await self.client.control(CancelRun())

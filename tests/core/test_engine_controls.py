@@ -310,6 +310,20 @@ async def test_a_run_cancelled_before_its_start_has_no_negative_wall_time() -> N
     assert summary.status is RunStatus.CANCELLED and summary.wall_s >= 0
 
 
+async def test_a_run_with_nothing_to_do_cancelled_before_its_start_ends() -> None:
+    # Every task already done (or none at all): a cancel before the start used
+    # to "close" the run, which still waited for a start that never came.
+    run = create_run(plan_of(), RunOptions(jobs=2, memory_floor_mb=0, wait_for_start=True,
+                                           stay_open=True))
+
+    async def drive(run: Run, events: EventLog) -> None:
+        await send(run, CancelRun())
+
+    with anyio.fail_after(10):
+        summary, _ = await run_collect(run, drive)
+    assert summary.status is RunStatus.CANCELLED
+
+
 async def test_no_pool_waits_for_a_resource_while_dispatch_is_paused() -> None:
     opts = RunOptions(jobs=2, cpus=1, memory_floor_mb=0)
     new_probe(opts, 2)
