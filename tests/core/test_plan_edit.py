@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,13 @@ def test_a_failed_save_leaves_the_old_file_and_no_temporary_file(
         write_plan(put_task(plan, {"id": "z", "command": "true"}, after="b"), plan.path)
     assert plan.path.read_bytes() == before
     assert sorted(p.name for p in plan.path.parent.iterdir()) == [plan.path.name]
+
+
+def test_a_new_plan_file_gets_the_umask_default_mode(plan: Plan, tmp_path: Path) -> None:
+    new_path = tmp_path / "new.csv"
+    old = os.umask(0o027)
+    try:
+        write_plan(plan, new_path)
+    finally:
+        os.umask(old)
+    assert new_path.stat().st_mode & 0o777 == 0o640
