@@ -134,3 +134,11 @@ def test_critical_path_weighted_by_the_last_run(
     assert after["critical_path_s"] >= 0.4 and after["durations_from"]
     assert main(["validate", str(plan)]) == 0
     assert f"s by run {after['durations_from']}: a -> b" in capsys.readouterr().out
+    # A later run that failed early lacks most tasks: the succeeded one still weighs.
+    text = plan.read_text()
+    plan.write_text(text.replace("a,noop,,", "a,shell,exit 1,"))
+    assert main(["run", str(plan), "--plain"]) == 1
+    plan.write_text(text)
+    capsys.readouterr()
+    assert main(["validate", str(plan), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["durations_from"] == after["durations_from"]

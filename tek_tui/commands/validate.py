@@ -40,7 +40,8 @@ def register(sub: Any) -> None:
 
 
 def past_durations(plan: Any) -> tuple[str, dict[str, float]] | None:
-    """Seconds per task from the journal's latest run of this plan file.
+    """Seconds per task from the journal's latest succeeded run of this plan file
+    (the latest run when none succeeded: a cancelled run lacks most tasks).
 
     Args:
         plan: the plan (its ``path`` names it in the journal).
@@ -62,7 +63,10 @@ def past_durations(plan: Any) -> tuple[str, dict[str, float]] | None:
         from core.store import open_store
 
         with open_store(create=False) as store:
-            run_id = store.resolve_run("last", plan_path=str(plan.path.resolve()))
+            runs = store.list_runs(plan_path=str(plan.path.resolve()))
+            if not runs:
+                return None
+            run_id = next((r.id for r in runs if r.status == "succeeded"), runs[0].id)
             attempts = store.read_run(run_id)[2]
     except (TekError, OSError, ImportError):  # no history is never an error here
         return None
