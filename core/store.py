@@ -389,7 +389,8 @@ class Store:
     def resolve_run(self, ref: str, plan_path: str | None = None) -> str:
         """Turn ``last``, a run id or a unique prefix of one into a run id.
 
-        ``last`` is the newest run of ``plan_path`` when given, else the newest.
+        ``last`` is the run most recently begun or resumed (of ``plan_path``
+        when given): after resuming an older run, ``tek show last`` shows it.
 
         Raises:
             StoreError: no such run, or the prefix matches several.

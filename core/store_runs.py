@@ -201,7 +201,8 @@ def resolve_run_id(conn: sqlite3.Connection, ref: str, plan_path: str | None, pa
     if ref == "last":
         where, params = ("WHERE plan_path = ?", (plan_path,)) if plan_path else ("", ())
         row = conn.execute(
-            f"SELECT id FROM runs {where} ORDER BY created_ts DESC, id DESC LIMIT 1", params
+            f"SELECT id FROM runs {where} ORDER BY COALESCE(pid_ts, created_ts) DESC, id DESC"
+            " LIMIT 1", params
         ).fetchone()
         if row is None:
             what = f" of {plan_path}" if plan_path else ""

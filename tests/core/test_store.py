@@ -229,6 +229,17 @@ def test_reopen_closes_open_attempts_as_interrupted(tmp_path: Path) -> None:
         assert attempts[1].ended_ts is not None
 
 
+def test_last_is_the_run_most_recently_resumed(tmp_path: Path) -> None:
+    with open_store(tmp_path / "j.db") as store:
+        plan = chain_plan(1)
+        store.begin_run("20260101-000000-aaaa", plan)
+        store.begin_run("20260102-000000-bbbb", plan)
+        assert store.resolve_run("last") == "20260102-000000-bbbb"
+        store._conn.execute("UPDATE runs SET pid = 2147483000")  # both writers died
+        store.reopen_run("20260101-000000-aaaa", plan, frozenset({"t0"}))
+        assert store.resolve_run("last") == "20260101-000000-aaaa"
+
+
 def test_resolve_run_last_prefix_and_errors(tmp_path: Path) -> None:
     with open_store(tmp_path / "j.db") as store:
         plan = chain_plan(1)
