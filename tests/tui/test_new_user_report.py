@@ -19,7 +19,6 @@ from core.events import (
 )
 from tek_tui.app import TekApp
 from tek_tui.screens.confirm import SaveFirstModal
-from tek_tui.screens.task_form import TaskForm
 from tests.tui.fakes import (
     DEMO_TASKS,
     T0,
@@ -33,7 +32,7 @@ from tests.tui.fakes import (
     sizes,
     until,
 )
-from tests.tui.plan_console import console_on, main_screen
+from tests.tui.plan_console import console_on, main_screen, modify
 from tests.tui.widget_host import screen_text
 
 
@@ -95,14 +94,7 @@ async def test_the_unsaved_changes_question_is_centred_and_whole(
     app = console_on(plan_file)
     async with app.run_test(size=size) as pilot:
         screen = await main_screen(pilot, app)
-        await pilot.press("e")
-        await until(pilot, lambda: isinstance(app.screen, TaskForm))
-        form = app.screen
-        assert isinstance(form, TaskForm)
-        form.field("command").value = "0"
-        form.field("command").focus()
-        await pilot.press("enter")
-        await until(pilot, lambda: app.screen is screen and screen.modified)
+        await modify(pilot, app, screen)
         await pilot.press("q")
         await until(pilot, lambda: isinstance(app.screen, SaveFirstModal))
         await pilot.pause()

@@ -12,25 +12,17 @@ from tek_tui.app import TekApp
 from tek_tui.cli import main
 from tek_tui.screens.confirm import ConfirmModal, SaveFirstModal
 from tek_tui.screens.main import MainScreen
-from tek_tui.screens.task_form import TaskForm
 from tek_tui.widgets.run_bar import RunBar
 from tests.tui.fakes import FakeClient, FrozenClock, demo_snapshot, sizes, until
-from tests.tui.plan_console import PLAN, console_on, main_screen, messages
-
-
-async def _form(pilot: object, app: TekApp, key: str) -> TaskForm:
-    await pilot.press(key)  # type: ignore[attr-defined]
-    await until(pilot, lambda: isinstance(app.screen, TaskForm))
-    form = app.screen
-    assert isinstance(form, TaskForm)
-    return form
-
-
-async def _submit(pilot: object, form: TaskForm, column: str, value: str) -> None:
-    box = form.field(column)
-    box.value = value
-    box.focus()
-    await pilot.press("enter")  # type: ignore[attr-defined]
+from tests.tui.plan_console import (
+    PLAN,
+    console_on,
+    main_screen,
+    messages,
+    modify,
+    open_form,
+    submit,
+)
 
 
 def _text(path: Path) -> str:
@@ -49,7 +41,7 @@ async def test_add_a_task_after_the_selected_one(plan_file: Path, size: tuple[in
         assert screen.selected == "prep"
         palette = {c.title for c in app.get_system_commands(screen)}
         assert {"Add", "Edit", "Delete", "Save"} <= palette  # and in the footer, help
-        form = await _form(pilot, app, "a")
+        form = await open_form(pilot, app, "a")
         assert form.field("id").value == "" and form.field("agent").value == "shell"
         assert form.field("id").placeholder.startswith("e.g. ")
         assert app.focused is form.field("id")
@@ -71,13 +63,13 @@ async def test_edit_a_command_and_rename_an_id_used_as_a_dep(
     app = console_on(plan_file)
     async with app.run_test(size=size) as pilot:
         screen = await main_screen(pilot, app)
-        form = await _form(pilot, app, "e")
+        form = await open_form(pilot, app, "e")
         assert form.field("id").value == "prep" and app.focused is form.field("command")
-        await _submit(pilot, form, "command", "0.01")
+        await submit(pilot, form, "command", "0.01")
         await until(pilot, lambda: app.screen is screen)
         assert screen.plan is not None and screen.plan.task("prep").command == "0.01"
-        form = await _form(pilot, app, "e")
-        await _submit(pilot, form, "id", "setup")
+        form = await open_form(pilot, app, "e")
+        await submit(pilot, form, "id", "setup")
         await until(pilot, lambda: app.screen is screen)
         assert [t.id for t in screen.plan] == ["setup", "train", "report"]
         assert screen.plan.task("train").deps == ("setup",)
@@ -116,9 +108,9 @@ async def test_invalid_input_is_shown_and_not_applied(
     async with app.run_test(size=size) as pilot:
         screen = await main_screen(pilot, app)
         before = screen.plan
-        form = await _form(pilot, app, "e")
+        form = await open_form(pilot, app, "e")
         form.field("deps").value = "nope"
-        await _submit(pilot, form, "cpus", "lots")
+        await submit(pilot, form, "cpus", "lots")
         await until(pilot, lambda: bool(form.problems))
         assert app.screen is form
         shown = str(form.query_one("#task-form-problems-text").render())
@@ -135,11 +127,11 @@ async def test_save_and_read_back(plan_file: Path, size: tuple[int, int]) -> Non
     app = console_on(plan_file)
     async with app.run_test(size=size) as pilot:
         screen = await main_screen(pilot, app)
-        form = await _form(pilot, app, "a")
+        form = await open_form(pilot, app, "a")
         form.field("id").value = "q,uoted"
-        await _submit(pilot, form, "id", "extra")
+        await submit(pilot, form, "id", "extra")
         form.field("command").value = 'echo "a, b"'
-        await _submit(pilot, form, "env", "K=V;L=2")
+        await submit(pilot, form, "env", "K=V;L=2")
         await until(pilot, lambda: app.screen is screen)
         await pilot.press("w")
         await until(pilot, lambda: not screen.modified)
@@ -175,9 +167,9 @@ async def test_start_after_saving_runs_the_edited_plan(
     app = console_on(plan_file)
     async with app.run_test(size=size) as pilot:
         screen = await main_screen(pilot, app)
-        form = await _form(pilot, app, "a")
+        form = await open_form(pilot, app, "a")
         form.field("agent").value = "noop"
-        await _submit(pilot, form, "id", "extra")
+        await submit(pilot, form, "id", "extra")
         await until(pilot, lambda: app.screen is screen)
         await pilot.press("s")
         await pilot.pause()
@@ -206,9 +198,7 @@ async def test_quit_with_unsaved_changes_asks(plan_file: Path, size: tuple[int, 
     app = console_on(plan_file)
     async with app.run_test(size=size) as pilot:
         screen = await main_screen(pilot, app)
-        form = await _form(pilot, app, "e")
-        await _submit(pilot, form, "command", "0")
-        await until(pilot, lambda: app.screen is screen and screen.modified)
+        await modify(pilot, app, screen)
         await pilot.press("q")
         await until(pilot, lambda: isinstance(app.screen, SaveFirstModal))
         assert "unsaved changes" in app.screen.question  # type: ignore[attr-defined]
@@ -226,9 +216,7 @@ async def test_quit_with_unsaved_changes_can_save_first(plan_file: Path) -> None
     app = console_on(plan_file)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await main_screen(pilot, app)
-        form = await _form(pilot, app, "e")
-        await _submit(pilot, form, "command", "0")
-        await until(pilot, lambda: app.screen is screen and screen.modified)
+        await modify(pilot, app, screen)
         await pilot.press("q")
         await until(pilot, lambda: isinstance(app.screen, SaveFirstModal))
         await pilot.press("s")
@@ -274,9 +262,7 @@ async def test_a_failed_save_says_why_and_stays_modified(tmp_path: Path) -> None
     app = console_on(plan_file)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await main_screen(pilot, app)
-        form = await _form(pilot, app, "e")
-        await _submit(pilot, form, "command", "0")
-        await until(pilot, lambda: app.screen is screen and screen.modified)
+        await modify(pilot, app, screen)
         shutil.rmtree(folder)  # the folder went away under the console
         await pilot.press("w")
         await until(pilot, lambda: any(m.startswith("not saved: ") for m in messages(app)))
@@ -326,9 +312,9 @@ async def test_controls_before_start_survive_edits_and_apply_to_added_tasks(
         await pilot.press("down", "down", "x")  # skip report
         await until(pilot, lambda: _state_of(screen, "report") is TaskState.SKIPPED)
         await pilot.press("up", "up")
-        form = await _form(pilot, app, "a")
+        form = await open_form(pilot, app, "a")
         form.field("agent").value = "noop"
-        await _submit(pilot, form, "id", "extra")
+        await submit(pilot, form, "id", "extra")
         await until(pilot, lambda: screen.selected == "extra")
         assert _state_of(screen, "report") is TaskState.SKIPPED  # the edit kept it
         await pilot.press("x")  # an added task can be skipped before the start

@@ -10,9 +10,8 @@ from core.events import TaskState
 from tek_tui.app import TekApp
 from tek_tui.screens.confirm import ConfirmModal
 from tek_tui.screens.main import MainScreen
-from tek_tui.screens.task_form import TaskForm
 from tests.tui.fakes import sizes, until
-from tests.tui.plan_console import console_on, main_screen, messages
+from tests.tui.plan_console import console_on, main_screen, messages, open_form
 
 
 def _state_of(screen: MainScreen, task_id: str) -> TaskState:
@@ -31,10 +30,7 @@ async def test_a_skip_before_start_follows_a_rename(plan_file: Path, size: tuple
         await until(pilot, lambda: isinstance(app.screen, ConfirmModal))
         await pilot.press("y")
         await until(pilot, lambda: _state_of(screen, "prep") is TaskState.SKIPPED)
-        await pilot.press("e")
-        await until(pilot, lambda: isinstance(app.screen, TaskForm))
-        form = app.screen
-        assert isinstance(form, TaskForm)
+        form = await open_form(pilot, app, "e")
         form.field("id").value = "setup"
         form.field("id").focus()
         await pilot.press("enter")
@@ -250,10 +246,7 @@ async def test_the_id_column_grows_when_a_longer_id_is_added(plan_file: Path) ->
     async with app.run_test(size=(200, 50)) as pilot:
         screen = await main_screen(pilot, app)
         before = screen.table.columns["id"].width  # type: ignore[index]
-        await pilot.press("a")
-        await until(pilot, lambda: isinstance(app.screen, TaskForm))
-        form = app.screen
-        assert isinstance(form, TaskForm)
+        form = await open_form(pilot, app, "a")
         form.field("agent").value = "noop"
         form.field("id").value = LONG
         form.field("id").focus()
@@ -372,10 +365,7 @@ async def test_task_form_problems_scroll_are_counted_and_focus_the_first_bad_box
     app = console_on(plan_file)
     async with app.run_test(size=size) as pilot:
         screen = await main_screen(pilot, app)
-        await pilot.press("a")
-        await until(pilot, lambda: isinstance(app.screen, TaskForm))
-        form = app.screen
-        assert isinstance(form, TaskForm)
+        form = await open_form(pilot, app, "a")
         assert form.field("id").value == "" and form.field("id").placeholder.startswith("e.g.")
         for column in ("cpus", "gpus", "memory_mb", "priority", "retries", "timeout_s"):
             form.field(column).value = "x"
