@@ -166,15 +166,14 @@ def _forget(store: Store, runs: list[RunRecord], dry_run: bool) -> int:
         return sum(size for rid, size in sizes.items() if not run_dir(rid).exists())
 
     try:
-        prune_runs(store, runs)
-        return freed()
+        return prune_runs(store, runs, sizes)
     except StoreWriteError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
     for r in runs:
         shutil.rmtree(run_dir(r.id), ignore_errors=True)
     try:
-        prune_runs(store, runs)  # rows of runs already forgotten: nothing to delete
+        prune_runs(store, runs, sizes)  # rows of runs already forgotten: nothing to delete
     except StoreWriteError as exc:
         raise StoreWriteError(
             f"{exc}; the logs of the {len(runs)} run(s) to prune are deleted "
