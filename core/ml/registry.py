@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import RegistryError
+from core.files import write_atomic
 from core.ml.ops import OpError, check_name, parse_ref
 from core.paths import models_dir
 
@@ -342,9 +343,7 @@ def update_meta(mv: ModelVersion, changes: Mapping[str, Any]) -> ModelVersion:
                 meta[key] = old + value
             else:
                 meta[key] = value
-        tmp = mv.path / f".{META_FILE}.tmp"
-        tmp.write_text(dumps(meta, indent=2, sort_keys=True), "utf-8")
-        os.replace(tmp, mv.path / META_FILE)
+        write_atomic(mv.path / META_FILE, dumps(meta, indent=2, sort_keys=True))
     return ModelVersion(mv.name, mv.version, mv.path, meta)
 
 
