@@ -38,6 +38,7 @@ from core.errors import StoreError
 from core.events import Event, RunFinished, RunStarted
 from core.paths import run_dir
 from core.store_batch import RawChange, compact
+from core.store_runs import refuse_if_live
 
 if TYPE_CHECKING:
     from core.plan import Plan
@@ -247,17 +248,14 @@ def create_journal(
     plan_path = str(plan.path.resolve()) if plan.path is not None and resume == "last" else None
     rid = store.resolve_run(resume, plan_path=plan_path)
     run, tasks, attempts = store.read_run(rid)
-    if run.is_live:
-        raise StoreError(f"run {rid} is still running (pid {run.pid}); stop it before resuming")
+    refuse_if_live(run)
     _check_same_plan(run.plan_path, plan, rid)
     decision = decide_resume(plan, tasks, from_tasks)
     left_open = {(a.task_id, a.attempt) for a in attempts if a.ended_ts is None}
     here = run.host == socket.gethostname()
 
     def reopen() -> tuple[int, int]:
-        now = store.get_run(rid)
-        if now.is_live:  # another tek took the run while this one got ready
-            raise StoreError(f"run {rid} is still running (pid {now.pid}); stop it before resuming")
+        refuse_if_live(store.get_run(rid))  # another tek took it while this one got ready
         stopped = stop_orphans(rid, left_open) if left_open and here else 0
         return store.reopen_run(rid, plan, decision.rerun, options), stopped
 

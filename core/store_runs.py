@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from core.errors import StoreError
 from core.resume import HASH_LEN, row_hash
 from core.run_options import new_run_id
-from core.store_records import LIVE_STATUSES, process_alive
+from core.store_records import RUN_COLS, RunRecord, run_from_row
 
 if TYPE_CHECKING:
     from core.plan import Plan
@@ -112,6 +112,16 @@ def insert_run(
         )
 
 
+def refuse_if_live(run: RunRecord) -> None:
+    """Refuse to resume ``run`` while the process that writes it still runs.
+
+    Raises:
+        StoreError: it does.
+    """
+    if run.is_live:
+        raise StoreError(f"run {run.id} is still running (pid {run.pid}); stop it before resuming")
+
+
 def reset_run(
     conn: sqlite3.Connection,
     run_id: str,
@@ -130,11 +140,9 @@ def reset_run(
         StoreError: another process took the run first. Checked here, in the
             write transaction, so of two resumes started together one wins.
     """
-    owner = conn.execute(
-        "SELECT status, pid, host, COALESCE(pid_ts, created_ts) FROM runs WHERE id = ?", (run_id,)
-    ).fetchone()
-    if owner is not None and owner[0] in LIVE_STATUSES and process_alive(*owner[1:]):
-        raise StoreError(f"run {run_id} is still running (pid {owner[1]}); stop it before resuming")
+    row = conn.execute(f"SELECT {RUN_COLS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is not None:
+        refuse_if_live(run_from_row(row, {}))
     now = time.time()
     closed = conn.execute(
         "UPDATE attempts SET state = 'interrupted', ended_ts = ?,"
