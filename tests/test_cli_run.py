@@ -292,3 +292,21 @@ def test_more_tasks_at_once_than_the_soft_open_file_limit(tmp_path: Path) -> Non
     assert r.returncode == 0, r.stderr[-500:]
     counts = {state: n for state, n in json.loads(r.stdout)["counts"].items() if n}
     assert counts == {"succeeded": 150}  # was: 80 failed, "Too many open files"
+
+
+def test_more_tasks_at_once_than_the_hard_open_file_limit_allows_wait_their_turn(
+    tmp_path: Path,
+) -> None:
+    import resource
+
+    def low_limit() -> None:  # soft and hard 64: room for 12 tasks at once
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    plan = tmp_path / "wide.csv"
+    plan.write_text("id,command\n" + "".join(f"s{i},sleep 0.1\n" for i in range(60)))
+    r = subprocess.run([*TEK, "run", "--json", "-j", "60", str(plan)], capture_output=True,
+                       text=True, timeout=120, preexec_fn=low_limit)
+    assert r.returncode == 0, r.stderr[-500:]
+    assert "the open-file limit (64) lets 12 shell tasks run at once" in r.stderr
+    counts = {state: n for state, n in json.loads(r.stdout)["counts"].items() if n}
+    assert counts == {"succeeded": 60}  # was: most failed, "Too many open files"

@@ -6,7 +6,8 @@ no coroutine and no cancel scope per attempt, so a short task costs the loop
 a few callbacks. The steps:
 
 1. the command is spawned by a spawner thread (:func:`core.process.spawn_soon`;
-   on the loop itself when it is the only attempt running, ``INLINE_MAX``);
+   on the loop itself when it is the only attempt running, ``INLINE_MAX``),
+   or later if tek is short of file descriptors (:mod:`core.agents.fd_gate`);
    the result comes back as a callback (the log file is made by the first
    output, :mod:`core.logsink`);
 2. the output pipe is read by a callback of the loop's epoll set
@@ -46,6 +47,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core.agents.base import AttemptContext, Outcome
+from core.agents.fd_gate import gate, is_shortage
 from core.agents.lines import LineSplitter
 from core.poller import poller
 from core.process import Child, spawn_soon
@@ -113,15 +115,31 @@ class ShellAttempt:
         self._signalled = False  # the leader was alive when stopped
         self._grace_wait = False  # stopping: the leader is gone, the group has its grace
         self._exited_at: float | None = None
+        self._active = False  # counted by the descriptor gate (spawning or running)
+        self._held = False  # waiting in the gate for descriptors
         self.cancelled = False
 
     def start(self) -> ShellAttempt:
-        """Spawn (in a spawner thread unless it is the only attempt); returns self."""
-        ctx = self.ctx
+        """Spawn now, or once descriptors allow (:mod:`core.agents.fd_gate`); returns self."""
         ShellAttempt.running += 1
+        if gate.admit(self._loop, self._spawn):
+            self._active = True
+            self._spawn()
+        else:
+            self._held = True
+        return self
+
+    def _spawn(self) -> None:
+        """Spawn in a spawner thread, or right here when it is the only attempt."""
+        self._held = False
+        self._active = True
+        if self._done is None:  # cancelled after the gate let it through
+            self._active = False
+            gate.leave()
+            return
+        ctx = self.ctx
         inline = ShellAttempt.running <= INLINE_MAX
         spawn_soon(self._loop, self._spawned, ctx.task.command, ctx.env, ctx.cwd, inline)
-        return self
 
     def cancel(self) -> None:
         """Stop the attempt: SIGTERM the group now, SIGKILL it after the grace."""
@@ -130,11 +148,20 @@ class ShellAttempt:
         self.cancelled = True
         if self._child is not None:
             self._terminate()
+        elif self._held:  # never started: nothing to stop
+            self._held = False
+            gate.drop(self._spawn)
+            self.finish(Outcome(ok=False, reason="cancelled"))
         # else: _spawned stops the child as soon as it exists
 
     # -- callbacks -----------------------------------------------------------
 
     def _spawned(self, child: Child | None, error: BaseException | None) -> None:
+        if child is None and is_shortage(error) and not self.cancelled:
+            if gate.retry_later(self._loop, self._spawn):  # another attempt's end frees some
+                self._active = False
+                self._held = True
+                return
         if child is None:
             reason = f"could not start /bin/sh: {error}"
             if isinstance(error, FileNotFoundError) and not Path(self.ctx.cwd).is_dir():
@@ -399,4 +426,7 @@ class ShellAttempt:
             self._pidfd = -1
         if self._child is not None:
             self._child.close()
+        if self._active:
+            self._active = False
+            gate.leave()
         done(outcome)

@@ -205,6 +205,7 @@ def _run(args: argparse.Namespace) -> int:
         create_run(plan, options, run_id="dry-run", completed=done, skipped=kept)  # refusals
         return dry_run(plan, as_json=args.json, resume=preview)
     check_log_folder()  # before the journal records a run that could not log
+    note_fd_limit(options)
     return run_journaled(plan, options, args)  # journal on unless --no-journal
 
 
@@ -233,6 +234,23 @@ def check_log_folder() -> None:
         why = "read-only file system" if os.statvfs(path).f_flag & os.ST_RDONLY else "permission denied"
         raise TekError(f"{path}: cannot write task logs here: {why} "
                        "(set TEK_HOME to a writable folder)")
+
+
+def note_fd_limit(options: RunOptions) -> None:
+    """Say on stderr when the open-file limit lets fewer tasks run at once than asked.
+
+    The tasks over it wait for a free slot (:mod:`core.agents.fd_gate`);
+    without a word, a user would wonder why ``-j 500`` runs fewer.
+    """
+    from core.agents.fd_gate import capacity_for
+    from core.process import raise_fd_limit
+
+    asked = max([options.jobs or 0, *options.pool_sizes.values()])
+    limit = raise_fd_limit()
+    fits = capacity_for(limit)
+    if asked > fits:
+        print(f"tek: the open-file limit ({limit}) lets {fits} shell tasks run at once; "
+              f"the others wait for a free slot (its hard limit: ulimit -Hn)", file=sys.stderr)
 
 
 def dry_run(plan: Plan, *, as_json: bool = False, resume: tuple[str, Any] | None = None) -> int:
