@@ -193,7 +193,7 @@ class RunAttempts(RunEvents):
         rec.pool.finished += 1
         rec.pool.dirty = True
         self.end_attempt(rec, outcome, cancelled=bool(rec.cancel_reason))
-        self._poke()
+        self.poke()
 
     def _context(self, rec: TaskRec) -> AttemptContext:
         if self._log_dir is None:  # run_dir makes $TEK_HOME each call: once a run
@@ -225,4 +225,4 @@ class RunAttempts(RunEvents):
             self._live -= 1
         if rec.state is _RETRYING and not self._stopping:
             self.make_ready(rec)
-        self._poke()
+        self.poke()

@@ -176,7 +176,7 @@ class Run(RunAttempts):
         from core.controls import apply_control
 
         apply_control(self, command)
-        self._poke()
+        self.poke()
 
     async def run(self) -> RunSummary:
         """Run to the end and return the summary.
@@ -280,7 +280,7 @@ class Run(RunAttempts):
                     pools.remove(pool)
                     continue
                 task = rec.task
-                if not resources.fits(task):  # never impossible: see RunState._impossible
+                if not resources.fits(task):  # never impossible: see core.run_setup.impossible
                     passed.append(rec)
                     n = passed_in[pool.name] = passed_in.get(pool.name, 0) + 1
                     if n >= SKIP_AHEAD:
@@ -373,10 +373,10 @@ class Run(RunAttempts):
                 self._check_memory()
                 if any(p.dirty for p in self.pools.values()):
                     self._pools_due = True
-                    self._poke()
+                    self.poke()
                 if self._pid_news:
                     self._announce_pids()
-                    self._poke()
+                    self.poke()
         finally:  # the run's task group is ending: launched attempts go with it
             await stop_launched(self)
 
@@ -393,4 +393,4 @@ class Run(RunAttempts):
         if low != self._memory_low:
             self._memory_low = low
             self._update_admission()
-            self._poke()
+            self.poke()

@@ -32,7 +32,7 @@ class RunEvents(RunState):
 
     def _on_output(self, log: AttemptLog) -> None:
         self._output_logs.add(log)
-        self._poke()
+        self.poke()
 
     def _take_output(self, log: AttemptLog) -> None:
         key = self._logs.get(log)

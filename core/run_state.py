@@ -39,9 +39,9 @@ from core.events import (
     TaskState,
 )
 from core.logsink import AttemptLog
-from core.resume import SKIPPED_BY_USER
 from core.run_options import RunOptions, RunSummary, TaskResult
-from core.scheduler import Pool, Resources, TaskRec, link
+from core.run_setup import capacities, impossible, linked_records, pools_for
+from core.scheduler import Pool, Resources, TaskRec
 
 if TYPE_CHECKING:
     from core.engine import Run
@@ -92,45 +92,12 @@ class RunState:
         self._inline = {n: getattr(a, "run_inline", None) for n, a in agents.items()}
         done = set(completed)
         kept = set(skipped)  # skipped by the user in the run this one resumes
-        dependents, rpl, order = link(plan.tasks, done | kept)
-        jobs = options.jobs or os.cpu_count() or 1
-        self.pools: dict[str, Pool] = {}
-        for name in dict.fromkeys(t.pool_name for t in plan.tasks):
-            self.pools[name] = Pool(name, options.pool_sizes.get(name, jobs))
-        self.resources = Resources(*self._capacities(plan, options))
-        if cant := self._impossible(done | kept):
+        self.pools: dict[str, Pool] = pools_for(plan, options)
+        self.resources = Resources(*capacities(plan, options))
+        if cant := impossible(plan, self.resources, done | kept):
             raise PlanError(cant)
-        pools = self.pools
-        recs = [TaskRec(i, t, rpl[i], pools[t.pool or t.agent]) for i, t in enumerate(plan.tasks)]
-        self.recs = recs
-        self._by_id: dict[str, TaskRec] = {r.task.id: r for r in recs}
-        for n, i in enumerate(order):
-            recs[i].topo = n
-        by_id = self._by_id
-        for rec, deps_of in zip(recs, dependents, strict=True):
-            rec.dependents = [recs[j] for j in deps_of]
-            if rec.task.deps:
-                rec.deps = [by_id[d] for d in rec.task.deps]
-                rec.waiting = len(rec.deps)
-        for tid in done:
-            rec = by_id[tid]
-            rec.state = TaskState.SUCCEEDED
-            for d in rec.dependents:
-                d.waiting -= 1
-        for i in order if kept else ():  # upstream first
-            rec = recs[i]
-            if rec.task.id in kept:
-                # As a skip given during the run: its downstream runs as if it
-                # had succeeded, once its own upstream is done (held till then).
-                rec.state, rec.reason = TaskState.SKIPPED, SKIPPED_BY_USER
-                if rec.waiting:
-                    rec.held = True
-                else:
-                    for d in rec.dependents:
-                        d.waiting -= 1
-        for tid, n in attempts_so_far.items():
-            if tid in by_id:
-                by_id[tid].attempt = n
+        self.recs = linked_records(plan, self.pools, done, kept, attempts_so_far)
+        self._by_id: dict[str, TaskRec] = {r.task.id: r for r in self.recs}
         self._open = sum(1 for r in self.recs if not r.state.is_terminal)
         self._live = 0  # attempt and backoff tasks in flight
         #: attempts running as loop callbacks (core.launched), and the event
@@ -179,36 +146,6 @@ class RunState:
         self.base_dir = plan.base_dir.resolve()
         self.dropped_lines = 0
 
-    @staticmethod
-    def _capacities(plan: Plan, options: RunOptions) -> tuple[float, int, int]:
-        cpus = options.cpus
-        if cpus is None:
-            cpus = float(options.jobs or os.cpu_count() or 1)
-        gpus = options.gpus
-        if gpus is None:
-            gpus = 0
-            if any(t.gpus for t in plan.tasks):
-                from core.gpu import gpu_count
-
-                gpus = gpu_count()
-        memory = options.memory_mb
-        if memory is None:
-            from core.sysmem import total_mb
-
-            memory = total_mb()
-        return cpus, gpus, memory
-
-    def _impossible(self, done: Collection[str]) -> list[str]:
-        """A line for each task to run that needs more than the whole capacity."""
-        path = self.plan.path
-        problems = []
-        for t in self.plan.tasks:
-            if t.id not in done and (found := self.resources.impossible(t)):
-                column, why = found
-                where = f"{path}:{t.line}: " if path is not None else ""
-                problems.append(f"{where}{column}: task {t.id} {why}, so it could never start")
-        return problems
-
     def snapshot(self) -> RunSnapshot:
         """The whole state of the run now."""
         tasks = tuple(
@@ -232,9 +169,6 @@ class RunState:
             self.run_id, str(self.plan.path or ""), self.status, tasks, pools,
             self._started_ts, self._finished_ts, paused, reason, self.dropped_lines,
         )
-
-    def _poke(self) -> None:
-        self._wake.set()
 
     def poke(self) -> None:
         """Wake the scheduler loop (new events, output or a state change)."""
@@ -279,7 +213,7 @@ class RunState:
         the journal holds the parent task, whose own events are recorded.
         """
         self._foreign.append(event)
-        self._poke()
+        self.poke()
 
     def _admitting(self) -> bool:
         return not (self._stopping or self._user_paused or self._memory_low)
@@ -389,7 +323,7 @@ class RunState:
             elif not state.is_terminal:
                 self.end_now(rec, TaskState.CANCELLED, reason)
         self._update_admission()
-        self._poke()
+        self.poke()
 
     def task_rec(self, task_id: str) -> TaskRec | None:
         """The record of a task, or None."""
