@@ -39,20 +39,26 @@ _TERMINAL = {"succeeded", "failed", "cancelled", "skipped"}
 
 def register(sub: Any) -> None:
     """Add the ``runs``, ``show`` and ``logs`` subcommands."""
-    p = sub.add_parser("runs", help="list recorded runs, newest first")
+    p = sub.add_parser("runs", help="list recorded runs, newest first",
+                       description="List the journal's runs, newest first: id, status, start, "
+                       "duration, counts by state and plan.")
     store_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON array")
     p.add_argument("-n", "--limit", type=int, default=20, metavar="N", help="show N runs (0: all)")
     p.add_argument("--plan", metavar="PLAN", help="only runs of this plan file")
     p.set_defaults(func=_runs)
 
-    p = sub.add_parser("show", help="one run, task by task")
+    p = sub.add_parser("show", help="one run, task by task",
+                       description="One run: its plan, start, duration and resumes, then each task's "
+                       "state, attempts, exit code, duration and reason.")
     store_arg(p)
     p.add_argument("run", metavar="RUN", help="run id, unique prefix, or 'last'")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_show)
 
-    p = sub.add_parser("logs", help="print (or follow) a task's log")
+    p = sub.add_parser("logs", help="print (or follow) a task's log",
+                       description="Print a task's log (its last attempt unless --attempt); "
+                       "--follow waits for more while the run goes on.")
     store_arg(p)
     p.add_argument("run", metavar="RUN", help="run id, unique prefix, or 'last'")
     p.add_argument("task", metavar="TASK", help="task id")
@@ -60,7 +66,10 @@ def register(sub: Any) -> None:
     p.add_argument("-f", "--follow", action="store_true", help="keep printing as the log grows")
     p.set_defaults(func=_logs)
 
-    p = sub.add_parser("prune", help="forget old runs and delete their logs")
+    p = sub.add_parser("prune", help="forget old runs and delete their logs",
+                       description="Forget old runs and delete their logs. A run is kept when it "
+                       "is one of the --keep N newest or newer than --older-than DAYS; a live "
+                       "run always is.")
     store_arg(p)
     p.add_argument("--keep", type=int, metavar="N", help="keep the N newest runs")
     p.add_argument("--older-than", type=float, metavar="DAYS",
