@@ -41,6 +41,8 @@ class RunRecord:
     host: str
     pid_ts: float | None = None
     counts: Mapping[str, int] = field(default_factory=dict)
+    #: seconds it ran before its latest resume
+    earlier_s: float = 0.0
 
     @property
     def is_live(self) -> bool:
@@ -56,11 +58,19 @@ class RunRecord:
 
     @property
     def duration_s(self) -> float | None:
-        """Seconds from start to end (to now for a live run)."""
+        """Seconds it ran: from start to end (to now while live), less the time it was down.
+
+        A resumed run counts its earlier sessions (``earlier_s``) plus the
+        latest one, from its resume; the hours between a crash and the
+        resume are not its duration.
+        """
         if self.started_ts is None:
             return None
         end = self.ended_ts if self.ended_ts is not None else (time.time() if self.is_live else None)
-        return None if end is None else max(0.0, end - self.started_ts)
+        if end is None:
+            return None
+        since = self.started_ts if not self.resumes or self.pid_ts is None else self.pid_ts
+        return self.earlier_s + max(0.0, end - since)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +134,7 @@ def process_alive(pid: int | None, host: str, since_ts: float) -> bool:
 
 RUN_COLS = (
     "id, plan_path, plan_hash, options, task_count, status, created_ts, started_ts,"
-    " ended_ts, resumes, pid, host, pid_ts"
+    " ended_ts, resumes, pid, host, pid_ts, earlier_s"
 )
 ATTEMPT_COLS = (
     "task_id, attempt, state, started_ts, ended_ts, exit_code, reason, log_path, pid,"
@@ -133,10 +143,11 @@ ATTEMPT_COLS = (
 
 
 def run_from_row(row: tuple[Any, ...], counts: Mapping[str, int]) -> RunRecord:
-    (rid, path, phash, options, count, status, created, started, ended, resumes, pid, host, pid_ts) = row
+    (rid, path, phash, options, count, status, created, started, ended, resumes, pid, host, pid_ts,
+     earlier) = row
     return RunRecord(
         rid, path, phash, json.loads(options or "{}"), count, status, created, started, ended,
-        resumes, pid, host or "", pid_ts, dict(counts),
+        resumes, pid, host or "", pid_ts, dict(counts), earlier or 0.0,
     )  # fmt: skip
 
 

@@ -141,8 +141,11 @@ def reset_run(
             write transaction, so of two resumes started together one wins.
     """
     row = conn.execute(f"SELECT {RUN_COLS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+    earlier = 0.0
     if row is not None:
-        refuse_if_live(run_from_row(row, {}))
+        rec = run_from_row(row, {})
+        refuse_if_live(rec)
+        earlier = rec.earlier_s + session_s(conn, rec)
     now = time.time()
     closed = conn.execute(
         "UPDATE attempts SET state = 'interrupted', ended_ts = ?,"
@@ -172,11 +175,31 @@ def reset_run(
     conn.execute(
         "UPDATE runs SET status = 'pending', ended_ts = NULL, resumes = resumes + 1,"
         " pid = ?, pid_ts = ?, host = ?, plan_path = ?, plan_hash = ?, task_count = ?,"
-        " options = ? WHERE id = ?",
+        " options = ?, earlier_s = ? WHERE id = ?",
         (os.getpid(), now, socket.gethostname(), _plan_path(plan), phash, len(plan),
-         _json(options), run_id),
+         _json(options), earlier, run_id),
     )  # fmt: skip
     return int(closed)
+
+
+def session_s(conn: sqlite3.Connection, rec: RunRecord) -> float:
+    """How long the run's latest session ran (from its start or resume).
+
+    To its end; for a session that died without one, to the last moment the
+    journal saw (an attempt's start or end), so the hours between a crash and
+    its resume are not counted. A long quiet task that was running when tek
+    died is counted only up to its start.
+    """
+    if rec.started_ts is None:
+        return 0.0
+    since = rec.pid_ts if rec.resumes and rec.pid_ts is not None else rec.started_ts
+    end = rec.ended_ts
+    if end is None:
+        (end,) = conn.execute(
+            "SELECT max(max(started_ts, coalesce(ended_ts, 0))) FROM attempts WHERE run_id = ?",
+            (rec.id,),
+        ).fetchone()
+    return max(0.0, (end or since) - since)
 
 
 def pick_run_id(conn: sqlite3.Connection, run_id: str | None, path: Path) -> str:

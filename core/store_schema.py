@@ -44,7 +44,7 @@ from core.store_space import cannot_write, write_failed
 APP_ID = 0x54454B31
 
 #: Schema version this code writes and reads.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: WAL pages (4 KiB) between automatic checkpoints.
 WAL_CHECKPOINT_PAGES = 16384
@@ -112,8 +112,14 @@ CREATE TABLE pending (
 CREATE INDEX pending_by_run ON pending (run_id, seq);
 """
 
+# Seconds a resumed run ran before its latest resume (its duration leaves
+# out the time it was down).
+_V3 = """
+ALTER TABLE runs ADD COLUMN earlier_s REAL NOT NULL DEFAULT 0;
+"""
+
 #: ``MIGRATIONS[n]`` takes a file from version ``n`` to ``n + 1``.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 
 
 def connect(path: Path, *, create: bool = True, sync: str = "normal") -> sqlite3.Connection:

@@ -172,6 +172,20 @@ def test_create_journal_resumes_a_crashed_run(tmp_path: Path) -> None:
             create_journal(plan, store=store, resume=run_id)
 
 
+def test_a_resumed_run_s_duration_leaves_out_the_time_it_was_down(tmp_path: Path) -> None:
+    with open_store(tmp_path / "j.db") as store:
+        run_id, plan = _crashed_run(store)  # started at 99, last seen at 200 (c started), died
+        create_journal(plan, store=store, resume=run_id)
+        run = store.get_run(run_id)
+        assert run.earlier_s == 101.0  # not the decades from 200 to now
+        assert run.duration_s is not None and 101.0 <= run.duration_s < 101.0 + 60
+        # this session ends 7 s after its resume, and the run is resumed again later
+        store._conn.execute("UPDATE runs SET status = 'failed', ended_ts = pid_ts + 7, pid = 2147483000")
+        assert store.get_run(run_id).duration_s == pytest.approx(108.0)
+        create_journal(plan, store=store, resume=run_id)
+        assert store.get_run(run_id).earlier_s == pytest.approx(108.0)
+
+
 def test_of_two_resumes_that_both_found_the_run_free_only_the_first_takes_it(tmp_path: Path) -> None:
     # Both checked before either wrote (two tek run --resume started together):
     # the check that decides is the one inside the write transaction.
