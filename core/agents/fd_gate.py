@@ -11,7 +11,7 @@ ends: the tasks wait as if the pool were smaller.
 
 The capacity is taken from the limit at the first spawn and lowered to what
 was running when a spawn still failed for want of descriptors (something
-else holds more than the reserve allows for); a spawn that fails so while
+else holds more than the reserve allows for), until no attempt is left; a spawn that fails so while
 no other attempt runs fails its task, since waiting would free nothing.
 """
 
@@ -83,8 +83,15 @@ class FdGate:
         return True
 
     def leave(self) -> None:
-        """An active attempt ended: start the oldest held one, if it fits."""
+        """An active attempt ended: start the oldest held one, if it fits.
+
+        Once none is active or held, a capacity lowered by a shortage is
+        forgotten: the next run (a console runs many) reads the limit again.
+        """
         self.active -= 1
+        if not self.active and not self._held:
+            self.capacity = 0
+            return
         while self._held and self.active < self.capacity:
             loop, start = self._held.popleft()
             if loop.is_closed():
