@@ -43,8 +43,11 @@ def register(sub: Any) -> None:
     show.add_argument("--json", action="store_true", help="raw meta.json")
     show.set_defaults(func=_show)
 
-    rm = msub.add_parser("rm", help="remove a version (NAME@V) or a whole model (NAME)")
-    rm.add_argument("ref", metavar="NAME[@VERSION]", help=_REF_HELP)
+    rm = msub.add_parser("rm", help="remove a version (NAME@V) or a whole model (NAME)",
+                         description="Remove one version (NAME@VERSION), or a whole model with "
+                         "every version (NAME). Nothing asks first.")
+    rm.add_argument("ref", metavar="NAME[@VERSION]",
+                    help="NAME@VERSION: that version; NAME alone: every version of the model")
     rm.add_argument("--json", action="store_true", help="JSON list of removed versions")
     rm.set_defaults(func=_rm)
 
