@@ -187,6 +187,7 @@ def _topo(rec: TaskRec) -> int:
 def _revive(run: Run, rec: TaskRec) -> None:
     rec.upstream_skip = False
     rec.reason = ""
+    rec.exit_code = None  # the last attempt's: a skip before the next one must not show it
     rec.finished_ts = None
     rec.waiting = sum(1 for p in rec.deps if not _satisfied(p))
     run.reopen(rec)

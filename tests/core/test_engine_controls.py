@@ -25,7 +25,7 @@ from core.events import (
     from_json,
     to_json,
 )
-from tests.core.engine_helpers import EventLog, new_probe, noop, plan_of, probe, run_collect
+from tests.core.engine_helpers import EventLog, new_probe, noop, plan_of, probe, run_collect, shell
 
 OPTS = RunOptions(jobs=4, memory_floor_mb=0)
 
@@ -121,6 +121,22 @@ async def test_retry_failed_task_reenables_skipped_downstream() -> None:
     assert [summary.tasks[t].state for t in "abc"] == [TaskState.SUCCEEDED] * 3
     assert summary.tasks["a"].attempts == 2
     assert [s for s in p.starts if s[0] != "keepalive"] == [("a", 1), ("a", 2), ("b", 1), ("c", 1)]
+
+
+async def test_a_retried_task_skipped_before_its_next_attempt_shows_no_exit_code() -> None:
+    opts = RunOptions(jobs=1, memory_floor_mb=0, grace_s=1)
+    tasks = [shell("a", "exit 3"), shell("busy", "sleep 30")]  # one slot: busy runs after a
+
+    async def drive(run: Run, events: EventLog) -> None:
+        await events.wait_for(lambda: running(run, "busy"))
+        await send(run, RetryTask("a"))  # ready again, waiting for the slot
+        await send(run, SkipTask("a"))
+        (a,) = [t for t in run.snapshot().tasks if t.id == "a"]
+        assert (a.state, a.exit_code, a.reason) == (TaskState.SKIPPED, None, "skipped by user")
+        await send(run, CancelTask("busy"))
+
+    summary, _ = await run_collect(create_run(plan_of(*tasks), opts), drive)
+    assert (summary.tasks["a"].state, summary.tasks["a"].exit_code) == (TaskState.SKIPPED, None)
 
 
 async def test_stay_open_allows_retry_after_everything_ended() -> None:
