@@ -51,11 +51,17 @@ class _Parser(argparse.ArgumentParser):
     #: The command line's subcommand, for the hint of errors argparse
     #: raises at the top (unrecognised arguments of ``tek runs --bogus``).
     command: str = ""
+    #: ``--json`` is on the command line: errors are also JSON on stdout
+    #: (set on the class, so subcommand parsers see it too).
+    json_wanted: bool = False
 
     def error(self, message: str) -> NoReturn:
         """Print ``tek: MESSAGE (see PROG --help)`` instead of usage plus error; exit 2."""
         prog = f"{self.prog} {self.command}" if self.command else self.prog
-        self.exit(EXIT_BAD_INPUT, f"tek: {message} (see `{prog} --help`)\n")
+        line = f"{message} (see `{prog} --help`)"
+        if _Parser.json_wanted:  # a script parsing stdout gets its JSON, as for other errors
+            print_json_errors([line])
+        self.exit(EXIT_BAD_INPUT, f"tek: {line}\n")
 
 
 class _VersionAction(argparse.Action):
@@ -82,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     if isinstance(parser, _Parser):
         parser.command = next((w for w in words if w in names), "")
+    _Parser.json_wanted = "--json" in words
     args = parser.parse_args(words)
     args.argv = words  # `tek run -d` starts the same command line in the background
     if not getattr(args, "func", None):
@@ -94,10 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in lines:
             print(f"tek: {line}", file=sys.stderr)
         if getattr(args, "json", False):  # a script reading stdout gets JSON too
-            import json
-
-            with contextlib.suppress(OSError):
-                print(json.dumps({"errors": lines}), flush=True)
+            print_json_errors(lines)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("tek: interrupted", file=sys.stderr)
@@ -112,6 +116,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tek: {_os_error_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return code
+
+
+def print_json_errors(lines: list[str]) -> None:
+    """``{"errors": [...]}`` on stdout (a reader that went away is ignored)."""
+    import json
+
+    with contextlib.suppress(OSError):
+        print(json.dumps({"errors": lines}), flush=True)
 
 
 def _os_error_line(exc: OSError) -> str:
@@ -177,9 +189,24 @@ def _open_standard_fds() -> None:
                 setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115
 
 
+def _tolerant_streams() -> None:
+    """Print what the terminal's encoding cannot show as escapes, never fail on it.
+
+    Under a Latin-1 or ASCII locale (or ``PYTHONIOENCODING``) a task's
+    ``✓`` in the plain output raised ``UnicodeEncodeError`` inside the run
+    and cancelled the rest of it.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
+
+
 def entry() -> None:
     """Console-script entry point."""
     _open_standard_fds()
+    _tolerant_streams()
     # The collector finds no garbage among the ~40,000 objects that importing
     # polars, anyio and tek makes, yet scans them again and again (20-30 ms).
     # Commands that run for long turn it back on when they start (``tek run``,
