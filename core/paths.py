@@ -12,8 +12,8 @@ from pathlib import Path
 ENV_HOME = "TEK_HOME"
 
 
-def tek_home() -> Path:
-    """Return tek's data folder, creating it if needed.
+def tek_home(create: bool = True) -> Path:
+    """Return tek's data folder, creating it if needed (unless ``create`` is false).
 
     Raises:
         TekError: the path is a file.
@@ -32,8 +32,21 @@ def tek_home() -> Path:
         where = f"TEK_HOME={env}" if env else str(home)
         raise TekError(f"{where} is a file, not a folder: tek keeps its runs, logs and models "
                        "there (point TEK_HOME at a folder)")
-    home.mkdir(parents=True, exist_ok=True)
+    if create:
+        home.mkdir(parents=True, exist_ok=True)
     return home
+
+
+def missing_home() -> str:
+    """Why reading history finds nothing: ``$TEK_HOME`` names no folder ("" otherwise).
+
+    A misspelt ``TEK_HOME`` must not read as "no runs yet": a script
+    checking last night's run would see nothing ran.
+    """
+    env = os.environ.get(ENV_HOME)
+    if env and not Path(env).expanduser().is_dir():
+        return f"TEK_HOME={env}: no such folder, so no runs are recorded there (is it spelt right?)"
+    return ""
 
 
 def runs_dir() -> Path:
@@ -56,9 +69,9 @@ def run_log_path(run_id: str, task_id: str, attempt: int) -> Path:
     return run_dir(run_id) / f"{safe}.{attempt}.log"
 
 
-def default_store_path() -> Path:
-    """The journal database: ``<home>/tek.db``."""
-    return tek_home() / "tek.db"
+def default_store_path(create: bool = True) -> Path:
+    """The journal database: ``<home>/tek.db`` (``create``: make the folder if needed)."""
+    return tek_home(create) / "tek.db"
 
 
 def models_dir() -> Path:

@@ -93,13 +93,15 @@ def open_journal(args: argparse.Namespace) -> Store | None:
             usable tek journal, or has a damaged page (the file is left untouched).
     """
     from core.errors import StoreError
-    from core.paths import default_store_path
+    from core.paths import default_store_path, missing_home
     from core.store import open_store
 
-    path = Path(args.store).expanduser() if args.store else default_store_path()
+    path = Path(args.store).expanduser() if args.store else default_store_path(create=False)
     if not path.exists():
         if args.store:
             raise StoreError(f"{path}: no journal here")
+        if why := missing_home():
+            raise StoreError(why)
         return None
     if path.is_file() and path.stat().st_size == 0:
         return None  # a journal being created this instant: nothing recorded yet

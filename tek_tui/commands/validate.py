@@ -58,7 +58,7 @@ def past_durations(plan: Any) -> tuple[str, dict[str, float]] | None:
     try:
         # Inside the try: finding the journal creates $TEK_HOME, which may
         # not be possible (a read-only home); validating needs none of it.
-        if not default_store_path().is_file():
+        if not default_store_path(create=False).is_file():
             return None
         from core.store import open_store
 

@@ -66,7 +66,7 @@ def recent_runs(limit: int = 20) -> list[Any] | None:
         from core.store import open_store
     except ImportError:
         return None
-    if not default_store_path().exists():
+    if not default_store_path(create=False).exists():
         return None
     try:
         with open_store(create=False) as store:
