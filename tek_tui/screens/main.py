@@ -202,8 +202,10 @@ class MainScreen(PaneLayoutScreen):
             if self._dag_pending and self.pane_visible("dag"):
                 self._pane_widget("dag-view").update_states(self._dag_pending)
                 self._dag_pending = {}
+            # Fed while hidden too: its rate needs every count as it came (shown
+            # again after a gap, it read the gap's finishes as the last 5 s's).
             self._pools_pending |= dirty.pools or dirty.run  # run: it may have ended
-            if self._pools_pending and self.pane_visible("pools"):
+            if self._pools_pending:
                 reason = state.admission_reason if state.admission_paused else ""
                 self._pane_widget("pools-pane").update_pools(
                     list(state.pools.values()), state.admission_paused, reason,

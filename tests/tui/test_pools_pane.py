@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from core.events import PoolInfo
+from core.events import PoolChanged, PoolInfo, RunStarted
 from tek_tui.widgets.pools_pane import PoolsPane
+from tests.tui.fakes import T0, FakeClient, FrozenClock, demo_snapshot, make_app, ready, until
 from tests.tui.widget_host import SIZES, run_host, screen_text
 
 
@@ -133,3 +136,31 @@ async def test_the_rate_falls_to_zero_once_nothing_finishes() -> None:
         await pilot.pause()
         assert "3.0" not in screen_text(app) and "0.0" in screen_text(app)
 
+
+
+async def test_a_hidden_pools_pane_keeps_counting_so_its_rate_is_right_when_shown() -> None:
+    """At 80x24 one pane shows at a time: tasks that finished while Pools was
+    hidden were read, once it showed again, as finished over the last 5 s."""
+    client = FakeClient(demo_snapshot(), [RunStarted("run-demo", "", 4, T0),
+                                          PoolChanged("shell", 2, 2, 38, 0, T0)])
+    pane_clock = FrozenClock(100.0)
+    app = make_app(client, pane_clock=pane_clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        pools: Any = screen.query_one("#pools-pane")
+        await pilot.press("tab", "tab", "tab")  # tasks → log → dag → pools
+        await until(pilot, lambda: screen.pane_visible("pools") and bool(pools.pools))
+        await pilot.press("tab")
+        assert not screen.pane_visible("pools")
+        pane_clock.now += 2
+        client.emit(PoolChanged("shell", 2, 0, 0, 40, T0 + 2))  # all 40 finish, unseen
+        await until(pilot, lambda: pools.pools[0].finished == 40)
+        pane_clock.now += 13  # nothing finishes afterwards
+        for _ in range(4):  # round to Pools again
+            await pilot.press("tab")
+            if screen.pane_visible("pools"):
+                break
+        await pilot.pause()
+        assert screen.pane_visible("pools")
+        assert pools.finished_per_second("shell") == 0.0
+        assert "0.0" in str(pools.render())
