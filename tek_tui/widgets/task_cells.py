@@ -50,7 +50,7 @@ def parse_filter(text: str) -> Callable[[TaskInfo], bool] | None:
     tests: list[Callable[[TaskInfo], bool]] = []
     for word in words:
         field, _, value = word.partition(":")
-        value = value.lower()
+        field, value = field.lower(), value.lower()  # STATE:FAILED is state:failed
         if field == "state" and value:
             tests.append(_state_test(tuple(v for v in value.split(",") if v)))
         elif field == "tag" and value:
@@ -81,6 +81,7 @@ def filter_problems(text: str, tasks: Iterable[TaskInfo] = ()) -> list[str]:
     texts: list[str] | None = None
     for word in text.split():
         field, colon, value = word.partition(":")
+        field = field.lower()
         if field == "state":
             bad = [v for v in value.lower().split(",") if v
                    and not any(s.value.startswith(v) for s in TaskState)]
