@@ -93,6 +93,7 @@ class MainScreen(PaneLayoutScreen):
         self._start = start
         self._title = title
         self._last_tick = 0
+        self._keys_for: tuple[object, ...] = ()  # what the footer's keys were chosen for
         self._skipped = 0
         """Flushes skipped in a row behind a modal (see :data:`BEHIND_MODAL_HZ`)."""
         self._dag_pending: dict[str, TaskState] = {}
@@ -213,7 +214,13 @@ class MainScreen(PaneLayoutScreen):
                 )
                 self._pools_pending = False
             if dirty.run:
-                self.refresh_bindings()  # "p Pause" / "p Resume" follows the status
+                # "p Pause" / "p Resume" and the keys with work left follow these.
+                # Only when they change: a footer refresh composes its keys
+                # again, which at 10 Hz took a third of a busy console's time.
+                keys_for = (state.status, state.finished, state.active)
+                if keys_for != self._keys_for:
+                    self._keys_for = keys_for
+                    self.refresh_bindings()
             if dirty.run or tick:
                 self._paint_run_bar(state, now)
             if dirty.tasks:
