@@ -103,7 +103,7 @@ def build_context(run: RunState, rec: TaskRec, log: AttemptLog) -> AttemptContex
     base = run.base_dir
     return AttemptContext(
         task=task, attempt=attempt, run_id=run.run_id, cpus=rec.cpus, gpus=rec.gpus,
-        memory_mb=task.memory_mb, env=env, cwd=(base / task.cwd) if task.cwd else base,
+        memory_mb=task.memory_mb, env=env, cwd=base / Path(task.cwd).expanduser() if task.cwd else base,
         log_path=log.path, log=log, report_progress=report_progress,
         set_pid=set_pid, plan_dir=base,
     )  # fmt: skip

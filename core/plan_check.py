@@ -368,6 +368,9 @@ def _env(
                        else "bad variable name: letters, digits and _, not starting with a digit")
                 problems.add(lines[i], "env", why, entry.strip())
                 continue
+            if any(k == key for k, _ in pairs):  # which one was meant?
+                problems.add(lines[i], "env", f"{key} is set twice", entry.strip())
+                continue
             pairs.append((key, value.strip()))
         out.append(tuple(pairs))
     return out

@@ -95,10 +95,16 @@ class Sheet:
 
 def decode(data: bytes, problems: Problems) -> str:
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         _report_encoding(data, problems)
         raise PlanError(problems.lines()) from None
+    bare_cr = text.count("\r") - text.count("\r\n")
+    if bare_cr and bare_cr >= text.count("\n"):  # mostly CR line ends: rows would run together
+        problems.add(1, "header", "lines end with a bare CR (classic Mac line endings): "
+                     "save the file with LF or CRLF line endings")
+        raise PlanError(problems.lines())
+    return text
 
 
 def _report_encoding(data: bytes, problems: Problems) -> None:
@@ -255,5 +261,6 @@ def read_frame(
     if lens is not None:
         for count, line in zip(lens, lines, strict=True):
             if count and count != ncols:
-                problems.add(line, "row", f"row has {count} fields, header has {ncols}")
+                fields = "field" if count == 1 else "fields"
+                problems.add(line, "row", f"row has {count} {fields}, header has {ncols}")
     return frame, lines

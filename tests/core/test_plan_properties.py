@@ -54,7 +54,8 @@ def plans(draw: st.DrawFn) -> Plan:
                 retries=draw(st.integers(0, 10)),
                 retry_backoff_s=draw(finite),
                 timeout_s=draw(st.one_of(st.none(), finite.filter(lambda f: f > 0))),
-                env=tuple(draw(st.lists(st.tuples(env_key, env_value), max_size=3))),
+                env=tuple(draw(st.lists(st.tuples(env_key, env_value), max_size=3,
+                                         unique_by=lambda kv: kv[0]))),  # a key once
                 cwd=draw(text),
                 tags=tuple(draw(st.lists(word, max_size=3))),
                 meta=meta,
