@@ -191,8 +191,9 @@ def _revive(run: Run, rec: TaskRec) -> None:
     rec.finished_ts = None
     rec.waiting = sum(1 for p in rec.deps if not _satisfied(p))
     run.reopen(rec)
+    # PENDING first, even for a task ready at once: the journal leaves READY
+    # out, and would go on showing the task as failed or cancelled.
+    rec.state = TaskState.PENDING
+    run.emit(TaskChanged(rec.task.id, TaskState.PENDING, rec.attempt, run.now()))
     if rec.waiting == 0:
         run.make_ready(rec)
-    else:
-        rec.state = TaskState.PENDING
-        run.emit(TaskChanged(rec.task.id, TaskState.PENDING, rec.attempt, run.now()))

@@ -139,6 +139,31 @@ async def test_a_retried_task_skipped_before_its_next_attempt_shows_no_exit_code
     assert (summary.tasks["a"].state, summary.tasks["a"].exit_code) == (TaskState.SKIPPED, None)
 
 
+async def test_a_retried_task_reads_pending_in_the_journal_until_it_runs_again() -> None:
+    """READY is not journaled: a retry that cannot start yet left `tek show` saying cancelled."""
+    from core.journal import create_journal
+    from core.store import open_store
+
+    plan = plan_of(shell("a", "exit 3"), shell("busy", "sleep 30"))  # one slot: busy after a
+    with open_store() as store:
+        journal = create_journal(plan, store=store)
+        run = create_run(plan, RunOptions(jobs=1, memory_floor_mb=0, grace_s=1),
+                         run_id=journal.run_id, recorder=journal.recorder)
+        journal.ready()
+
+        async def drive(run: Run, events: EventLog) -> None:
+            await events.wait_for(lambda: running(run, "busy"))
+            seen = len(events)
+            await send(run, RetryTask("a"))
+            await events.wait_for(lambda: any(isinstance(e, TaskChanged) and e.task_id == "a"
+                                              for e in events[seen:]))  # recorded by now
+            _, tasks, _ = store.read_run(journal.run_id)
+            assert {t.task_id: t.state for t in tasks}["a"] == "pending"
+            await send(run, CancelTask("busy"))
+
+        await run_collect(run, drive)
+
+
 async def test_stay_open_allows_retry_after_everything_ended() -> None:
     new_probe(OPTS, 4)
     opts = RunOptions(jobs=2, memory_floor_mb=0, stay_open=True)
