@@ -1,17 +1,21 @@
 """The log pane: the selected task's current attempt, live, with a loss curve.
 
 On selection the attempt's log file is tailed in a thread worker (the last
-``max_lines`` lines, read backwards from the end so a multi-megabyte log costs
-a few block reads, never more than ``TAIL_BYTES``; lines longer than
-``LINE_CHARS`` are clipped); live ``OutputLines`` then append, one ``write_lines`` per
-flush. Lines that arrived while the file was being read are de-duplicated
-against the file's tail. Memory stays bounded by ``Log.max_lines``.
+``max_lines`` lines, read backwards from the end: :func:`~tek_tui.widgets.log_text.read_tail`);
+live ``OutputLines`` then append, one ``write_lines`` per flush. Every line
+is shown as :func:`~tek_tui.widgets.log_text.shown_line` makes it (controls
+escaped, the text after a ``\\r``), once, as it comes. Lines that arrived
+while the file was being read are de-duplicated against the file's tail.
+Memory stays bounded by ``Log.max_lines``.
 
-``f`` toggles follow (auto-scroll) for the task shown: another task's log
-starts following again. ``/`` searches (the screen's ``/`` key
-calls :meth:`LogView.action_search` while the log pane has the focus), ``n``/``N`` jump to the
-next/previous match. For tasks that report ``loss`` in ``Progress`` events a
-sparkline of the loss history shows above the log.
+Following (:class:`~tek_tui.widgets.follow_log.FollowLog`): any move up
+pauses it, ``End``/``G`` follow again, ``f`` toggles; another task's log
+starts following again. ``/`` searches (the screen's ``/`` key calls
+:meth:`LogView.action_search` while the log pane has the focus), ``n``/``N``
+jump to the next/previous match. The header
+(:class:`~tek_tui.widgets.log_header.LogHeader`) stays one line. For tasks
+that report ``loss`` in ``Progress`` events a sparkline of the loss history
+shows above the log.
 """
 
 from __future__ import annotations
@@ -24,66 +28,17 @@ from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Input, Log, Sparkline, Static
+from textual.widgets import Input, Sparkline, Static
 from textual.worker import Worker
+
+from tek_tui.widgets.follow_log import FollowLog
+from tek_tui.widgets.log_header import LogHeader
+from tek_tui.widgets.log_text import LINE_CHARS, TAIL_BYTES, read_tail, shown_line
+
+__all__ = ["LINE_CHARS", "MAX_LINES", "TAIL_BYTES", "LogView", "read_tail"]
 
 #: Lines kept in the pane (and read from the end of a log file).
 MAX_LINES = 5000
-#: Bytes read at most from the end of a log file.
-TAIL_BYTES = 4 << 20
-#: Characters of one line shown at most (the whole line stays in the file).
-LINE_CHARS = 2000
-_BLOCK = 64 * 1024
-
-
-def read_tail(path: Path, max_lines: int, max_bytes: int = TAIL_BYTES) -> list[str]:
-    """The last ``max_lines`` lines of a text file, reading backwards by blocks.
-
-    At most ``max_bytes`` are read, so a log of a few huge lines (a task
-    that printed 50 MB without a newline) costs no more than one of short
-    lines; each line is clipped to :data:`LINE_CHARS` (:func:`clip`).
-
-    Args:
-        path: the log file.
-        max_lines: how many lines at most.
-        max_bytes: how much of the file's end to read at most.
-
-    Returns:
-        The lines without their newlines; empty when the file is missing.
-    """
-    blocks: list[bytes] = []
-    newlines = read = 0
-    cut = False  # the reading stopped inside a line
-    try:
-        with path.open("rb") as fh:
-            pos = fh.seek(0, 2)
-            while pos > 0 and newlines <= max_lines and read < max_bytes:
-                step = min(_BLOCK, pos)
-                pos -= step
-                fh.seek(pos)
-                block = fh.read(step)
-                blocks.append(block)
-                newlines += block.count(b"\n")
-                read += len(block)
-            if pos > 0:
-                fh.seek(pos - 1)
-                cut = fh.read(1) != b"\n"
-    except OSError:
-        return []
-    data = b"".join(reversed(blocks))
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    first_kept = len(lines) <= max_lines  # else the first line read is sliced off anyway
-    lines = [clip(line) for line in lines[-max_lines:]]
-    if cut and first_kept and lines:
-        lines[0] = "… " + lines[0]
-    return lines
-
-
-def clip(line: str) -> str:
-    """``line``, cut to :data:`LINE_CHARS` characters with a note of what was left out."""
-    if len(line) <= LINE_CHARS:
-        return line
-    return f"{line[:LINE_CHARS]} … ({len(line) - LINE_CHARS:,} more characters in the log file)"
 
 
 def _overlap(tail: Sequence[str], head: Sequence[str]) -> int:
@@ -94,27 +49,6 @@ def _overlap(tail: Sequence[str], head: Sequence[str]) -> int:
     return 0
 
 
-class FollowLog(Log):
-    """A ``Log`` that, while following, keeps its last line in view.
-
-    Textual's ``Log`` scrolls on new lines only when the view is already at
-    the bottom; once the view shrinks (the loss curve appears, the terminal
-    is resized) it is no longer there, and the log silently stopped
-    following while the header still said so. Here following always scrolls
-    to the end: after each write and after every resize.
-    """
-
-    def follow_end(self) -> None:
-        """Scroll to the last line when following (``auto_scroll``)."""
-        if self.auto_scroll:
-            self.scroll_end(animate=False, immediate=True, x_axis=False)
-
-    def on_resize(self) -> None:
-        """A new height moves the end: scroll there again once the layout settles."""
-        if self.auto_scroll:
-            self.scroll_end(animate=False, x_axis=False)
-
-
 class LogView(Vertical):
     """Log of one task attempt, follow/pause, search and loss curve."""
 
@@ -123,8 +57,6 @@ class LogView(Vertical):
         Binding("n", "next_match", "Next match", id="log-next-match", show=False),
         Binding("N", "prev_match", "Prev match", id="log-prev-match", show=False),
         Binding("escape", "close_search", "Close search", id="log-close-search", show=False),
-        Binding("j", "scroll_log(1)", "Scroll down", id="log-down", show=False),
-        Binding("k", "scroll_log(-1)", "Scroll up", id="log-up", show=False),
     ]
 
     def __init__(self, *, max_lines: int = MAX_LINES, **kwargs: object) -> None:
@@ -134,8 +66,6 @@ class LogView(Vertical):
         """Task shown, or None."""
         self.attempt = 0
         """Attempt shown."""
-        self.follow = True
-        """New lines scroll the log to the end."""
         self.needle = ""
         """Current search text."""
         self.match_line: int | None = None
@@ -149,7 +79,7 @@ class LogView(Vertical):
         self._loss: tuple[list[float], str] = ([], "")
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="log-header")
+        yield LogHeader(id="log-header")
         with Horizontal(id="loss-row"):
             yield Static("loss", id="loss-label")
             yield Sparkline([], id="loss-curve")
@@ -158,12 +88,23 @@ class LogView(Vertical):
 
     def on_mount(self) -> None:
         self.query_one("#log-search").display = False
+        # Keys and the mouse pause following in the log itself: say so here.
+        self.watch(self.lines_widget, "auto_scroll", self._follow_changed, init=False)
         self._update_header()
 
     @property
     def lines_widget(self) -> FollowLog:
         """The underlying ``Log`` widget."""
         return self.query_one("#log-lines", FollowLog)
+
+    @property
+    def follow(self) -> bool:
+        """New lines scroll the log to the end (the log's ``auto_scroll``)."""
+        return self.lines_widget.auto_scroll
+
+    @follow.setter
+    def follow(self, value: bool) -> None:
+        self.lines_widget.auto_scroll = value
 
     # --------------------------------------------------------------- public
 
@@ -180,7 +121,7 @@ class LogView(Vertical):
         if task_id != self.task_id:
             # Paused (`f`, or a search) for the task that was shown: this one's
             # log follows its end until paused again.
-            self.follow = self.lines_widget.auto_scroll = True
+            self.follow = True
         self.task_id, self.attempt, self.outcome = task_id, attempt, outcome
         self._whole = True
         self._generation += 1
@@ -205,7 +146,7 @@ class LogView(Vertical):
                 out.append(f"── attempt {attempt} ──")
                 self._update_header()
             if attempt == self.attempt:
-                out.append(clip(text))
+                out.append(shown_line(text))
         if not out:
             return
         if self._loading:
@@ -250,15 +191,10 @@ class LogView(Vertical):
 
     def action_toggle_follow(self) -> None:
         """Follow the end of the log, or hold it still."""
-        self.follow = not self.follow
-        self.lines_widget.auto_scroll = self.follow
         if self.follow:
-            self.lines_widget.scroll_end(animate=False)
-        self._update_header()
-
-    def action_scroll_log(self, lines: int) -> None:
-        """Scroll the log by ``lines`` (``j``/``k``, as ``↓``/``↑``)."""
-        self.lines_widget.scroll_relative(y=lines, animate=False)
+            self.lines_widget.pause()
+        else:
+            self.lines_widget.action_scroll_end()
 
     def action_search(self) -> None:
         """Open the search box."""
@@ -314,7 +250,6 @@ class LogView(Vertical):
         self.match_line = pick
         # Searching pauses follow, else the next live line would scroll the match away.
         self.follow = False
-        self.lines_widget.auto_scroll = False
         self.lines_widget.scroll_to(y=max(0, pick - 2), animate=False)
         # The buffer holds the log's last lines only: a buffer line is a file
         # line only while the whole log is in it.
@@ -323,19 +258,19 @@ class LogView(Vertical):
             where += f" of the last {len(lines):,}"
         self._update_header(f"match {hits.index(pick) + 1}/{len(hits)} at {where}")
 
+    def _follow_changed(self, _following: bool) -> None:
+        self._update_header()
+
     def _update_header(self, extra: str = "") -> None:
+        header = self.query_one("#log-header", LogHeader)
         if self.task_id is None:
-            text = "no task selected"
+            header.show("no task selected", extra=extra)
+        elif self.attempt == 0:
+            # Skipped or cancelled before it ever ran: say why, not just "not started".
+            header.show(self.task_id, self.outcome or "not started", extra=extra)
         else:
             mode = "following" if self.follow else "paused"
-            outcome = f"{self.outcome} · " if self.outcome else ""
-            text = f"{self.task_id} · {outcome}attempt {self.attempt} · {mode}"
-            if self.attempt == 0:
-                # Skipped or cancelled before it ever ran: say why, not just "not started".
-                text = f"{self.task_id} · {self.outcome or 'not started'}"
-        if extra:
-            text = f"{text} · {extra}"
-        self.query_one("#log-header", Static).update(text)
+            header.show(self.task_id, self.outcome, f"attempt {self.attempt} · {mode}", extra)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A log that cannot be read becomes an error notification."""
