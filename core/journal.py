@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from core.plan import Plan
     from core.resume import ResumeDecision
     from core.store import Store
+    from core.store_records import RunRecord
 
 @dataclass(slots=True)
 class JournalStats:
@@ -209,13 +210,65 @@ class RunJournal:
             self.store.close()
 
 
+@dataclass(frozen=True, slots=True)
+class ResumeTarget:
+    """A journaled run that may be resumed with a plan, and what the resume would do.
+
+    Made by :func:`find_resume`, which changes nothing; hand it to
+    :func:`create_journal` as ``resume`` to reopen that very run.
+
+    Attributes:
+        run: the run as the journal holds it (its recorded ``options`` too).
+        decision: what reruns and why.
+        left_open: ``(task, attempt)`` of attempts its crash left open.
+    """
+
+    run: RunRecord
+    decision: ResumeDecision
+    left_open: frozenset[tuple[str, int]] = frozenset()
+
+
+def find_resume(
+    plan: Plan, *, store: Store, resume: str, from_tasks: Sequence[str] = ()
+) -> ResumeTarget:
+    """The run ``resume`` names and what resuming it with ``plan`` reruns; reads only.
+
+    Every refusal of a resume is made here, in this order, so a dry run
+    (``tek run --resume --dry-run``) refuses what the real resume refuses,
+    with the same line: no such run, a run still running, a run of another
+    plan file, an unknown ``--from`` task.
+
+    Args:
+        plan: the plan to run (as it is now).
+        store: the open journal.
+        resume: run id, unique prefix or ``last`` (the newest run of the
+            plan's file, by whichever path that run named it).
+        from_tasks: tasks to rerun with their downstream.
+
+    Raises:
+        StoreError: no such run, its process is still running it, or it ran
+            another plan file that still exists.
+        PlanError: a ``from_tasks`` id is not in the plan.
+    """
+    from core.resume import decide_resume
+
+    plan_path = str(plan.path.absolute()) if plan.path is not None and resume == "last" else None
+    rid = store.resolve_run(resume, plan_path=plan_path)
+    run, tasks, attempts = store.read_run(rid)
+    refuse_if_live(run)
+    _check_same_plan(run.plan_path, plan, rid)
+    decision = decide_resume(plan, tasks, from_tasks)
+    left_open = frozenset((a.task_id, a.attempt) for a in attempts if a.ended_ts is None)
+    return ResumeTarget(run, decision, left_open)
+
+
 def create_journal(
     plan: Plan,
     *,
     store: Store,
     options: Mapping[str, Any] | None = None,
     run_id: str | None = None,
-    resume: str | None = None,
+    resume: str | ResumeTarget | None = None,
     from_tasks: Sequence[str] = (),
     defer_reopen: bool = False,
 ) -> RunJournal:
@@ -227,7 +280,8 @@ def create_journal(
         options: run options, kept as JSON with the run.
         run_id: id for a new run (default: a new one, see ``Store.begin_run``).
         resume: run id, unique prefix or ``last`` (the newest run of this
-            plan's file) to resume; None starts a new run.
+            plan's file) to resume, or what :func:`find_resume` found (then
+            ``from_tasks`` is not looked at again); None starts a new run.
         from_tasks: with ``resume``, tasks to rerun with their downstream.
         defer_reopen: with ``resume``, decide but change nothing yet: the
             caller builds its run first (``create_run`` may refuse the
@@ -240,19 +294,13 @@ def create_journal(
         StoreError: no such run, or its process is still running it.
         PlanError: a ``from_tasks`` id is not in the plan.
     """
-    from core.resume import decide_resume
-
     if resume is None:
         rid = store.begin_run(run_id, plan, options, background=True)
         return RunJournal(store, rid, JournalRecorder(store, rid))
-    plan_path = str(plan.path.resolve()) if plan.path is not None and resume == "last" else None
-    rid = store.resolve_run(resume, plan_path=plan_path)
-    run, tasks, attempts = store.read_run(rid)
-    refuse_if_live(run)
-    _check_same_plan(run.plan_path, plan, rid)
-    decision = decide_resume(plan, tasks, from_tasks)
-    left_open = {(a.task_id, a.attempt) for a in attempts if a.ended_ts is None}
-    here = run.host == socket.gethostname()
+    target = resume if isinstance(resume, ResumeTarget) else find_resume(
+        plan, store=store, resume=resume, from_tasks=from_tasks)
+    rid, decision, left_open = target.run.id, target.decision, set(target.left_open)
+    here = target.run.host == socket.gethostname()
 
     def reopen() -> tuple[int, int]:
         refuse_if_live(store.get_run(rid))  # another tek took it while this one got ready

@@ -12,10 +12,20 @@ Rules (DESIGN.md, "Persistence"; issue 4):
   plan, reruns, and so does everything downstream of it;
 - ``--from TASK`` forces TASK and everything downstream of it to rerun.
 
-The row hash covers every field of the row except its line number (an edit
-to any column, including name, priority or an ``x_`` column, counts as a
-change); dependency order is ignored because it means nothing. Attempt
-numbers continue from the journal so log files of earlier attempts stay.
+The row hash covers what a task does, and only that (:data:`DOES`): its
+agent, command, dependencies, environment, working directory, and the
+resources it is given (cpus, gpus, memory_mb: an ML task's threads and
+devices follow them, a shell task sees its GPUs in ``CUDA_VISIBLE_DEVICES``).
+How it is labelled or scheduled is not part of it: editing ``name``,
+``tags``, ``priority``, ``pool``, ``retries``, ``retry_backoff_s``,
+``timeout_s`` or an ``x_`` column reruns nothing (fixing a label's typo in a
+90-task plan must not rerun the night). Dependency order and the order of
+distinct ``env`` keys are ignored because they mean nothing. Journals
+written by earlier versions hold hashes over every column; they are still
+recognised (:func:`row_unchanged`), so an unchanged row of such a run does
+not rerun (an edit to any column of it still does: those hashes cannot tell
+which column changed). Attempt numbers continue from the journal so log
+files of earlier attempts stay.
 
 Pure functions over plain data: no I/O, no SQLite, cheap to test.
 """
@@ -40,37 +50,60 @@ if TYPE_CHECKING:
     from core.plan import Plan
     from core.store import TaskRecord
 
-#: Task fields a row hash covers: all but ``line``.
-_HASHED: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Task) if f.name != "line")
-_DEPS = _HASHED.index("deps")
-_FIELDS = operator.attrgetter(*_HASHED)
+#: Task fields a row hash covers: what the task does (see the module's doc).
+DOES: tuple[str, ...] = ("id", "agent", "command", "deps", "env", "cwd", "cpus", "gpus", "memory_mb")
+_DOES_DEPS = DOES.index("deps")  # env follows it
+_DOES_FIELDS = operator.attrgetter(*DOES)
+
+#: Task fields the hash of the previous journals covered: all but ``line``.
+_ALL: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Task) if f.name != "line")
+_DEPS = _ALL.index("deps")
+_ALL_FIELDS = operator.attrgetter(*_ALL)
 
 
-#: Length of a :func:`row_hash` (hex digits); a journal row with a hash of
-#: another length was written by an older tek (:func:`legacy_row_hash`).
-HASH_LEN = 16
+#: Length of a :func:`row_hash` (hex digits). A journal row with a hash of
+#: another length was written by an older tek: 16 digits by
+#: :func:`full_row_hash`, 24 by :func:`legacy_row_hash`.
+HASH_LEN = 20
 
 
 def row_hash(task: Task) -> str:
-    """A short stable hash of everything a task's row says (not its line).
+    """A short stable hash of what a task does (:data:`DOES`), not of how it is labelled.
 
     blake2b over the fields in marshal format 0 (no references, no interning
     flags, floats as text: the same bytes for the same values in any
     process and any CPython 3). Twice as fast as hashing their repr, which
     matters at 10k tasks (~15 ms instead of ~30 ms on the run's set-up).
     """
-    values = _FIELDS(task)
+    values = _DOES_FIELDS(task)
+    if len(task.deps) > 1 or len(task.env) > 1:  # their order means nothing
+        env = tuple(sorted(task.env_dict.items()))  # a key given twice: the last one counts
+        values = (*values[:_DOES_DEPS], tuple(sorted(task.deps)), env, *values[_DOES_DEPS + 2 :])
+    return hashlib.blake2b(marshal.dumps(values, 0), digest_size=HASH_LEN // 2).hexdigest()
+
+
+def full_row_hash(task: Task) -> str:
+    """The row hash journals written by schema v3 before this version hold (16 hex digits).
+
+    It covers every field of the row but its line, labels and ``x_``
+    columns included.
+    """
+    values = _ALL_FIELDS(task)
     if len(task.deps) > 1:  # dependency order means nothing
         values = (*values[:_DEPS], tuple(sorted(task.deps)), *values[_DEPS + 1 :])
-    return hashlib.blake2b(marshal.dumps(values, 0), digest_size=HASH_LEN // 2).hexdigest()
+    return hashlib.blake2b(marshal.dumps(values, 0), digest_size=8).hexdigest()
 
 
 def legacy_row_hash(task: Task) -> str:
     """The row hash journals written before schema v3 hold (24 hex digits)."""
-    values = list(_FIELDS(task))
+    values = list(_ALL_FIELDS(task))
     values[_DEPS] = tuple(sorted(task.deps))
     # repr of str, int, float and tuples is stable across CPython versions.
     return hashlib.blake2b(repr(values).encode(), digest_size=12).hexdigest()
+
+
+#: Hash functions of older teks, by the length of the hashes they made.
+_OLDER = {16: full_row_hash, 24: legacy_row_hash}
 
 
 def row_unchanged(stored: str, task: Task) -> bool:
@@ -78,10 +111,12 @@ def row_unchanged(stored: str, task: Task) -> bool:
 
     A hash of an older tek is checked with that tek's function, so a run
     journaled before an upgrade resumes without rerunning unchanged tasks.
+    A hash of no known form (a sub-plan's row holds none) never matches.
     """
     if len(stored) == HASH_LEN:
         return stored == row_hash(task)
-    return stored == legacy_row_hash(task)
+    older = _OLDER.get(len(stored))
+    return older is not None and stored == older(task)
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,6 +79,7 @@ from core.store_runs import (
     reset_run,
     resolve_run_id,
     task_rows,
+    where_plan,
 )
 from core.store_schema import check_intact, connect, connect_read_only, connect_unshared, damaged
 from core.store_space import cannot_write, write_failed
@@ -375,11 +376,15 @@ class Store:
     # ------------------------------------------------------------------ reads
 
     def list_runs(self, limit: int | None = None, plan_path: str | None = None) -> list[RunRecord]:
-        """Runs, newest first, with their task counts by state."""
-        where, params = ("WHERE plan_path = ?", [plan_path]) if plan_path else ("", [])
+        """Runs, newest first, with their task counts by state.
+
+        With ``plan_path``, the runs of that file, whichever path (symlink,
+        resolved path) each run named it by.
+        """
         lim = f" LIMIT {int(limit)}" if limit else ""
         self._apply_before_reading()
         with self.read() as conn:
+            where, params = where_plan(conn, plan_path)
             rows = conn.execute(
                 f"SELECT {RUN_COLS} FROM runs {where} ORDER BY created_ts DESC, id DESC{lim}", params
             ).fetchall()
@@ -389,8 +394,9 @@ class Store:
     def resolve_run(self, ref: str, plan_path: str | None = None) -> str:
         """Turn ``last``, a run id or a unique prefix of one into a run id.
 
-        ``last`` is the run most recently begun or resumed (of ``plan_path``
-        when given): after resuming an older run, ``tek show last`` shows it.
+        ``last`` is the run most recently begun or resumed (of the file
+        ``plan_path`` names when given, by whichever path each run named
+        it): after resuming an older run, ``tek show last`` shows it.
 
         Raises:
             StoreError: no such run, or the prefix matches several.

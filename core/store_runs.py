@@ -230,7 +230,7 @@ def resolve_run_id(conn: sqlite3.Connection, ref: str, plan_path: str | None, pa
     if not ref.strip():  # an empty prefix would match every run
         raise StoreError("RUN is empty: give a run id, a unique prefix of one, or 'last'")
     if ref == "last":
-        where, params = ("WHERE plan_path = ?", (plan_path,)) if plan_path else ("", ())
+        where, params = where_plan(conn, plan_path)
         row = conn.execute(
             f"SELECT id FROM runs {where} ORDER BY COALESCE(pid_ts, created_ts) DESC, id DESC"
             " LIMIT 1", params
@@ -255,7 +255,55 @@ def resolve_run_id(conn: sqlite3.Connection, ref: str, plan_path: str | None, pa
 
 
 def _plan_path(plan: Plan) -> str:
-    return str(plan.path.resolve()) if plan.path is not None else ""
+    """The plan file as the run names it: absolute, symlinks kept (not resolved).
+
+    Its folder is where the tasks ran (``Plan.base_dir``): a plan reached
+    through a symlink runs in the symlink's folder, and a resume reading
+    the recorded path runs there too.
+    """
+    return str(plan.path.absolute()) if plan.path is not None else ""
+
+
+def recorded_paths_of(conn: sqlite3.Connection, plan_path: str) -> list[str]:
+    """The plan paths in the journal that name the file ``plan_path`` names.
+
+    A run records its plan as given (see :func:`_plan_path`); journals of
+    older teks recorded it resolved. Either way, and through any symlink
+    or hard link, the runs of one file are found: a recorded path matches
+    when it is ``plan_path`` (as given, absolute or resolved) or is the same
+    file on disk now (``os.path.samefile``).
+    """
+    given = Path(plan_path)
+    names = {plan_path, str(given.absolute())}
+    try:
+        names.add(str(given.resolve()))
+    except (OSError, RuntimeError):  # a symlink loop: it names no file
+        pass
+    try:
+        st = given.stat()
+    except OSError:  # no such file now: only its names match
+        st = None
+    out = []
+    for (recorded,) in conn.execute("SELECT DISTINCT plan_path FROM runs WHERE plan_path != ''"):
+        if recorded in names or (st is not None and _names_stat(recorded, st)):
+            out.append(str(recorded))
+    return out or [plan_path]
+
+
+def _names_stat(path: str, st: os.stat_result) -> bool:
+    """True when ``path`` is, now, the file ``st`` was read from."""
+    try:
+        return os.path.samestat(os.stat(path), st)
+    except (OSError, ValueError):  # gone, or not a path at all
+        return False
+
+
+def where_plan(conn: sqlite3.Connection, plan_path: str | None) -> tuple[str, list[str]]:
+    """SQL ``WHERE`` and its parameters for the runs of ``plan_path`` (all runs for None)."""
+    if not plan_path:
+        return "", []
+    paths = recorded_paths_of(conn, plan_path)
+    return f"WHERE plan_path IN ({', '.join('?' * len(paths))})", paths
 
 
 def _json(options: Mapping[str, Any] | None) -> str:

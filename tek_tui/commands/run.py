@@ -7,7 +7,8 @@ recorder, run id and resume state, shows progress (rich live view on a TTY,
 plain timestamped lines otherwise, nothing but the summary with ``--json``)
 and turns the summary into the exit code. Flags not given default to
 ``run_*`` keys of the user's config file (``run_jobs = 8``), then to the
-engine's defaults.
+engine's defaults; a resume (``--resume``, ``--from``) takes them from the
+run's recorded options first (``tek_tui.commands.run_journal.run_resumed``).
 
 Signals: the first SIGINT, SIGTERM or SIGHUP stops dispatching and cancels
 the run (running tasks get SIGTERM, then SIGKILL after ``--grace``), their
@@ -60,8 +61,9 @@ def register(sub: Any) -> None:
                    help="pause admission while available memory is below this (default 256)")
     p.add_argument("--grace", metavar="SECONDS",
                    help="SIGTERM to SIGKILL grace for stopped tasks (default 5)")
-    p.add_argument("--fail-fast", action="store_true",
-                   help="cancel everything after the first failure (default: keep going)")
+    p.add_argument("--fail-fast", action=argparse.BooleanOptionalAction, default=None,
+                   help="cancel everything after the first failure (default: keep going; "
+                   "a resume: as the run was)")
     p.add_argument("--dry-run", action="store_true", help="print the order tasks would start in")
     p.add_argument("--json", action="store_true", help="print one JSON summary at the end")
     p.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
@@ -159,8 +161,27 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         memory_mb=pick("--memory-mb", "memory_mb", int, 0),
         memory_floor_mb=defaults.memory_floor_mb if floor is None else floor,
         grace_s=defaults.grace_s if grace is None else grace,
-        fail_fast=args.fail_fast,
+        fail_fast=bool(args.fail_fast),
     )
+
+
+#: ``RunOptions`` fields set by flags other than ``--pool`` and ``--fail-fast``: field -> flag's attribute.
+_FLAG_OF = {"jobs": "jobs", "cpus": "cpus", "gpus": "gpus", "memory_mb": "memory_mb",
+            "memory_floor_mb": "memory_floor_mb", "grace_s": "grace"}  # fmt: skip
+
+
+def given_options(args: argparse.Namespace) -> set[str]:
+    """``RunOptions`` fields given by a flag on the command line (not by config or default).
+
+    A resume takes the others from the run's recorded options
+    (``core.run_options.resumed_options``).
+    """
+    given = {name for name, attr in _FLAG_OF.items() if getattr(args, attr) is not None}
+    if args.fail_fast is not None:  # --fail-fast or --no-fail-fast
+        given.add("fail_fast")
+    if args.pool:
+        given.add("pool_sizes")
+    return given
 
 
 def _run_config() -> dict[str, Any]:
@@ -185,7 +206,12 @@ def _run_config() -> dict[str, Any]:
 
 def _run(args: argparse.Namespace) -> int:
     from tek_tui.commands.detach import detach, take_ready_fd
-    from tek_tui.commands.run_journal import plan_path_for, run_journaled
+    from tek_tui.commands.run_journal import (
+        plan_path_for,
+        resume_wanted,
+        run_journaled,
+        run_resumed,
+    )
     from tek_tui.commands.validate import read_cli_plan
 
     args.ready_fd = take_ready_fd()  # set when `tek run -d` started this one
@@ -194,16 +220,14 @@ def _run(args: argparse.Namespace) -> int:
             raise TekError("--detach runs the plan: leave --dry-run out")
         return detach(args.argv)
     options = options_from_args(args)  # flags first: a typo fails before the plan is read
+    if resume_wanted(args):  # the run's recorded options, its plan file, the same refusals
+        return run_resumed(options, args)
     plan = read_cli_plan(plan_path_for(args))
     if args.dry_run:
         from core.engine import create_run
-        from tek_tui.commands.run_journal import resume_preview
 
-        preview = resume_preview(plan, args)
-        done = preview[1].completed if preview is not None else frozenset()
-        kept = preview[1].skipped if preview is not None else frozenset()
-        create_run(plan, options, run_id="dry-run", completed=done, skipped=kept)  # refusals
-        return dry_run(plan, as_json=args.json, resume=preview)
+        create_run(plan, options, run_id="dry-run")  # refusals
+        return dry_run(plan, as_json=args.json)
     check_log_folder()  # before the journal records a run that could not log
     note_fd_limit(options)
     return run_journaled(plan, options, args)  # journal on unless --no-journal

@@ -11,7 +11,7 @@ import pytest
 from core.errors import PlanError, StoreError
 from core.journal import create_journal
 from core.plan import Plan, Task
-from core.resume import decide_resume, legacy_row_hash, row_hash
+from core.resume import HASH_LEN, decide_resume, full_row_hash, legacy_row_hash, row_hash
 from core.store import Store, TaskRecord, open_store
 from tests.core.journal_helpers import diamond_plan
 
@@ -58,11 +58,31 @@ def test_changed_row_reruns_it_and_its_downstream() -> None:
 
 @pytest.mark.parametrize(
     "change",
-    [{"name": "B"}, {"priority": 5}, {"env": (("K", "V"),)}, {"meta": (("x_owner", "me"),)}, {"retries": 2}],
+    [{"agent": "shell"}, {"command": "2"}, {"deps": ("e",)}, {"env": (("K", "V"),)},
+     {"cwd": "sub"}, {"cpus": 2.0}, {"gpus": 1}, {"memory_mb": 512}],
 )
-def test_any_column_edit_is_a_change(change: dict[str, Any]) -> None:
+def test_an_edit_to_what_a_task_does_is_a_change(change: dict[str, Any]) -> None:
     plan = diamond_plan()
-    assert decide_resume(_replace(plan, "a", **change), _journal(plan, ALL_OK)).rerun == set("abcd")
+    d = decide_resume(_replace(plan, "a", **change), _journal(plan, ALL_OK))
+    assert d.rerun >= set("abcd") and d.why["a"] == "row changed"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"name": "B"}, {"tags": ("nightly",)}, {"priority": 5}, {"pool": "io"}, {"retries": 2},
+     {"retry_backoff_s": 9.0}, {"timeout_s": 60.0}, {"meta": (("x_owner", "me"),)}],
+)
+def test_an_edit_to_how_a_task_is_labelled_or_scheduled_reruns_nothing(change: dict[str, Any]) -> None:
+    """Fixing a label's typo in a 90-task plan must not rerun the night."""
+    plan = diamond_plan()
+    assert decide_resume(_replace(plan, "a", **change), _journal(plan, ALL_OK)).rerun == frozenset()
+
+
+def test_the_order_of_distinct_env_keys_is_not_a_change() -> None:
+    plan = _replace(diamond_plan(), "b", env=(("A", "1"), ("B", "2")))
+    journal = _journal(plan, ALL_OK)
+    assert decide_resume(_replace(plan, "b", env=(("B", "2"), ("A", "1"))), journal).rerun == frozenset()
+    assert decide_resume(_replace(plan, "b", env=(("A", "1"), ("B", "3"))), journal).rerun == {"b", "d"}
 
 
 def test_line_number_and_dependency_order_are_not_changes() -> None:
@@ -106,7 +126,7 @@ def test_row_hash_is_stable_and_sensitive() -> None:
     t = Task(id="a", command="echo hi", deps=("x", "y"))
     assert row_hash(t) == row_hash(dataclasses.replace(t, deps=("y", "x"), line=9))
     assert row_hash(t) != row_hash(dataclasses.replace(t, command="echo ho"))
-    assert len(row_hash(t)) == 16
+    assert len(row_hash(t)) == HASH_LEN
 
 
 def test_hashes_of_an_older_tek_still_match() -> None:
@@ -117,6 +137,19 @@ def test_hashes_of_an_older_tek_still_match() -> None:
     assert decide_resume(plan, old).rerun == frozenset()
     changed = _replace(plan, "b", command="2")
     assert decide_resume(changed, old).why == {"b": "row changed", "d": "downstream of b"}
+
+
+def test_full_row_hashes_of_the_previous_tek_still_match() -> None:
+    """Rows journaled with the hash over every column (16 digits): unchanged rows do not rerun."""
+    plan = _replace(diamond_plan(), "b", name="B", meta=(("x_owner", "me"),), deps=("a", "c"))
+    old = [dataclasses.replace(r, row_hash=full_row_hash(plan.task(r.task_id))) for r in _journal(plan, ALL_OK)]
+    assert {len(r.row_hash) for r in old} == {16} and HASH_LEN != 16
+    assert decide_resume(plan, old).rerun == frozenset()
+    changed = _replace(plan, "c", command="2")
+    assert decide_resume(changed, old).why == {"c": "row changed", "b": "downstream of c",
+                                               "d": "downstream of c"}
+    # Such a hash covers every column: it cannot tell a label from a command.
+    assert decide_resume(_replace(plan, "e", name="E"), old).why == {"e": "row changed"}
 
 
 def test_a_run_set_up_in_the_background_resumes_like_any_other(tmp_path: Path) -> None:
