@@ -29,7 +29,8 @@ from collections.abc import Mapping, Sequence
 
 from core.errors import PlanError
 from core.plan import COLUMNS, Plan, Task
-from core.plan_io import plan_to_csv, read_plan_text
+from core.plan_io import read_plan_text
+from core.plan_write import plan_to_csv
 
 #: ``deps`` cells are split on ``;`` and whitespace, as the reader does.
 _DEP_SPLIT = re.compile(r"[;\s]+")

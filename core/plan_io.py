@@ -1,7 +1,8 @@
-"""Reading and writing plan files (CSV), with every problem reported at once.
+"""Reading plan files (CSV), with every problem reported at once.
 
-This module is the API (``read_plan``, ``read_plan_text``, ``read_plan_bytes``,
-``plan_to_csv``, ``write_plan``, ``validate_plan``) and owns the header.
+This module is the reading API (``read_plan``, ``read_plan_text``,
+``read_plan_bytes``) and owns the header; writing (``plan_to_csv``,
+``write_plan``, ``validate_plan``) is :mod:`core.plan_write`.
 ``core.plan_csv`` turns bytes into text columns with line numbers,
 ``core.plan_check`` converts and checks the rows, ``core.dag`` finds cycles. A
 bad file raises :class:`~core.errors.PlanError` whose ``problems`` lists every
@@ -13,20 +14,16 @@ Decisions: CRLF becomes LF everywhere, inside quoted values too (a shell
 command must not end in ``\\r``); a row with no text in any field (blank line,
 ``,,,``) is skipped wherever it is; every value is stripped of surrounding
 whitespace. ``Plan.path`` is the absolute path of the file, or None for text
-read with the default ``<plan>`` name. Export writes ``id,agent,command,deps``,
-then only the standard columns some task uses, then the ``x_`` columns; a value
-equal to its default is written as an empty cell (``agent`` is always written).
+read with the default ``<plan>`` name.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import gc
-import io
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,13 +32,12 @@ import polars as pl
 
 from core.dag import create_index
 from core.errors import CycleError, PlanError
-from core.files import write_atomic
-from core.plan import COLUMNS, META_PREFIX, Plan, Task
+from core.plan import COLUMNS, META_PREFIX, Plan
 from core.plan_check import build_tasks
 from core.plan_csv import Problems, Sheet, decode, read_frame, read_header
 
-_ALWAYS = ("id", "agent", "command", "deps")
 _CYCLE_SHOWN = 20
+#: One id in a ``deps`` cell (the reader splits the cell on ``;`` and whitespace).
 _KNOWN_HINT = ", ".join(COLUMNS) + f", or {META_PREFIX}* for your own"
 
 
@@ -261,97 +257,3 @@ def _separator_hint(names: list[str]) -> str:
         if sep in names[0]:
             return f"; plans are comma-separated, this header is split by {word}"
     return ""
-
-
-def _num(value: float | int | None, default: float | int | None) -> str:
-    if value is None or value == default:
-        return ""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
-        return str(int(value))
-    return repr(value)
-
-
-_CELLS: dict[str, Callable[[Task], str]] = {
-    "id": lambda t: t.id,
-    "agent": lambda t: t.agent,
-    "command": lambda t: t.command,
-    "deps": lambda t: ";".join(t.deps),
-    "name": lambda t: t.name,
-    "pool": lambda t: t.pool,
-    "cpus": lambda t: _num(t.cpus, 1.0),
-    "gpus": lambda t: _num(t.gpus, 0),
-    "memory_mb": lambda t: _num(t.memory_mb, 0),
-    "priority": lambda t: _num(t.priority, 0),
-    "retries": lambda t: _num(t.retries, 0),
-    "retry_backoff_s": lambda t: _num(t.retry_backoff_s, 1.0),
-    "timeout_s": lambda t: _num(t.timeout_s, None),
-    "env": lambda t: ";".join(f"{k}={v}" for k, v in t.env),
-    "cwd": lambda t: t.cwd,
-    "tags": lambda t: ";".join(t.tags),
-}
-
-
-def plan_to_csv(plan: Plan) -> str:
-    """The plan in tek's CSV format (what :func:`read_plan` reads back unchanged).
-
-    Args:
-        plan: the plan.
-
-    Returns:
-        CSV text with ``\\n`` line ends.
-    """
-    columns = [
-        c for c in COLUMNS
-        if c in _ALWAYS or any(_CELLS[c](t) for t in plan.tasks)
-    ]
-    meta = list(plan.meta_columns)
-    for task in plan.tasks:
-        meta.extend(name for name, _ in task.meta if name not in meta)
-    cells = [_CELLS[c] for c in columns]
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns + meta)
-    for task in plan.tasks:
-        row = [cell(task) for cell in cells]
-        if meta:
-            values = dict(task.meta)
-            row.extend(values.get(name, "") for name in meta)
-        writer.writerow(row)
-    return buf.getvalue()
-
-
-def validate_plan(plan: Plan) -> list[str]:
-    """Every problem of a plan built or edited in code (empty when it is valid).
-
-    The plan is checked exactly as a file would be: exported, then read back.
-    Lines in the messages are those of the exported file (task ``k`` of
-    ``plan.tasks`` is on line ``k + 2``), named after ``plan.path`` when set.
-
-    Args:
-        plan: the plan.
-
-    Returns:
-        One ``FILE:LINE: column: message (value)`` line per problem.
-    """
-    name = str(plan.path) if plan.path is not None else "<plan>"
-    try:
-        read_plan_text(plan_to_csv(plan), name)
-    except PlanError as exc:
-        return exc.problems
-    return []
-
-
-def write_plan(plan: Plan, path: str | Path) -> None:
-    """Write the plan to ``path`` atomically (a reader never sees half a file).
-
-    Args:
-        plan: the plan.
-        path: the CSV file to create or replace.
-
-    Raises:
-        PlanError: the file cannot be written.
-    """
-    try:
-        write_atomic(Path(path), plan_to_csv(plan))
-    except OSError as exc:
-        raise PlanError(f"{path}: cannot write: {exc.strerror or exc}") from None

@@ -40,7 +40,7 @@ from core.errors import ControlError, TekError
 from core.events import CancelRun, CancelTask, Control, RetryTask, RunStatus, SkipTask, Start
 from core.plan import Plan
 from core.plan_edit import delete_task, dependants, same_tasks
-from core.plan_io import write_plan
+from core.plan_write import write_plan
 from tek_tui.screens.confirm import ConfirmModal, SaveFirstModal
 from tek_tui.screens.run_controls import RunControlScreen
 from tek_tui.screens.run_state import RunState

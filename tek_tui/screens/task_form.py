@@ -9,12 +9,25 @@ until there are none; ``esc`` closes it unchanged. ``up``/``down`` move between
 boxes like ``tab``/``shift+tab``. After a refused ``enter`` the focus goes to
 the first box with a problem; the problem list scrolls and says how many there
 are. ``e`` puts the cursor on ``command`` (what is edited most; the id box is
-one ``up`` away); the focused box is highlighted. A new task's id box starts
-empty, with an example as its placeholder (a default id looked like a value).
+one ``up`` away), at the end of its text; the focused box is highlighted. A
+new task's id box starts empty, with an example as its placeholder (a default
+id looked like a value).
+
+No box selects its text when focused (Textual's default): with the text
+selected, one stray key replaced the whole command, and ``enter`` applied it.
+
+The command may span lines (a quoted CSV cell), so its box is a
+:class:`CommandBox`, a ``TextArea`` that grows to four lines and then scrolls
+(the label counts the lines). ``enter`` applies the form there too, like in
+every other box (the form is filled and applied from the keyboard, and a
+command is one line far more often than not); ``ctrl+j`` (or ``shift+enter``
+where the terminal tells it apart) starts a new line. ``up``/``down`` move
+between its lines, and leave it from the first or last one.
 
 The form's own layout (one row per column, label beside box, so all sixteen
 and a few problems fit 24 lines) is in ``DEFAULT_CSS``: it is this modal's
 intrinsic shape, and tek.tcss (``.modal-box``) belongs to the other modals.
+:class:`CommandBox` lives here, not in ``widgets/``: it is this form's part.
 """
 
 from __future__ import annotations
@@ -24,8 +37,9 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label, Static
+from textual.widgets import Input, Label, Static, TextArea
 
 from core.errors import PlanError
 from core.plan import COLUMNS, Plan
@@ -51,6 +65,73 @@ HINTS: dict[str, str] = {
     "tags": "labels, separated by ;",
 }
 
+#: The form's boxes, for moving the focus (the scroll containers can take it too).
+BOXES = "Input, CommandBox"
+
+
+class CommandBox(TextArea):
+    """The command's box: several lines; ``enter`` applies the form, ``ctrl+j`` adds a line."""
+
+    BINDINGS = [
+        # Priority: TextArea inserts a newline for enter before any plain binding is seen.
+        Binding("enter", "submit", "Apply", id="task-form-command-apply", show=False,
+                priority=True),
+        Binding("ctrl+j,shift+enter", "newline", "New line", id="task-form-command-newline"),
+    ]
+
+    class Submitted(Message):
+        """``enter`` was pressed in the box."""
+
+        def __init__(self, box: CommandBox) -> None:
+            super().__init__()
+            self.box = box
+
+        @property
+        def control(self) -> CommandBox:
+            """The box."""
+            return self.box
+
+    def __init__(self, text: str = "", *, placeholder: str = "", id: str | None = None) -> None:
+        super().__init__(text, soft_wrap=True, tab_behavior="focus", compact=True,
+                         highlight_cursor_line=False, placeholder=placeholder, id=id)
+
+    @property
+    def value(self) -> str:
+        """The text, as an ``Input`` names it (the form reads every box alike)."""
+        return self.text
+
+    @value.setter
+    def value(self, text: str) -> None:
+        self.text = text
+        self.move_cursor(self.document.end)
+
+    def on_mount(self) -> None:
+        # At the end, as an Input puts it: typing adds to the command, never replaces it.
+        self.move_cursor(self.document.end)
+
+    def action_submit(self) -> None:
+        """Ask the form to apply."""
+        self.post_message(self.Submitted(self))
+
+    def action_newline(self) -> None:
+        """Start a new line at the cursor (replacing the selection, as typing does)."""
+        if not self.read_only:
+            self.replace("\n", *self.selection, maintain_selection_offset=False)
+
+    def action_cursor_up(self, select: bool = False) -> None:
+        """Up a line; from the first line, to the previous box (as in the other boxes)."""
+        if not select and self.navigator.is_first_wrapped_line(self.cursor_location):
+            self.screen.focus_previous(BOXES)
+        else:
+            super().action_cursor_up(select)
+
+    def action_cursor_down(self, select: bool = False) -> None:
+        """Down a line; from the last line, to the next box."""
+        if not select and self.navigator.is_last_wrapped_line(self.cursor_location):
+            self.screen.focus_next(BOXES)
+        else:
+            super().action_cursor_down(select)
+
 
 class TaskForm(ModalScreen[Plan | None]):
     """Edit (``replace=``) or add (``after=``) one task of a plan."""
@@ -60,10 +141,13 @@ class TaskForm(ModalScreen[Plan | None]):
     TaskForm #task-form-box { width: 90%; max-width: 110; height: auto; max-height: 100%;
         border: thick $primary; background: $surface; padding: 0 1; }
     TaskForm #task-form-fields { height: auto; max-height: 16; }
-    TaskForm Grid { grid-size: 2; grid-columns: 16 1fr; grid-rows: 1; height: auto; }
+    TaskForm Grid { grid-size: 2; grid-columns: 16 1fr; grid-rows: auto; height: auto; }
     TaskForm Input, TaskForm Input:focus { border: none; height: 1; padding: 0 1; }
-    TaskForm Input:focus { background: $primary 35%; text-style: bold; }
-    TaskForm Input > .input--placeholder { color: $text-disabled; text-style: italic; }
+    TaskForm CommandBox { height: auto; max-height: 4; padding: 0 1; background: $surface; }
+    TaskForm Input:focus, TaskForm CommandBox:focus { background: $primary 35%;
+        text-style: bold; }
+    TaskForm Input > .input--placeholder, TaskForm CommandBox > .text-area--placeholder {
+        color: $text-disabled; text-style: italic; }
     TaskForm #task-form-problems { height: auto; max-height: 6; display: none;
         border-top: solid $error; border-title-color: $error; }
     TaskForm #task-form-problems.-shown { display: block; }
@@ -72,8 +156,12 @@ class TaskForm(ModalScreen[Plan | None]):
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="task-form-cancel"),
-        Binding("down", "move(1)", "Next field", id="task-form-next", show=False),
-        Binding("up", "move(-1)", "Previous field", id="task-form-prev", show=False),
+        # Priority: the fields' scroll container binds up/down too (to scroll, once a
+        # multi-line command makes the fields taller than their room).
+        Binding("down", "move(1)", "Next field", id="task-form-next", show=False,
+                priority=True),
+        Binding("up", "move(-1)", "Previous field", id="task-form-prev", show=False,
+                priority=True),
     ]
 
     def __init__(self, plan: Plan, *, replace: str | None = None,
@@ -92,21 +180,28 @@ class TaskForm(ModalScreen[Plan | None]):
     def compose(self) -> ComposeResult:
         title = f"Edit task {self.replace}" if self.replace is not None else "Add a task"
         with Vertical(id="task-form-box"):
-            yield Static(f"[b]{title}[/b]  enter: apply · esc: cancel",
+            yield Static(f"[b]{title}[/b]  enter: apply · ctrl+j: new line · esc: cancel",
                          id="task-form-title")
             with VerticalScroll(id="task-form-fields"), Grid():
                 for column in COLUMNS:
+                    if column == "command":
+                        yield Label(_command_label(self.cells[column]), id="label-command")
+                        yield CommandBox(self.cells[column], placeholder=HINTS[column],
+                                         id="field-command")
+                        continue
                     yield Label(column)
                     yield Input(self.cells[column], placeholder=HINTS[column],
-                                id=f"field-{column}")
+                                id=f"field-{column}", select_on_focus=False)
             with VerticalScroll(id="task-form-problems"):
                 yield Static("", id="task-form-problems-text")
 
     def on_mount(self) -> None:
-        self.query_one("#field-command" if self.replace else "#field-id", Input).focus()
+        self.field("command" if self.replace else "id").focus()
 
-    def field(self, column: str) -> Input:
-        """The box of ``column``."""
+    def field(self, column: str) -> Input | CommandBox:
+        """The box of ``column`` (``command``'s is a :class:`CommandBox`)."""
+        if column == "command":
+            return self.query_one("#field-command", CommandBox)
         return self.query_one(f"#field-{column}", Input)
 
     def values(self) -> dict[str, str]:
@@ -114,9 +209,14 @@ class TaskForm(ModalScreen[Plan | None]):
         return {column: self.field(column).value for column in COLUMNS}
 
     @on(Input.Submitted)
-    def _submitted(self, event: Input.Submitted) -> None:
+    @on(CommandBox.Submitted)
+    def _submitted(self, event: Input.Submitted | CommandBox.Submitted) -> None:
         event.stop()
         self.action_apply()
+
+    @on(TextArea.Changed, "#field-command")
+    def _command_changed(self, event: TextArea.Changed) -> None:
+        self.query_one("#label-command", Label).update(_command_label(event.text_area.text))
 
     def action_apply(self) -> None:
         """Check the edited plan; close with it when valid, else list the problems."""
@@ -147,9 +247,21 @@ class TaskForm(ModalScreen[Plan | None]):
         """Close without changing the plan."""
         self.dismiss(None)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """``up``/``down`` in the command box move between its lines first (it leaves itself)."""
+        if action == "move" and isinstance(self.focused, CommandBox):
+            return False
+        return super().check_action(action, parameters)
+
     def action_move(self, step: int) -> None:
         """Focus the next (``1``) or previous (``-1``) box."""
         if step > 0:
-            self.focus_next(Input)
+            self.focus_next(BOXES)
         else:
-            self.focus_previous(Input)
+            self.focus_previous(BOXES)
+
+
+def _command_label(text: str) -> str:
+    """``command``, and under it how many lines it has when more than one."""
+    lines = text.count("\n") + 1
+    return "command" if lines == 1 else f"command\n({lines} lines)"

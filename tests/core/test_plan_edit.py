@@ -17,7 +17,8 @@ from core.plan_edit import (
     same_tasks,
     task_cells,
 )
-from core.plan_io import read_plan, validate_plan, write_plan
+from core.plan_io import read_plan
+from core.plan_write import validate_plan, write_plan
 
 PLAN = """id,agent,command,deps,cpus,x_owner
 a,shell,echo a,,,me

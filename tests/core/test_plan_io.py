@@ -14,15 +14,8 @@ import pytest
 from core.agents.registry import register_agent
 from core.errors import CycleError, PlanError
 from core.plan import Plan, Task
-from core.plan_io import (
-    ImportStats,
-    plan_to_csv,
-    read_plan,
-    read_plan_bytes,
-    read_plan_text,
-    validate_plan,
-    write_plan,
-)
+from core.plan_io import ImportStats, read_plan, read_plan_bytes, read_plan_text
+from core.plan_write import plan_to_csv, validate_plan, write_plan
 from tests.conftest import REPO
 
 HEADER = "id,agent,command,deps\n"

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from core.errors import PlanError
 from core.plan import Plan, Task
-from core.plan_io import plan_to_csv, read_plan_bytes, read_plan_text
+from core.plan_io import read_plan_bytes, read_plan_text
+from core.plan_write import plan_to_csv
 
 # Values come back stripped of surrounding whitespace, and "\r\n" inside a
 # quoted value becomes "\n": generate what survives that (and no NUL: a plan
