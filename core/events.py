@@ -20,7 +20,8 @@ from typing import Any, TypeAlias
 
 from core.errors import ProtocolError
 
-PROTOCOL_VERSION = 1
+#: 2: :class:`TasksAdded` (a sub-plan's tasks join a run's stream).
+PROTOCOL_VERSION = 2
 
 
 class TaskState(StrEnum):
@@ -180,8 +181,28 @@ class RunFinished:
     ts: float
 
 
+@dataclass(frozen=True, slots=True)
+class TasksAdded:
+    """Tasks joined the run: the sub-plan of ``plan`` task ``task_id`` started.
+
+    Sent when attempt ``attempt`` of the plan task builds its nested run, before
+    any of that run's events; ``tasks`` are its tasks as :class:`TaskInfo`
+    (ids and deps ``<task_id>/<sub-task>``, each sub-task's own agent and
+    pool, state pending), as the run's snapshot shows them from then on. A
+    front end adds them (or, for a retried plan task, starts them afresh).
+    ``tasks`` is empty when the attempt found no sub-plan it could run: then no
+    sub-task event follows. A sub-plan's own sub-plans send theirs, re-keyed
+    (``build/lib/...``).
+    """
+
+    task_id: str
+    attempt: int
+    tasks: tuple[TaskInfo, ...] = ()
+
+
 Event: TypeAlias = (
     RunStarted
+    | TasksAdded
     | TaskChanged
     | OutputLines
     | OutputDropped
@@ -308,6 +329,7 @@ _TYPES: dict[str, type[Any]] = {
     cls.__name__: cls
     for cls in (
         RunStarted,
+        TasksAdded,
         TaskChanged,
         OutputLines,
         OutputDropped,

@@ -6,7 +6,15 @@ output line and progress values, recent failures); the live view redraws it
 at most ``FPS`` times a second from a timer, never per event, so a flood of
 events costs the loop nothing extra. Plain mode prints one timestamped line
 per task start and end (coalesced events may fold a start into its end for
-very short tasks) and the last output lines of a failed task; those lines are
+very short tasks) and the last output lines of a failed task. Its first line
+names the run with its date (``04:16:23 == 2026-11-25 +0100 == run ID:
+PLAN``), and a line ``00:00:02 == 2026-11-26 +0100 ==`` comes before the
+first line of each new day, so a log of a night, or of many nights appended
+to one file, dates every line while each line stays ``HH:MM:SS text``. A
+``plan`` task's end line comes after its sub-tasks' lines (coalescing can
+fold a short plan task's end into its start, ahead of its sub-plan's events
+in the stream: the line waits until the sub-tasks named by its
+``TasksAdded`` have ended, or the run has). Those lines are
 written in order, in one write every ``PLAIN_FLUSH_S`` and when the run ends,
 not one write per line (a 2000-task run printed 4000 lines with 4000 writes,
 unbuffered under ``PYTHONUNBUFFERED``), which still keeps a pipe or
@@ -38,6 +46,7 @@ from core.events import (
     Progress,
     RunFinished,
     TaskChanged,
+    TasksAdded,
     TaskState,
 )
 
@@ -83,7 +92,14 @@ class RunWatch:
     def __init__(self, client: RunClient) -> None:
         snap = client.snapshot()
         self.run_id = snap.run_id
+        self.plan_path: str = getattr(snap, "plan_path", "")
         self.states: dict[str, TaskState] = {t.id: t.state for t in snap.tasks}
+        #: ``plan`` tasks (their sub-tasks' lines come before their end line)
+        self.plans: set[str] = {t.id for t in snap.tasks if getattr(t, "agent", "") == "plan"}
+        #: per plan task whose sub-plan started: (its attempt, its sub-tasks)
+        self.subs: dict[str, tuple[int, tuple[str, ...]]] = {}
+        #: per plan task in ``subs``: how many of its sub-tasks have not ended
+        self.subs_open: dict[str, int] = {}
         # Kept as events come (a 100k-task run must not be recounted per frame).
         self._counts: dict[TaskState, int] = {}
         for state in self.states.values():
@@ -105,6 +121,8 @@ class RunWatch:
             if prev is not None:
                 self._counts[prev] -= 1
             self._counts[ev.state] = self._counts.get(ev.state, 0) + 1
+            if "/" in ev.task_id:
+                self._sub_changed(ev.task_id, prev, ev.state)
             new_attempt = ev.attempt and self.attempts.get(ev.task_id) != ev.attempt
             if new_attempt:  # its RUNNING may have been folded into its end
                 self.attempts[ev.task_id] = ev.attempt
@@ -132,11 +150,36 @@ class RunWatch:
             values.update(ev.values)
             if ev.fraction is not None:
                 values["%"] = f"{ev.fraction * 100:.0f}"
+        elif isinstance(ev, TasksAdded):
+            self._tasks_added(ev)
         elif isinstance(ev, AdmissionChanged):
             self.admission = ev.reason if ev.paused else ""
         elif isinstance(ev, RunFinished):
             self.finished = ev
         return None
+
+    def _sub_changed(self, task_id: str, prev: TaskState | None, state: TaskState) -> None:
+        plan = task_id.rpartition("/")[0]
+        if plan in self.subs_open and prev is not None and prev.is_terminal != state.is_terminal:
+            self.subs_open[plan] += -1 if state.is_terminal else 1
+
+    def _tasks_added(self, ev: TasksAdded) -> None:
+        for info in ev.tasks:
+            prev = self.states.get(info.id)
+            if prev is not None:
+                self._counts[prev] -= 1
+            self.states[info.id] = info.state
+            self._counts[info.state] = self._counts.get(info.state, 0) + 1
+            if info.agent == "plan":
+                self.plans.add(info.id)
+        self.subs[ev.task_id] = (ev.attempt, tuple(t.id for t in ev.tasks))
+        self.subs_open[ev.task_id] = sum(1 for t in ev.tasks if not t.state.is_terminal)
+
+    def sub_plan_ended(self, task_id: str, attempt: int) -> bool:
+        """True once attempt ``attempt`` of plan task ``task_id`` named its
+        sub-tasks (TasksAdded) and every one of them has ended."""
+        subs = self.subs.get(task_id)
+        return subs is not None and subs[0] >= attempt and self.subs_open[task_id] == 0
 
     def counts(self) -> dict[str, int]:
         """Tasks per state (only states that occur)."""
@@ -144,7 +187,7 @@ class RunWatch:
 
     @property
     def total(self) -> int:
-        """Tasks known: the plan's, plus sub-plan tasks (``task/sub``) seen so far."""
+        """Tasks known: the plan's, plus those of the sub-plans started so far (``task/sub``)."""
         return len(self.states)
 
     def done(self) -> int:
@@ -224,14 +267,32 @@ class RunView:
         self._live: Any = None
         self._pending: list[str | deque[str]] = []  # plain lines / failure tails not yet written
         self._started: dict[str, int] = {}  # attempt whose start line was printed, per task
+        #: plan tasks' end lines waiting for their sub-tasks' lines: (attempt, lines)
+        self._held: dict[str, tuple[int, list[str | deque[str]]]] = {}
+        #: the time of plain lines (tests set it)
+        self.clock = time.time
         self._stamp_s = -1
         self._stamp = ""
+        self._day: str | None = None  # date of the lines written so far
 
-    def _line(self, text: str) -> None:
-        now = int(time.time())
+    def begin(self) -> None:
+        """The first plain line: the run, its date and time zone, and its plan."""
+        where = f": {self.watch.plan_path}" if self.watch.plan_path else ""
+        self._line(f"run {self.watch.run_id}{where}", dated=True)
+
+    def _line(self, text: str, dated: bool = False) -> None:
+        now = int(self.clock())
         if now != self._stamp_s:  # strftime once a second, not once a line
             self._stamp_s = now
-            self._stamp = time.strftime("%H:%M:%S", time.localtime(now))
+            local = time.localtime(now)
+            self._stamp = time.strftime("%H:%M:%S", local)
+            day = time.strftime("%Y-%m-%d %z", local)
+            if day != self._day:
+                if self._day is not None and not dated:  # a new day (or time zone)
+                    self._pending.append(f"{self._stamp} == {day} ==\n")
+                self._day = day
+        if dated:
+            text = f"== {self._day} == {text}"
         self._pending.append(f"{self._stamp} {text}\n")
 
     def flush(self) -> None:
@@ -273,6 +334,8 @@ class RunView:
 
     def _plain(self, ev: TaskChanged) -> None:
         tid, state = ev.task_id, ev.state
+        if tid in self._held:  # its next attempt: the last one's end comes first
+            self._release(tid)
         if state is TaskState.RUNNING or (
             ev.attempt and state in _ENDS_AN_ATTEMPT and self._started.get(tid) != ev.attempt
         ):
@@ -282,20 +345,57 @@ class RunView:
             self._line(f"start {tid} (attempt {ev.attempt})")
             if state is TaskState.RUNNING:
                 return
+        end: list[str | deque[str]] = []
         if state is TaskState.SUCCEEDED:
-            self._line(f"ok    {tid}")
+            end.append(f"ok    {tid}")
         elif state is TaskState.PENDING:
-            self._line(f"again {tid} (pending)")
+            end.append(f"again {tid} (pending)")
         else:
             word = {"failed": "FAIL ", "retrying": "retry", "cancelled": "CANCEL",
                     "skipped": "skip "}.get(state.value, state.value)
-            self._line(f"{word} {tid}: {ev.reason}".rstrip(": "))
+            end.append(f"{word} {tid}: {ev.reason}".rstrip(": "))
             if state in (TaskState.FAILED, TaskState.RETRYING):
                 # The attempt's tail is read when the lines are written: its
                 # last output may come after the state change (coalescing
                 # keeps a task's state change where its first pending one was,
                 # and may have folded its RUNNING into this one).
-                self._pending.append(self.watch.tails.setdefault(tid, deque(maxlen=_TAIL)))
+                end.append(self.watch.tails.setdefault(tid, deque(maxlen=_TAIL)))
+        if (ev.attempt and tid in self.watch.plans and state in _ENDS_AN_ATTEMPT
+                and not self._subs_done(tid, ev.attempt)):
+            self._held[tid] = (ev.attempt, end)
+        else:
+            self._write_end(end)
+
+    def _write_end(self, end: list[str | deque[str]]) -> None:
+        for item in end:
+            if isinstance(item, str):
+                self._line(item)
+            else:
+                self._pending.append(item)
+
+    def _subs_done(self, task_id: str, attempt: int) -> bool:
+        """True when plan task ``task_id``'s sub-tasks' lines (of ``attempt``) are all out."""
+        inside = task_id + "/"
+        return self.watch.sub_plan_ended(task_id, attempt) and not any(
+            held.startswith(inside) for held in self._held)
+
+    def _release(self, task_id: str) -> None:
+        self._write_end(self._held.pop(task_id)[1])
+
+    def _release_done(self) -> None:
+        """Write the held end lines whose sub-plans' lines are all out (innermost first)."""
+        progressed = True
+        while progressed:
+            progressed = False
+            for task_id, (attempt, _) in list(self._held.items()):
+                if self._subs_done(task_id, attempt):
+                    self._release(task_id)
+                    progressed = True
+
+    def _release_all(self) -> None:
+        """The run ended: every held line goes out (a sub-plan's inner lines first)."""
+        for task_id in sorted(self._held, key=lambda t: -t.count("/")):
+            self._release(task_id)
 
     async def consume(self, events: AsyncIterator[Event]) -> None:
         """Read events until RunFinished."""
@@ -310,7 +410,12 @@ class RunView:
                 elif isinstance(ev, AdmissionChanged):
                     self._line(f"dispatch paused: {ev.reason}" if ev.paused
                                else "dispatch resumed")
+                elif isinstance(ev, RunFinished):
+                    self._release_all()
+                if self._held:
+                    self._release_done()
         finally:
+            self._release_all()
             self.done.set()
 
     async def _refresh(self) -> None:
@@ -363,6 +468,7 @@ async def open_view(client: RunClient, *, live: bool, quiet: bool = False,
                 view._live = None
         else:
             if not view.quiet:
+                view.begin()
                 tg.start_soon(view._flush_plain)
             try:
                 yield view

@@ -54,7 +54,8 @@ def test_plain_lines_show_every_attempt_with_its_own_output(tmp_path: Path) -> N
     p.write_text("id,command,retries,retry_backoff_s\nc,echo try $TEK_ATTEMPT; exit 1,3,0\n")
     r = tek("run", str(p))
     assert r.returncode == 1
-    lines = [ln[9:] for ln in r.stdout.splitlines()[:-1]]  # without the time stamps and summary
+    # without the time stamps, the first line (the run and its date) and the summary
+    lines = [ln[9:] for ln in r.stdout.splitlines()[1:-1]]
     expected = []
     for n in (1, 2, 3, 4):
         expected += [f"start c (attempt {n})", "retry c: exit code 1" if n < 4 else

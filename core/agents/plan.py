@@ -6,10 +6,19 @@ attempt builds a :class:`~core.engine.Run` of the sub-plan (run id
 runs it to its end; the task succeeds when every sub-task does.
 
 What the parent shows (DESIGN.md, "Agents"): the sub-run's tasks appear in
-the parent's snapshot and event stream as ``<task>/<sub-task>`` (state
-changes, output, progress), its output goes to the task's own log prefixed
-with the sub-task id, and the task reports ``done``/``total``/``failed``
-progress. Decisions: the sub-run takes the parent's ``-j``, capacities and
+the parent's snapshot and event stream as ``<task>/<sub-task>``: first one
+:class:`~core.events.TasksAdded` naming them all (so a front end can show
+their rows, agents, pools and deps before they change), then their state
+changes, output and progress. Their output goes to the task's own log
+prefixed with the sub-task id (``[c1] ...``), and each sub-task that does not
+succeed adds a line saying how it ended (``[tek] c2 failed: exit code 1``,
+``[tek] c3 skipped: upstream c2 failed``), so the plan task's log alone tells
+which sub-task failed; its reason names them too (``sub-plan failed: c2
+(exit code 1); 1 succeeded, 1 failed, 1 skipped``). Each sub-task also keeps
+its own log in the sub-run's folder (``runs/<run>/<task>/<sub-task>.<n>.log``).
+The task reports ``done``/``total``/``failed`` progress over its own
+sub-tasks (a sub-plan's sub-plans' tasks are not counted twice).
+Decisions: the sub-run takes the parent's ``-j``, capacities and
 ``--fail-fast``, pauses and resumes with it, and takes task controls for
 ``<task>/<sub-task>``; its capacities are its own (a plan task holds its own
 ``cpus`` etc. in the parent only);
@@ -29,12 +38,24 @@ import anyio
 
 from core.agents.base import Agent, AttemptContext, Outcome
 from core.errors import PlanError
-from core.events import Event, OutputDropped, OutputLines, Progress, TaskChanged
+from core.events import (
+    Event,
+    OutputDropped,
+    OutputLines,
+    Progress,
+    TaskChanged,
+    TaskInfo,
+    TasksAdded,
+    TaskState,
+)
 
 if TYPE_CHECKING:
     from core.plan import Plan, Task
+    from core.run_options import RunSummary
 
-_FORWARDED = (TaskChanged, OutputLines, OutputDropped, Progress)
+_FORWARDED = (TasksAdded, TaskChanged, OutputLines, OutputDropped, Progress)
+#: Sub-tasks named in a failed sub-plan's reason (then "and N more").
+_NAMED = 3
 #: Sub-plan files being validated on this path of nesting (cycle guard).
 _VALIDATING: ContextVar[frozenset[Path]] = ContextVar("tek_plan_stack", default=frozenset())
 
@@ -86,9 +107,15 @@ class PlanAgent(Agent):
             child = create_run(plan, options, run_id=f"{ctx.run_id}/{task.id}")
         except PlanError as exc:
             ctx.log.write_lines([f"[tek] {p}" for p in exc.problems])
+            if parent is not None:  # no sub-task will follow (see TasksAdded)
+                parent.forward(TasksAdded(task.id, ctx.attempt))
             return Outcome(ok=False, reason=f"sub-plan {task.command} is invalid")
+        # Subscribed before the sub-run starts: none of its events is missed.
+        events = child.client().events()
         if parent is not None:
             parent.adopt(task.id, child)
+            parent.forward(TasksAdded(task.id, ctx.attempt,
+                                      _prefixed(child.snapshot().tasks, task.id)))
         total = len(plan)
         ended: dict[str, bool] = {}
 
@@ -100,16 +127,19 @@ class PlanAgent(Agent):
                 await _relay_all()
 
         async def _relay_all() -> None:
-            async for ev in child.client().events():
+            async for ev in events:
                 if not isinstance(ev, _FORWARDED):
                     continue
                 if isinstance(ev, OutputLines):
                     ctx.log.write_lines([f"[{ev.task_id}] {line}" for line in ev.lines])
-                elif isinstance(ev, TaskChanged) and ev.state.is_terminal:
-                    ended[ev.task_id] = ev.state.value == "succeeded"
-                    ctx.report_progress(done=len(ended), total=total,
-                                        failed=sum(1 for ok in ended.values() if not ok),
-                                        fraction=len(ended) / max(total, 1))
+                elif isinstance(ev, TaskChanged):
+                    if ev.state is _RETRYING or (ev.state.is_terminal and ev.state is not _OK):
+                        ctx.log.write_line(_end_line(ev))
+                    if ev.state.is_terminal and "/" not in ev.task_id:  # its own sub-tasks
+                        ended[ev.task_id] = ev.state is _OK
+                        ctx.report_progress(done=len(ended), total=total,
+                                            failed=sum(1 for ok in ended.values() if not ok),
+                                            fraction=len(ended) / max(total, 1))
                 if parent is not None:
                     parent.forward(_rekey(ev, task.id))
 
@@ -118,14 +148,54 @@ class PlanAgent(Agent):
             summary = await child.run()
         if summary.status.value == "succeeded":
             return Outcome(ok=True, metrics={"tasks": float(total)})
-        counts = ", ".join(f"{n} {s}" for s, n in summary.counts.items() if n)
-        return Outcome(ok=False, reason=f"sub-plan {summary.status.value}: {counts}")
+        return Outcome(ok=False, reason=_failed_reason(summary))
 
 
-_Keyed = TaskChanged | OutputLines | OutputDropped | Progress
+_OK, _RETRYING = TaskState.SUCCEEDED, TaskState.RETRYING
+
+
+def _end_line(ev: TaskChanged) -> str:
+    """The plan task's log line for a sub-task that did not succeed (or will retry)."""
+    why = ev.reason or (f"exit code {ev.exit_code}" if ev.exit_code is not None else "")
+    state = f"attempt {ev.attempt} failed, retrying" if ev.state is _RETRYING else ev.state.value
+    return f"[tek] {ev.task_id} {state}: {why}".rstrip(": ")
+
+
+def _failed_reason(summary: RunSummary) -> str:
+    """``sub-plan failed: c2 (exit code 1); 1 succeeded, 1 failed, 1 skipped``.
+
+    Names the sub-tasks that failed, else those cancelled (skipped ones
+    follow from them), at most :data:`_NAMED`.
+    """
+    counts = ", ".join(f"{n} {s}" for s, n in summary.counts.items() if n)
+    culprits = [(tid, r) for tid, r in summary.tasks.items() if r.state is TaskState.FAILED]
+    culprits = culprits or [(tid, r) for tid, r in summary.tasks.items()
+                            if r.state is TaskState.CANCELLED]
+    names = []
+    for tid, r in culprits[:_NAMED]:
+        why = r.reason or r.state.value
+        if r.state is TaskState.CANCELLED and "cancel" not in why:
+            why = f"cancelled: {why}"
+        names.append(f"{tid} ({why})")
+    if len(culprits) > _NAMED:
+        names.append(f"and {len(culprits) - _NAMED} more")
+    named = ", ".join(names)
+    return f"sub-plan {summary.status.value}: " + (f"{named}; {counts}" if named else counts)
+
+
+def _prefixed(tasks: tuple[TaskInfo, ...], prefix: str) -> tuple[TaskInfo, ...]:
+    """Tasks of a sub-run as the parent names them (``prefix/<id>``, deps too)."""
+    return tuple(dataclasses.replace(t, id=f"{prefix}/{t.id}",
+                                     deps=tuple(f"{prefix}/{d}" for d in t.deps))
+                 for t in tasks)
+
+
+_Keyed = TasksAdded | TaskChanged | OutputLines | OutputDropped | Progress
 
 
 def _rekey(ev: _Keyed, prefix: str) -> Event:
+    if isinstance(ev, TasksAdded):  # a sub-plan of the sub-plan started
+        return TasksAdded(f"{prefix}/{ev.task_id}", ev.attempt, _prefixed(ev.tasks, prefix))
     return dataclasses.replace(ev, task_id=f"{prefix}/{ev.task_id}")
 
 

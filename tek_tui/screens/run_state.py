@@ -5,13 +5,21 @@ events as they arrive. Applying is cheap (dict updates) and marks what changed;
 the screen's ~10 Hz flush takes the dirty marks and paints only those, so a
 burst of thousands of events costs one repaint (STYLE.md, "Coalesce, then
 paint"). Not a widget: plain data, tested without an app.
+
+A ``plan`` task's sub-tasks join the run when its sub-plan starts
+(:class:`~core.events.TasksAdded`; a snapshot taken later has them already):
+they become tasks like the others, named ``<task>/<sub-task>``, placed in
+:attr:`RunState.order` right after their plan task. A sub-task's ``pool`` is
+its sub-run's own, so it is shown as ``<task>/<pool>`` (``build/shell``):
+the parent's pool of the same name is another one (resizing it would not
+touch the sub-plan). A retried plan task's new sub-run starts its rows afresh.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from core.events import (
@@ -28,6 +36,7 @@ from core.events import (
     RunStatus,
     TaskChanged,
     TaskInfo,
+    TasksAdded,
     TaskState,
 )
 
@@ -37,13 +46,42 @@ LOSS_POINTS = 400
 PENDING_LINES = 5000
 
 
+class ChangedIds(set[str]):
+    """A set of task ids that iterates in the order they were first added.
+
+    The screen hands the changed tasks to the table in this order, so the
+    rows of a sub-plan that just started are added in its plan order.
+    """
+
+    def __init__(self, ids: Iterable[str] = ()) -> None:
+        self._order: dict[str, None] = dict.fromkeys(ids)
+        super().__init__(self._order)
+
+    def add(self, task_id: str) -> None:
+        """Add ``task_id`` (once: its place is where it was first added)."""
+        super().add(task_id)
+        self._order[task_id] = None
+
+    def discard(self, task_id: str) -> None:
+        """Remove ``task_id`` if present."""
+        super().discard(task_id)
+        self._order.pop(task_id, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._order)
+
+
 @dataclass
 class Dirty:
     """What changed since the last :meth:`RunState.take_dirty`."""
 
-    tasks: set[str] = field(default_factory=set)
+    tasks: set[str] = field(default_factory=ChangedIds)
+    """Ids of changed tasks; iterated in the order they changed (a ``ChangedIds``)."""
     pools: bool = False
     run: bool = False
+    added: bool = False
+    """Tasks joined the run (a sub-plan started): what lays out every task
+    (the DAG) takes them all again, in :attr:`RunState.order`."""
 
 
 class RunState:
@@ -67,13 +105,14 @@ class RunState:
         self.admission_paused = snapshot.admission_paused
         self.admission_reason = snapshot.admission_reason
         self.dropped_lines = snapshot.dropped_lines
-        self.tasks: dict[str, TaskInfo] = {t.id: t for t in snapshot.tasks}
+        self.tasks: dict[str, TaskInfo] = {t.id: sub_task_pool(t) for t in snapshot.tasks}
         for task_id, (started, finished) in (times or {}).items():
             task = self.tasks.get(task_id)
             if task is not None and task.started_ts is None:
                 self.tasks[task_id] = dataclasses.replace(
                     task, started_ts=started, finished_ts=task.finished_ts or finished)
-        self.order: list[str] = [t.id for t in snapshot.tasks]
+        self.order: list[str] = _plan_order([t.id for t in snapshot.tasks])
+        """Task ids in plan order, each sub-task after its plan task."""
         self.pools: dict[str, PoolInfo] = {p.name: p for p in snapshot.pools}
         self.counts: Counter[TaskState] = Counter(t.state for t in snapshot.tasks)
         self.loss: dict[str, deque[float]] = {}
@@ -85,7 +124,7 @@ class RunState:
         self.last_end_ts: float | None = max(
             (t.finished_ts for t in snapshot.tasks if t.finished_ts is not None), default=None)
         """When the last task ended: a run kept open after its tasks took until then."""
-        self._dirty = Dirty(tasks=set(self.tasks), pools=True, run=True)
+        self._dirty = Dirty(tasks=ChangedIds(self.order), pools=True, run=True)
         self._dependants: dict[str, list[str]] | None = None
 
     # ----------------------------------------------------------------- apply
@@ -94,6 +133,8 @@ class RunState:
         """Fold one event into the state and mark what it changed."""
         if isinstance(event, TaskChanged):
             self._task_changed(event)
+        elif isinstance(event, TasksAdded):
+            self._tasks_added(event)
         elif isinstance(event, OutputLines):
             if event.task_id == self.watched:
                 self.pending_lines.extend((event.attempt, line) for line in event.lines)
@@ -135,10 +176,13 @@ class RunState:
             return  # not in the snapshot's plan: nothing to show it in
         started = old.started_ts
         finished = old.finished_ts
+        progress, fraction = old.progress, old.fraction
         if event.state is TaskState.RUNNING and (
             old.state is not TaskState.RUNNING or event.attempt != old.attempt
         ):
             started, finished = event.ts, None
+            if event.attempt != old.attempt:  # a new attempt: the last one's progress is not its
+                progress, fraction = {}, None
         elif event.state.is_terminal or event.state is TaskState.RETRYING:
             if event.started_ts is not None:
                 # The attempt's own start: a slow console's stream may have
@@ -160,6 +204,8 @@ class RunState:
             exit_code=event.exit_code,
             reason=event.reason,
             pid=event.pid if event.state is TaskState.RUNNING else None,
+            progress=progress,
+            fraction=fraction,
         )
         if old.state is not event.state:
             self.counts[old.state] -= 1
@@ -167,10 +213,39 @@ class RunState:
             self._dirty.run = True
         self._dirty.tasks.add(event.task_id)
 
+    def _tasks_added(self, event: TasksAdded) -> None:
+        """A sub-plan started: its tasks join (or, for a retried plan task, start afresh)."""
+        new: list[str] = []
+        for info in event.tasks:
+            info = sub_task_pool(info)
+            old = self.tasks.get(info.id)
+            if old is None:
+                new.append(info.id)
+            else:
+                self.counts[old.state] -= 1
+                self.loss.pop(info.id, None)
+            self.tasks[info.id] = info
+            self.counts[info.state] += 1
+            self._dirty.tasks.add(info.id)
+        if new:
+            # After the plan task and whatever of its own is shown already.
+            inside = event.task_id + "/"
+            at = len(self.order)
+            for i in range(len(self.order) - 1, -1, -1):
+                task_id = self.order[i]
+                if task_id == event.task_id or task_id.startswith(inside):
+                    at = i + 1
+                    break
+            self.order[at:at] = new
+            self._dirty.added = True
+        if event.tasks:
+            self._dependants = None  # new deps
+            self._dirty.run = True  # the counts changed
+
     def _progress(self, event: Progress) -> None:
         old = self.tasks.get(event.task_id)
-        if old is None:
-            return
+        if old is None or event.attempt < old.attempt:
+            return  # unknown, or an earlier attempt's (it ended)
         self.tasks[event.task_id] = dataclasses.replace(
             old, progress=dict(event.values), fraction=event.fraction
         )
@@ -203,7 +278,7 @@ class RunState:
         These are the tasks that cancelling or skipping ``task_id`` skips
         (the engine skips every task waiting on it, transitively).
         """
-        if self._dependants is None:  # deps never change within a run: built once
+        if self._dependants is None:  # built again only when a sub-plan's tasks join
             self._dependants = {}
             for task in self.tasks.values():
                 for dep in task.deps:
@@ -237,3 +312,40 @@ class RunState:
         if self.status not in (RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.CANCELLING):
             return False
         return any(n > 0 for state, n in self.counts.items() if not state.is_terminal)
+
+
+def sub_task_pool(task: TaskInfo) -> TaskInfo:
+    """A sub-task (``build/compile``) with its pool named as its sub-run's (``build/shell``).
+
+    Other tasks are returned as they are.
+    """
+    prefix, slash, _ = task.id.rpartition("/")
+    if not slash or task.pool.startswith(prefix + "/"):
+        return task
+    return dataclasses.replace(task, pool=f"{prefix}/{task.pool}")
+
+
+def _plan_order(ids: list[str]) -> list[str]:
+    """``ids`` with each sub-task (``build/x``) moved after its plan task's rows.
+
+    A snapshot lists a run's own tasks first and its sub-plans' tasks after
+    them (an attach after a sub-plan started).
+    """
+    known = set(ids)
+    inside: dict[str, list[str]] = {}
+    top: list[str] = []
+    for task_id in ids:
+        prefix, slash, _ = task_id.rpartition("/")
+        if slash and prefix in known:
+            inside.setdefault(prefix, []).append(task_id)
+        else:
+            top.append(task_id)
+    if not inside:
+        return ids
+    out: list[str] = []
+    stack = list(reversed(top))
+    while stack:
+        task_id = stack.pop()
+        out.append(task_id)
+        stack.extend(reversed(inside.get(task_id, ())))
+    return out

@@ -12,6 +12,12 @@ generation (grouped when there are many) with counts by state, then the
 upstream/downstream neighbourhood of the selected task (two steps each way)
 drawn as a small layered graph, re-laid out when the selection moves.
 
+A ``plan`` task's sub-tasks (``build/compile``) are drawn after it: those
+of its sub-plan's tasks that wait for no other sub-task hang from the plan
+task, the others from their own deps, labelled with their own names. They
+join when the screen lays out the tasks again (:meth:`DagView.set_tasks`,
+as when the sub-plan starts); until then their states are ignored.
+
 Keys move between nodes: up/down (k/j) within a column, left/right (h/l) to
 the nearest dependency or dependant. A move by the user posts
 :class:`DagView.TaskSelected`; :meth:`DagView.select` (the screen following
@@ -153,7 +159,7 @@ class DagView(ScrollView, can_focus=True):
             tasks: every task of the plan, in plan order.
         """
         keep = self.selected  # by id: the new plan numbers its tasks afresh
-        self._index = build_index((t.id, t.deps) for t in tasks)
+        self._index = build_index((t.id, _drawn_deps(t)) for t in tasks)
         self._labels = [t.name or t.id for t in tasks]
         self._counts = GenerationCounts(self._index)
         for task in tasks:
@@ -354,6 +360,15 @@ class DagView(ScrollView, can_focus=True):
             if counts[state]:
                 segments.append(Segment(f"{SYMBOLS[state]}{counts[state]} ", self._style(state.value)))
         return Strip(segments)
+
+
+def _drawn_deps(task: TaskInfo) -> Sequence[str]:
+    """A task's deps as drawn: a sub-task that waits for no other sub-task
+    (``build/compile``) is drawn downstream of its plan task (``build``)."""
+    prefix, slash, _ = task.id.rpartition("/")
+    if slash and not task.deps:
+        return (prefix,)
+    return task.deps
 
 
 def _range_label(first: int, last: int) -> str:

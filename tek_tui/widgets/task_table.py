@@ -12,6 +12,11 @@ stale, because ``DataTable.remove_row`` re-indexes every row. Sorting happens
 only when a sort key of a changed row moved.
 
 The filter language (``/``) is :func:`~tek_tui.widgets.task_cells.parse_filter`.
+
+Rows that come later (a ``plan`` task's sub-tasks, ``build/compile``, once
+its sub-plan starts; a task added by ``a``) are added like any changed task;
+in plan order a sub-task sits right after its plan task (and its earlier
+sub-tasks), not at the end.
 """
 
 from __future__ import annotations
@@ -75,7 +80,9 @@ class TaskTable(RowTable):
         super().__init__(zebra_stripes=False, **kwargs)
         self._clock = clock
         self._tasks: dict[str, TaskInfo] = {}
-        self._order: dict[str, int] = {}
+        self._order: dict[str, tuple[int, ...]] = {}
+        """Plan-order key of each task: ``(n,)``, or its plan task's key + ``(n,)``."""
+        self._placed = 0
         self._cells: dict[str, Cells] = {}
         self._painted: dict[str, Cells] = {}
         self._stale: set[str] = set()
@@ -115,7 +122,9 @@ class TaskTable(RowTable):
     def set_tasks(self, tasks: Iterable[TaskInfo]) -> None:
         """Load the plan's tasks (once per run), keeping plan order."""
         self._tasks = {t.id: t for t in tasks}
-        self._order = {task_id: i for i, task_id in enumerate(self._tasks)}
+        self._order = {}
+        for task_id in self._tasks:
+            self._place(task_id)
         if not self.columns:
             # Most telling columns first, so an 80-column terminal shows them.
             for label, key in (("state", "state"), ("id", "id"), ("time", "duration"),
@@ -155,7 +164,7 @@ class TaskTable(RowTable):
             old = self._tasks.get(task.id)
             self._tasks[task.id] = task
             if old is None:
-                self._order[task.id] = len(self._order)
+                self._place(task.id)
                 added = True
             visible = task.id in self._cells
             wanted = self._predicate is None or self._predicate(task)
@@ -247,6 +256,14 @@ class TaskTable(RowTable):
         self.refresh()
 
     # -------------------------------------------------------------- private
+
+    def _place(self, task_id: str) -> None:
+        """Give a new task its plan-order key: after every task known so far, or,
+        for a sub-task (``build/compile``), after its plan task's rows so far."""
+        self._placed += 1
+        prefix, slash, _ = task_id.rpartition("/")
+        parent = self._order.get(prefix) if slash else None
+        self._order[task_id] = (self._placed,) if parent is None else (*parent, self._placed)
 
     @property
     def _y_offsets(self) -> list[tuple[Any, int]]:
@@ -378,7 +395,7 @@ class TaskTable(RowTable):
             return (-seconds if cells is not None else 0.0, order)
         if self.sort_mode == "id":
             return (task.id, order)
-        return (order,)
+        return order
 
     def _seconds(self, task: TaskInfo) -> float:
         if task.started_ts is None:

@@ -68,7 +68,7 @@ async def test_failing_sub_plan_fails_the_task(tmp_path: Path) -> None:
     p = write(tmp_path / "parent.csv", ["sub,plan,child.csv,", "after,noop,,sub"])
     summary, _ = await run_collect(create_run(read_plan(p), OPTS))
     assert summary.tasks["sub"].state is TaskState.FAILED
-    assert summary.tasks["sub"].reason == "sub-plan failed: 1 failed, 1 skipped"
+    assert summary.tasks["sub"].reason == "sub-plan failed: x (exit code 4); 1 failed, 1 skipped"
     assert summary.tasks["after"].state is TaskState.SKIPPED
 
 

@@ -13,7 +13,16 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from core.engine import Run, RunOptions, create_run
 from core.errors import ControlError, ProtocolError, TekError
-from core.events import CancelRun, CancelTask, Event, RunFinished, RunStatus, TaskChanged, TaskState
+from core.events import (
+    PROTOCOL_VERSION,
+    CancelRun,
+    CancelTask,
+    Event,
+    RunFinished,
+    RunStatus,
+    TaskChanged,
+    TaskState,
+)
 from core.run_socket import SocketClient, find_served, serving, socket_path, sockets_dir
 from tests.core.engine_helpers import noop, plan_of, shell
 
@@ -172,7 +181,7 @@ async def test_garbage_from_a_connection_never_reaches_the_run() -> None:
             newer = await anyio.connect_unix(path)
             await newer.send(b'{"attach": 99}\n')
             reply = await BufferedByteReceiveStream(newer).receive_until(b"\n", 4096)
-            assert b"this run speaks protocol 1, the console 99" in reply
+            assert f"this run speaks protocol {PROTOCOL_VERSION}, the console 99".encode() in reply
             for stream in (rude, deep, newer):
                 await stream.aclose()
 
