@@ -147,7 +147,7 @@ def test_live_view_shows_markup_like_output_as_text() -> None:
     from rich.console import Console
 
     from core.events import OutputLines, RunSnapshot, RunStatus, TaskChanged, TaskInfo, TaskState
-    from tek_tui.live_view import RunWatch, render
+    from tek_tui.run_watch import RunWatch, render
 
     class Client:
         def snapshot(self) -> RunSnapshot:

@@ -232,7 +232,7 @@ def test_live_view_renders_progress_running_tasks_and_failures() -> None:
         TaskInfo,
         TaskState,
     )
-    from tek_tui.live_view import RunWatch, render
+    from tek_tui.run_watch import RunWatch, render
 
     class Client:
         def snapshot(self) -> RunSnapshot:
