@@ -12,7 +12,7 @@ subscriber that stops reading can never slow the run. Each
 - ``OutputLines`` beyond ``max_lines`` pending lines are dropped from this
   subscriber's stream (never from the log file) and announced by one
   ``OutputDropped`` per task attempt, placed where the first drop happened;
-- ``RunStarted``, ``AdmissionChanged`` and ``RunFinished`` are always kept.
+- ``RunStarted``, ``AdmissionChanged``, ``TasksAdded`` and ``RunFinished`` are always kept.
 
 So a subscriber's memory is bounded by the number of task attempts and pools
 plus ``max_lines``, whatever it does.

@@ -62,11 +62,13 @@ def run_dir(run_id: str) -> Path:
 def run_log_path(run_id: str, task_id: str, attempt: int) -> Path:
     """Log file of one attempt: ``<home>/runs/<run>/<task>.<attempt>.log``.
 
-    Task ids may contain ``/`` (sub-plan tasks); it becomes ``__`` so the log
-    stays inside the run's folder.
+    A sub-plan's task (``build/compile``, as its parent run names it) has its
+    log in the folder of the nested run (``<run>/build``, see
+    :mod:`core.agents.plan`): ``<home>/runs/<run>/build/compile.<attempt>.log``.
     """
-    safe = task_id.replace("/", "__")
-    return run_dir(run_id) / f"{safe}.{attempt}.log"
+    prefix, _, own = task_id.rpartition("/")
+    folder = run_dir(run_id) / prefix if prefix else run_dir(run_id)
+    return folder / f"{own}.{attempt}.log"
 
 
 def default_store_path(create: bool = True) -> Path:

@@ -189,6 +189,8 @@ def _check_ids(ids_s: pl.Series, ids: list[str], lines: list[int], problems: Pro
         problems.add(lines[i], "id", "missing id")
     for i in _where(~empty & ~ids_s.str.contains(ID_PATTERN)):
         problems.add(lines[i], "id", "invalid id: use letters, digits and _ . : - only", ids[i])
+    for i in _where(ids_s.is_in([".", ".."])):  # a sub-plan's logs would leave the run's folder
+        problems.add(lines[i], "id", "invalid id: . and .. name folders", ids[i])
     for i in _where(ids_s.str.len_chars() > MAX_ID_LEN):
         problems.add(lines[i], "id", f"id longer than {MAX_ID_LEN} characters "
                      f"({len(ids[i])}): its log file name would not fit", ids[i])

@@ -200,6 +200,8 @@ class MainScreen(PaneLayoutScreen):
                     self._show_filter_count()  # rows come and go with their states
             if tick:
                 self.table.tick()
+            if dirty.added:  # a sub-plan started: its tasks join the DAG under their plan task
+                self._pane_widget("dag-view").set_tasks([state.tasks[i] for i in state.order])
             if self._dag_pending and self.pane_visible("dag"):
                 self._pane_widget("dag-view").update_states(self._dag_pending)
                 self._dag_pending = {}

@@ -40,6 +40,14 @@ def test_a_short_row_counts_its_field_in_the_singular(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("tid", [".", ".."])
+def test_ids_that_name_folders_are_refused(tmp_path: Path, tid: str) -> None:
+    # a plan task named `..` put its sub-plan's logs outside the run's folder
+    assert problems_of(tmp_path / "p.csv", f"id,command\n{tid},echo\n".encode()) == [
+        f"2: id: invalid id: . and .. name folders ({tid})"
+    ]
+
+
 def test_an_env_key_set_twice_is_refused(tmp_path: Path) -> None:
     assert problems_of(tmp_path / "p.csv", b"id,command,env\na,echo,A=1;B=2;A=3\n") == [
         "2: env: A is set twice (A=3)"

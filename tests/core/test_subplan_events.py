@@ -57,6 +57,16 @@ async def test_a_failed_sub_plan_names_the_sub_task_that_failed_in_its_reason_an
     ]
 
 
+async def test_a_sub_task_s_own_log_is_where_its_parent_run_looks_for_it(tmp_path: Path) -> None:
+    """The console shows ``build/c1``'s log from ``run_log_path(run, "build/c1", n)``."""
+    from core.paths import run_log_path
+
+    run = create_run(read_plan(failing_parent(tmp_path)), OPTS, run_id="r6")
+    await run_collect(run)
+    assert run_log_path("r6", "build/c1", 1).read_text() == "c1\n"
+    assert run_log_path("r6", "build/c2", 1).parent == run_log_path("r6", "build", 1).parent / "build"
+
+
 async def test_a_sub_plan_announces_its_tasks_before_any_of_their_events(
     tmp_path: Path,
 ) -> None:

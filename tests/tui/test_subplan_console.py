@@ -108,6 +108,8 @@ async def test_sub_task_rows_show_filter_select_and_take_the_task_keys() -> None
         assert isinstance(screen, MainScreen)
         table = screen.table
         assert table.shown_ids == ["pre", "nested", "nested/s1", "nested/s2", "post"]
+        dag = screen.query_one(DagView)  # the DAG took them in as the sub-plan started
+        await until(pilot, lambda: "nested/s2" in dag._index.position)
         cells = table.cell_values("nested/s1")
         assert (cells["state"], cells["agent"], cells["duration"]) == (R, "shell", "1m04s")
         await pilot.press("down", "down")
