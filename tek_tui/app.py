@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from textual.worker import Worker, WorkerState
 from core.client import RunClient
 from core.errors import PlanError, TekError
 from core.plan import Plan
+from core.run_options import RunOptions
 from tek_tui.config import remember_theme
 from tek_tui.console_runs import ConsoleRun, new_run, resumed_run
 from tek_tui.screens.help import HelpScreen, collect_key_rows
@@ -82,7 +83,8 @@ class TekApp(KeysInOrder[int]):
         runner: Runner | None = None,
         start: bool = False,
         theme: str | None = None,
-        jobs: int | None = None,
+        options: RunOptions | None = None,
+        given: Collection[str] = (),
         clock: Callable[[], float] = time.time,
         sampler: Any = None,
         search_dirs: Iterable[Path] | None = None,
@@ -101,7 +103,10 @@ class TekApp(KeysInOrder[int]):
             runner: awaitable factory that drives ``client``'s run, if this app owns it.
             start: send ``Start`` as soon as the run is shown.
             theme: theme name (default: remembered, else ``tek-dark``).
-            jobs: default pool size for runs this app creates.
+            options: engine options of runs this app creates (``tek tui``'s
+                flags, then config); a resume keeps the run's recorded ones
+                but for those named in ``given``.
+            given: option fields given on the command line.
             clock: time source (frozen in snapshot tests).
             sampler: telemetry sampler handed to the system pane (tests).
             search_dirs: folders the picker lists plans from.
@@ -122,7 +127,8 @@ class TekApp(KeysInOrder[int]):
         self.client = client
         self.runner = runner
         self.start_run = start
-        self.jobs = jobs
+        self.options = options if options is not None else RunOptions()
+        self.given = frozenset(given)
         self.clock = clock
         self.sampler = sampler
         self.search_dirs = list(search_dirs) if search_dirs is not None else None
@@ -225,9 +231,9 @@ class TekApp(KeysInOrder[int]):
             self._run_journal.close()
             self._run_journal = None
         if resumed is not None:
-            built = self._take(await resumed_run(plan, self.jobs, resumed))
+            built = self._take(await resumed_run(plan, self.options, resumed, self.given))
         else:
-            built = self._take(await new_run(plan, self.jobs))
+            built = self._take(await new_run(plan, self.options))
         client = built.run.client()
         self._run_driver = self._drive_run(built.run.run, client)
         return client, built.times
@@ -256,9 +262,9 @@ class TekApp(KeysInOrder[int]):
             # read only parses a file, and nothing waits for its result.
             plan = await anyio.to_thread.run_sync(read_plan, path, abandon_on_cancel=True)
             if resume is not None:
-                built = self._take(await resumed_run(plan, self.jobs, resume))
+                built = self._take(await resumed_run(plan, self.options, resume, self.given))
             else:
-                built = self._take(await new_run(plan, self.jobs))
+                built = self._take(await new_run(plan, self.options))
         except TekError as exc:
             problems = exc.problems if isinstance(exc, PlanError) else str(exc).splitlines()
             self._show_problems(problems)

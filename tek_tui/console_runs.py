@@ -9,9 +9,10 @@ journaled run reopened as ``tek run --resume`` reopens it, so its errors
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
@@ -43,14 +44,20 @@ class ConsoleRun:
     times: Mapping[str, tuple[float, float | None]] = field(default_factory=dict)
 
 
-def console_options(jobs: int | None) -> RunOptions:
-    """Options of every console run: waits for ``s``, stays open for retries."""
-    from core.engine import RunOptions
-
-    return RunOptions(jobs=jobs, wait_for_start=True, stay_open=True)
+def console_options(options: RunOptions) -> RunOptions:
+    """``options`` as every console run has them: waits for ``s``, stays open for retries."""
+    return dataclasses.replace(options, wait_for_start=True, stay_open=True)
 
 
-async def new_run(plan: Plan, jobs: int | None) -> ConsoleRun:
+def recorded(options: RunOptions) -> dict[str, Any]:
+    """What the journal keeps of a console run's options (a later resume reuses them)."""
+    from core.run_options import RECORDED
+
+    return {**{k: v for k, v in dataclasses.asdict(options).items() if k in RECORDED},
+            "console": True}
+
+
+async def new_run(plan: Plan, options: RunOptions) -> ConsoleRun:
     """A new run of ``plan``, journaled unless the journal cannot be opened.
 
     The journal's work (opening it, checking every page, the run's rows) is
@@ -61,7 +68,7 @@ async def new_run(plan: Plan, jobs: int | None) -> ConsoleRun:
     """
     from core.engine import create_run
 
-    options = console_options(jobs)
+    options = console_options(options)
     try:
         # Shielded: a journal made for a console that quit meanwhile must
         # still reach the app, which closes it (and drops the run) on exit.
@@ -78,26 +85,34 @@ async def new_run(plan: Plan, jobs: int | None) -> ConsoleRun:
     return ConsoleRun(run, journal)
 
 
-async def resumed_run(plan: Plan, jobs: int | None, resume: str) -> ConsoleRun:
+async def resumed_run(
+    plan: Plan, options: RunOptions, resume: str, given: Collection[str] = ()
+) -> ConsoleRun:
     """The journaled run ``resume`` (an id or ``last``) of ``plan``, reopened to resume.
 
-    The journal's reads and writes are done in a thread, as for :func:`new_run`.
+    It runs with the options the run recorded, but for those in ``given``
+    (given on the command line: ``options`` has them), as ``tek run
+    --resume`` does. The journal's reads and writes are done in a thread, as
+    for :func:`new_run`.
 
     Raises:
         TekError: no journal, no such run, a run of another plan file, one
             still running, or options the engine refuses (then nothing changed).
     """
     from core.engine import create_run
-    from core.journal import create_journal
+    from core.journal import create_journal, find_resume
+    from core.run_options import resumed_options
     from core.store import open_store
 
-    options = console_options(jobs)
     with anyio.CancelScope(shield=True):  # as in new_run: all of it reaches the app, or none
         store = await anyio.to_thread.run_sync(lambda: open_store(create=False))
         try:
+            target = await anyio.to_thread.run_sync(
+                lambda: find_resume(plan, store=store, resume=resume))
+            options = console_options(resumed_options(target.run.options, options, given,
+                                                      run_id=target.run.id))
             journal = await anyio.to_thread.run_sync(lambda: create_journal(
-                plan, store=store, resume=resume, defer_reopen=True,
-                options={"jobs": jobs, "console": True}))
+                plan, store=store, resume=target, defer_reopen=True, options=recorded(options)))
             run = create_run(plan, options, run_id=journal.run_id, recorder=journal.recorder,
                              completed=journal.completed, attempts_so_far=journal.attempts_so_far,
                              skipped=journal.skipped)
@@ -137,7 +152,7 @@ def _new_journal(plan: Plan, options: RunOptions) -> RunJournal:
 
     store = open_store()
     try:
-        journal = create_journal(plan, store=store, options={"jobs": options.jobs, "console": True})
+        journal = create_journal(plan, store=store, options=recorded(options))
         journal.ready()  # a damaged journal is refused here, before the run exists
     except BaseException:
         store.close()

@@ -50,6 +50,21 @@ def register(sub: Any) -> None:
     )
     p.add_argument("plan", nargs="?", metavar="PLAN",
                    help="plan file (CSV); optional with --resume")
+    add_option_args(p)
+    p.add_argument("--dry-run", action="store_true", help="print the order tasks would start in")
+    p.add_argument("--json", action="store_true", help="print one JSON summary at the end")
+    p.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    p.add_argument("-d", "--detach", action="store_true",
+                   help="run in the background (not stopped when the terminal closes); "
+                   "prints the run id to attach to with `tek tui --attach`")
+    from tek_tui.commands.run_journal import add_journal_args  # journal flags (issue 4)
+
+    add_journal_args(p)
+    p.set_defaults(func=_run)
+
+
+def add_option_args(p: argparse.ArgumentParser) -> None:
+    """The engine's options as flags, for ``tek run`` and ``tek tui`` alike."""
     p.add_argument("-j", "--jobs", metavar="N",
                    help="tasks at once: every pool's size, and the CPU capacity unless --cpus")
     p.add_argument("--pool", metavar="NAME=SIZE", action="append", default=[],
@@ -64,16 +79,6 @@ def register(sub: Any) -> None:
     p.add_argument("--fail-fast", action=argparse.BooleanOptionalAction, default=None,
                    help="cancel everything after the first failure (default: keep going; "
                    "a resume: as the run was)")
-    p.add_argument("--dry-run", action="store_true", help="print the order tasks would start in")
-    p.add_argument("--json", action="store_true", help="print one JSON summary at the end")
-    p.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
-    p.add_argument("-d", "--detach", action="store_true",
-                   help="run in the background (not stopped when the terminal closes); "
-                   "prints the run id to attach to with `tek tui --attach`")
-    from tek_tui.commands.run_journal import add_journal_args  # journal flags (issue 4)
-
-    add_journal_args(p)
-    p.set_defaults(func=_run)
 
 
 #: Most GPUs ``--gpus`` accepts: the scheduler keeps one slot per GPU.

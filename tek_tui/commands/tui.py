@@ -1,4 +1,4 @@
-"""``tek tui [PLAN] [--start] [--theme NAME] [-j N] [--resume [RUN_ID|last]] [--attach [RUN_ID|last]]``.
+"""``tek tui [PLAN] [--start] [--theme NAME] [run options] [--resume [RUN_ID|last]] [--attach [RUN_ID|last]]``.
 
 With a plan the console loads it (problems are listed in the console, with
 file and line) and waits for ``s`` unless ``--start`` is given. ``--resume``
@@ -7,6 +7,9 @@ does (PLAN may then be left out). ``--attach`` watches and steers a run that
 a ``tek run`` process is running (``core.run_socket``); ``q`` detaches. Without one it
 opens on recent runs and a picker of plan files. The theme defaults to the one
 remembered in the user's config; an unknown ``--theme`` is bad input (exit 2).
+The run options (``-j``, ``--pool``, ``--cpus``, ``--gpus``, ...) are ``tek run``'s,
+with the same defaults from ``config.toml``; a resume keeps the run's own
+unless given again.
 The console process never imports torch: ML tasks run in worker processes.
 """
 
@@ -34,7 +37,9 @@ def register(sub: Any) -> None:
                    help="plan CSV to load (default: pick one)")
     p.add_argument("--start", action="store_true", help="start the run at once")
     p.add_argument("--theme", metavar="NAME", help="console theme (remembered for next time)")
-    p.add_argument("-j", "--jobs", type=int, metavar="N", help="default pool size")
+    from tek_tui.commands.run import add_option_args
+
+    add_option_args(p)  # as tek run's: the console's runs take them (and config's run_* keys)
     p.add_argument(
         "--resume", nargs="?", const="last", metavar="RUN_ID|last",
         help="resume an earlier run of PLAN (default: its last); PLAN may be left out: "
@@ -51,11 +56,11 @@ def register(sub: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     # Imported here so `tek --help` and other commands never load Textual.
     from tek_tui.app import TekApp
+    from tek_tui.commands.run import given_options, options_from_args
     from tek_tui.config import remember_theme, remembered_theme
     from tek_tui.themes import load_themes
 
-    if args.jobs is not None and args.jobs < 1:
-        raise TekError(f"-j/--jobs must be at least 1 (got {args.jobs})")
+    options = options_from_args(args)  # flags, then config.toml's run_* keys; checked
     names = sorted(load_themes().themes)
     theme = args.theme
     if theme is not None:
@@ -79,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
 
         args.plan = Path(plan_path_for(args))  # also turns `last` into the run's id
     app = TekApp(plan_path=args.plan, resume=args.resume, attach=attach, start=args.start,
-                 theme=theme, jobs=args.jobs)
+                 theme=theme, options=options, given=given_options(args))
     gc.enable()  # the CLI starts with it off (imports only)
     code = app.run()
     return code if isinstance(code, int) else 0

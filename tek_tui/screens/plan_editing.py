@@ -120,10 +120,11 @@ class PlanEditScreen(RunControlScreen):
             return  # `s` was pressed while the form was open: the run has the plan now
         from core.engine import RunOptions, create_run
 
+        options = getattr(self.app, "options", None) or RunOptions()
         try:
             # Never started and not journaled: its snapshot is shown, and it
             # takes the controls given before `s`.
-            preview = create_run(plan, RunOptions(jobs=getattr(self.app, "jobs", None))).client()
+            preview = create_run(plan, options).client()
         except TekError as exc:
             self.notify(str(exc), title="cannot run this plan", severity="error")
             return

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from core.events import RunStatus, TaskState
+from core.run_options import RunOptions
 from core.store import open_store
 from tek_tui.app import TekApp
 from tek_tui.cli import main
@@ -211,7 +212,7 @@ async def test_a_console_resume_stops_the_crashed_runs_leftovers_before_its_task
     from tek_tui.console_runs import resumed_run
 
     plan, events = await anyio.to_thread.run_sync(_killed_mid_task, tmp_path)
-    built = await resumed_run(read_plan(plan), None, "last")
+    built = await resumed_run(read_plan(plan), RunOptions(), "last")
     run = built.run
     with anyio.fail_after(30):
         async with anyio.create_task_group() as tg:

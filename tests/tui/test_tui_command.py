@@ -26,7 +26,7 @@ def test_unknown_theme_is_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_bad_jobs_is_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["tui", "-j", "0"]) == 2
-    assert "tek: -j/--jobs must be at least 1" in capsys.readouterr().err
+    assert "tek: -j 0: must be at least 1" in capsys.readouterr().err  # as tek run says it
 
 
 async def test_plan_problems_show_in_the_console(tmp_path: Path) -> None:
