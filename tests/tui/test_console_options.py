@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 import pytest
 
 from core.plan_io import read_plan
@@ -60,8 +62,9 @@ async def test_a_console_resume_keeps_the_run_s_options_but_those_given(tmp_path
 
     plan = tmp_path / "p.csv"
     plan.write_text("id,command\nbad,exit 3\nlater,true\n")
-    subprocess.run([sys.executable, "-m", "tek_tui.cli", "run", str(plan), "-j", "1",
-                    "--fail-fast", "--grace", "0.5"], capture_output=True, timeout=60)
+    argv = [sys.executable, "-m", "tek_tui.cli", "run", str(plan), "-j", "1", "--fail-fast",
+            "--grace", "0.5"]
+    await anyio.to_thread.run_sync(lambda: subprocess.run(argv, capture_output=True, timeout=60))
     built = await resumed_run(read_plan(plan), RunOptions(jobs=4), "last", given={"jobs"})
     options = built.run.options
     assert (options.fail_fast, options.grace_s, options.jobs) == (True, 0.5, 4)
