@@ -64,13 +64,20 @@ class RunRecord:
         latest one, from its resume; the hours between a crash and the
         resume are not its duration.
         """
-        if self.started_ts is None:
+        since = self.session_start
+        if since is None:
             return None
         end = self.ended_ts if self.ended_ts is not None else (time.time() if self.is_live else None)
         if end is None:
             return None
-        since = self.started_ts if not self.resumes or self.pid_ts is None else self.pid_ts
         return self.earlier_s + max(0.0, end - since)
+
+    @property
+    def session_start(self) -> float | None:
+        """When its latest session began: its start, or its latest resume (None: never started)."""
+        if self.started_ts is None:
+            return None
+        return self.pid_ts if self.resumes and self.pid_ts is not None else self.started_ts
 
 
 @dataclass(frozen=True, slots=True)

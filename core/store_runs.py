@@ -190,9 +190,9 @@ def session_s(conn: sqlite3.Connection, rec: RunRecord) -> float:
     its resume are not counted. A long quiet task that was running when tek
     died is counted only up to its start.
     """
-    if rec.started_ts is None:
+    since = rec.session_start
+    if since is None:
         return 0.0
-    since = rec.pid_ts if rec.resumes and rec.pid_ts is not None else rec.started_ts
     end = rec.ended_ts
     if end is None:
         (end,) = conn.execute(
