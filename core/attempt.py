@@ -202,7 +202,9 @@ class RunAttempts(RunEvents):
             # tells readers the attempts without a file printed nothing.
             with contextlib.suppress(OSError):  # the first write reports it
                 self._log_dir.mkdir(parents=True, exist_ok=True)
-        path = self._log_dir / f"{rec.task.id.replace('/', '__')}.{rec.attempt}.log"
+        # core.paths.run_log_path's layout (a task id holds no "/"), without its
+        # tek_home() per call: a nested run's folder is <run>/<plan task>.
+        path = self._log_dir / f"{rec.task.id}.{rec.attempt}.log"
         log = AttemptLog(path, on_output=self._on_output)
         self._logs[log] = (rec.task.id, rec.attempt)
         return build_context(self, rec, log)

@@ -334,9 +334,9 @@ def _orphan(child: Child) -> None:
 _spawner = _Spawner()
 
 
-#: Soft limit on open files that the first spawn raises tek's to (within the hard one).
+#: Soft limit on open files that tek raises its own to before its first shell task
+#: (within the hard one; :mod:`core.agents.fd_gate` does it as it reads the limit).
 FD_LIMIT = 1 << 16
-_fd_limit_raised = False
 
 
 def raise_fd_limit(want: int = FD_LIMIT) -> int:
@@ -377,10 +377,6 @@ def spawn_soon(
     the process could not be started). The callback always comes, so a child
     is never started and then lost: its receiver must stop it.
     """
-    global _fd_limit_raised
-    if not _fd_limit_raised:
-        _fd_limit_raised = True
-        raise_fd_limit()
     if inline:
         try:
             child = spawn(command, env, cwd)
